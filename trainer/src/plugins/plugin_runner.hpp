@@ -1,0 +1,100 @@
+// plugin_runner.hpp — the training loop's only door to its plugins.
+//
+//   bulkhead::PluginRunner plugins(bulkhead::plugin_settings_from_config(config["plugins"], config_dir), run);
+//   plugins.call("on_epoch_start", kwargs);                // waits, each plugin up to its deadline
+//   plugins.notify("on_step_end", kwargs);                 // returns at once
+//   caption = plugins.transform_caption(caption);          // any thread; chained in config order
+//   for (auto& request : plugins.take_control_requests()) ...
+//
+// Every plugin runs in its own bulkhead-plugin-host process. A plugin that
+// crashes, hangs or answers nonsense never throws into the caller: the value
+// passes through unchanged, the fault is counted, the host is restarted. Only
+// a plugin configured with on_failure "abort" can end training, through
+// abort_reason().
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <bulkhead/plugin.hpp>
+
+namespace bulkhead {
+
+// Resource limits of one plugin host (plugin-entry.schema.json, "limits").
+struct PluginLimits {
+  int address_space_mb = 4096;
+  int cpu_time_s = 3600;
+  int open_files = 256;
+  int processes = 64;
+  int max_message_mb = 64;
+  int max_caption_bytes = 4096;
+};
+
+// One entry of train.json's plugins list, with every default filled in.
+struct PluginSettings {
+  std::string entry;                   // as written: a name, a folder, a plugin.json, or an EveryDream2 class path
+  Json options = Json::object();
+  bool abort_on_failure = false;       // on_failure: "abort"
+  std::optional<int> timeout_ms;       // overrides every hook's catalogue deadline
+  int max_restarts = 5;                // faults tolerated within restart_window_s before quarantine
+  double restart_window_s = 60;
+  PluginLimits limits;
+};
+
+// Parses train.json's "plugins" array (already valid against plugin-entry.schema.json).
+std::vector<PluginSettings> plugin_settings_from_config(const Json& plugins);
+
+// What the plugins learn about the run.
+struct RunInfo {
+  std::string project_name;
+  std::filesystem::path run_dir;       // log_folder
+  std::filesystem::path config_dir;    // where train.json lives ("" when none)
+  std::filesystem::path scratch_dir;   // plugins' writable folder; default <run_dir>/plugin-scratch
+};
+
+// A validated control request from a plugin, e.g. {"action":"set_arg","name":"grad_accum","value":4}.
+struct ControlRequest {
+  std::string plugin;
+  Json request;
+};
+
+class PluginRunner {
+ public:
+  // Resolves and starts every plugin and completes each handshake. Throws
+  // std::runtime_error naming the entry when one cannot be found or started.
+  PluginRunner(std::vector<PluginSettings> plugins, RunInfo run);
+  ~PluginRunner();  // shuts every host down (shutdown message, SIGTERM, SIGKILL)
+  PluginRunner(const PluginRunner&) = delete;
+  PluginRunner& operator=(const PluginRunner&) = delete;
+
+  bool empty() const;
+  // True when any plugin asked for image tensors in step hooks (manifest wants_tensors).
+  bool wants_tensors() const;
+  // Names of the plugins, in config order.
+  std::vector<std::string> names() const;
+
+  void notify(const std::string& hook, const Json& kwargs);
+  void call(const std::string& hook, const Json& kwargs);
+  std::string transform_caption(std::string caption);
+  Image transform_pil_image(Image image);
+
+  std::vector<ControlRequest> take_control_requests();
+  // Set when a plugin with on_failure "abort" failed: names the plugin and the fault.
+  std::optional<std::string> abort_reason() const;
+
+  // Per plugin and hook: calls, latency p50/p99, timeouts, crashes, invalid replies, restarts, quarantine.
+  Json report() const;
+  // The report as a table a person reads at a glance.
+  std::string report_table() const;
+
+  void shutdown();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace bulkhead
