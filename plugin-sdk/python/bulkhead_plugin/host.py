@@ -39,7 +39,19 @@ CHANNELS = {"RGB": 3, "RGBA": 4, "L": 1}
 
 
 class LoadError(Exception):
-    """The plugin could not be loaded; the message names what was wrong."""
+    """The plugin could not be loaded; the message names what was wrong, tb is the plugin's traceback (if any)."""
+
+    def __init__(self, message, tb=""):
+        super().__init__(message)
+        self.tb = tb
+
+
+def _plugin_traceback(e):
+    """The traceback of an exception raised by the plugin's own code, without the import machinery."""
+    frames = traceback.extract_tb(e.__traceback__)
+    keep = [f for f in frames if "importlib" not in f.filename and not f.filename.endswith(os.path.join("bulkhead_plugin", "host.py"))]
+    lines = ["Traceback (most recent call last):\n"] + traceback.format_list(keep) if keep else []
+    return "".join(lines + traceback.format_exception_only(type(e), e))
 
 
 class HookError(Exception):
@@ -199,6 +211,11 @@ def load_plugin_class(entry):
         plugin_dir = os.path.abspath(plugin_dir)
         paths += [plugin_dir, os.path.dirname(plugin_dir)]
     paths += roots
+    seen = []
+    for p in paths:
+        if p not in seen:
+            seen.append(p)
+    paths = seen
     for p in reversed(paths):
         while p in sys.path:
             sys.path.remove(p)
@@ -211,9 +228,9 @@ def load_plugin_class(entry):
     except ModuleNotFoundError as e:
         if e.name and (module_name == e.name or module_name.startswith(e.name + ".")):
             raise LoadError("module %r not found (searched %s)" % (module_name, os.pathsep.join(paths) or "sys.path"))
-        raise LoadError("importing module %r failed: %s: %s" % (module_name, type(e).__name__, e))
+        raise LoadError("importing module %r failed: %s: %s" % (module_name, type(e).__name__, e), _plugin_traceback(e))
     except Exception as e:
-        raise LoadError("importing module %r failed: %s: %s" % (module_name, type(e).__name__, e))
+        raise LoadError("importing module %r failed: %s: %s" % (module_name, type(e).__name__, e), _plugin_traceback(e))
     cls = getattr(module, class_name, None)
     if cls is None:
         raise LoadError("module %r (%s) has no class %r" % (module_name, getattr(module, "__file__", "?"), class_name))
@@ -229,7 +246,7 @@ def build_plugin(entry):
     try:
         return cls()
     except Exception as e:
-        raise LoadError("%s() raised %s: %s" % (cls.__name__, type(e).__name__, e))
+        raise LoadError("%s() raised %s: %s" % (cls.__name__, type(e).__name__, e), _plugin_traceback(e))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -428,10 +445,15 @@ def main():
         plugin = build_plugin(entry)
         hooks = plugin.implemented_hooks()
         name, version, description = plugin.plugin_meta()
-    except (LoadError, Exception) as e:
-        what = str(e) if isinstance(e, LoadError) else "%s: %s" % (type(e).__name__, e)
-        message = "%s: %s\n%s" % (entry, what, traceback.format_exc())
-        sys.stderr.write(message)
+    except LoadError as e:
+        message = "%s: %s\n%s" % (entry, e, e.tb)
+    except Exception as e:
+        message = "%s: %s: %s\n%s" % (entry, type(e).__name__, e, traceback.format_exc())
+    else:
+        message = None
+    if message is not None:
+        message = message.rstrip("\n")
+        sys.stderr.write(message + "\n")
         sock.send(pack([NOTIFICATION, "log", {"level": "error", "message": message}]))
         close(sock, ctx, 2000)
         return EXIT_LOAD_FAILED
