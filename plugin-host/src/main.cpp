@@ -1,0 +1,71 @@
+// bulkhead-plugin-host — the process every plugin runs in.
+//
+//   bulkhead-plugin-host --runtime cpp|python|node|exec --entry ENTRY [--plugin-dir DIR] [--limit-... N]
+//
+// Started by the trainer with BULKHEAD_ENDPOINT, BULKHEAD_TOKEN and BULKHEAD_PARENT_PID in its
+// environment. It first sets up the jail (jail.hpp), then either serves a C++ plugin library in
+// this process (cpp_loader.hpp) or execs another runtime's host inside the same jail (runtime_exec.hpp).
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <string>
+
+#include "cpp_loader.hpp"
+#include "jail.hpp"
+#include "runtime_exec.hpp"
+
+namespace {
+
+constexpr int kUsageError = 64;
+
+int usage(const std::string& problem) {
+  std::cerr << "bulkhead-plugin-host: " << problem << "\n"
+            << "usage: bulkhead-plugin-host --runtime cpp|python|node|exec --entry ENTRY [--plugin-dir DIR]\n"
+            << "         [--limit-address-space-mb N] [--limit-cpu-s N] [--limit-open-files N] [--limit-processes N]\n";
+  return kUsageError;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::map<std::string, std::string> args;
+  for (int i = 1; i < argc; i += 2) {
+    std::string key = argv[i];
+    if (key.rfind("--", 0) != 0 || i + 1 >= argc) return usage("bad argument '" + key + "'");
+    args[key.substr(2)] = argv[i + 1];
+  }
+  for (const char* required : {"runtime", "entry"})
+    if (!args.count(required)) return usage(std::string("--") + required + " is required");
+
+  bulkhead::host::JailLimits limits;
+  try {
+    auto number = [&](const char* key, long& field) {
+      if (args.count(key)) field = std::stol(args[key]);
+    };
+    number("limit-address-space-mb", limits.address_space_mb);
+    number("limit-cpu-s", limits.cpu_time_s);
+    number("limit-open-files", limits.open_files);
+    number("limit-processes", limits.processes);
+  } catch (const std::exception&) {
+    return usage("a --limit-... value is not a number");
+  }
+
+  const char* parent = std::getenv("BULKHEAD_PARENT_PID");
+  try {
+    bulkhead::host::enter_jail(limits, parent != nullptr ? std::atoi(parent) : 0);
+  } catch (const std::exception& e) {
+    std::cerr << "bulkhead-plugin-host: cannot set up the jail: " << e.what() << std::endl;
+    return 71;
+  }
+
+  const std::string& runtime = args["runtime"];
+  if (runtime == "cpp") {
+    try {
+      return bulkhead::host::serve_cpp_plugin(args["entry"]);
+    } catch (const std::exception& e) {
+      std::cerr << "bulkhead-plugin-host: " << args["entry"] << ": " << e.what() << std::endl;
+      return 78;
+    }
+  }
+  return bulkhead::host::exec_runtime(runtime, args["entry"], args["plugin-dir"]);
+}

@@ -1,0 +1,155 @@
+#include <bulkhead/serve.hpp>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <utility>
+
+#include <bulkhead/wire.hpp>
+
+namespace bulkhead {
+namespace {
+
+using wire::Message;
+
+std::string required_env(const char* name) {
+  const char* value = std::getenv(name);
+  if (value == nullptr || *value == '\0') throw std::runtime_error(std::string(name) + " is not set");
+  return value;
+}
+
+// The Context a plugin sees: options from the welcome, control requests gathered for the next reply.
+class ServeContext final : public Context {
+ public:
+  explicit ServeContext(wire::Channel& channel) : channel_(channel) {}
+
+  const Json& options() const override { return options_; }
+  void log(const std::string& level, const std::string& message) override {
+    channel_.send(Message::notification("log", {{"level", level}, {"message", message}}));
+  }
+  void request_stop(const std::string& reason) override { control_.push_back({{"action", "stop"}, {"reason", reason}}); }
+  void request_checkpoint(const std::string& tag, const std::string& reason) override {
+    control_.push_back({{"action", "save_checkpoint"}, {"tag", tag}, {"reason", reason}});
+  }
+  void set_arg(const std::string& name, const Json& value) override {
+    control_.push_back({{"action", "set_arg"}, {"name", name}, {"value", value}});
+  }
+
+  void set_options(Json options) { options_ = std::move(options); }
+  // The control requests made since the last call, handed to the reply being built.
+  Json take_control() { return std::exchange(control_, Json::array()); }
+
+ private:
+  wire::Channel& channel_;
+  Json options_ = Json::object();
+  Json control_ = Json::array();
+};
+
+bool parent_alive(int parent_pid) {
+  if (parent_pid <= 0) return true;
+  return getppid() == parent_pid || kill(parent_pid, 0) == 0;
+}
+
+// Runs one hook; the result is the hook's reply body without control.
+Json dispatch(Plugin& plugin, const std::string& method, const Json& params) {
+  using Observer = void (Plugin::*)(const Kwargs&);
+  static const std::map<std::string, Observer> observers = {
+      {"on_training_start", &Plugin::on_training_start}, {"on_epoch_start", &Plugin::on_epoch_start},
+      {"on_step_start", &Plugin::on_step_start},         {"on_step_end", &Plugin::on_step_end},
+      {"on_epoch_end", &Plugin::on_epoch_end},           {"on_training_end", &Plugin::on_training_end},
+      {"on_checkpoint_saved", &Plugin::on_checkpoint_saved},
+      {"on_validation_end", &Plugin::on_validation_end}, {"on_log", &Plugin::on_log},
+  };
+  if (auto observer = observers.find(method); observer != observers.end()) {
+    (plugin.*(observer->second))(Kwargs(params.is_null() ? Json::object() : params));
+    return Json::object();
+  }
+  if (method == "transform_caption") {
+    if (!params.is_object() || !params.contains("caption") || !params["caption"].is_string())
+      throw wire::DecodeError("transform_caption needs params {caption: str}");
+    return {{"caption", plugin.transform_caption(params["caption"].get<std::string>())}};
+  }
+  if (method == "transform_pil_image") {
+    if (!params.is_object() || !params.contains("image")) throw wire::DecodeError("transform_pil_image needs params {image}");
+    return {{"image", wire::image_to_json(plugin.transform_pil_image(wire::image_from_json(params["image"])))}};
+  }
+  throw std::out_of_range(method);
+}
+
+Message answer(Plugin& plugin, ServeContext& context, const Message& request) {
+  try {
+    Json result = dispatch(plugin, request.method, request.params);
+    Json control = context.take_control();
+    if (!control.empty()) result["control"] = std::move(control);
+    if (result.empty()) result = nullptr;
+    return Message::response(request.id, std::move(result));
+  } catch (const std::out_of_range&) {
+    return Message::error_response(request.id, "unknown_method", "this plugin has no method '" + request.method + "'");
+  } catch (const wire::DecodeError& e) {
+    return Message::error_response(request.id, "bad_params", e.what());
+  } catch (const std::exception& e) {
+    context.take_control();
+    return Message::error_response(request.id, "hook_failed", request.method + ": " + e.what());
+  }
+}
+
+}  // namespace
+
+ServeOptions ServeOptions::from_environment() {
+  ServeOptions options;
+  options.endpoint = required_env("BULKHEAD_ENDPOINT");
+  options.token = required_env("BULKHEAD_TOKEN");
+  if (const char* parent = std::getenv("BULKHEAD_PARENT_PID")) options.parent_pid = std::atoi(parent);
+  return options;
+}
+
+int serve(Plugin& plugin, const PluginMeta& meta, const ServeOptions& options) {
+  zmq::context_t zmq_context(1);
+  wire::Channel channel(zmq_context, options.endpoint, /*bind=*/false);
+  ServeContext context(channel);
+  plugin.attach(&context);
+
+  channel.send(Message::request(0, "hello",
+                                {{"protocol", wire::kProtocolVersion},
+                                 {"token", options.token},
+                                 {"plugin", {{"name", meta.name}, {"version", meta.version}, {"description", meta.description}}},
+                                 {"hooks", meta.hooks},
+                                 {"runtime", {{"name", "cpp"}, {"version", __VERSION__}}},
+                                 {"pid", getpid()}}));
+  bool welcomed = false;
+  while (parent_alive(options.parent_pid)) {
+    std::optional<Message> message;
+    try {
+      message = channel.receive(std::chrono::milliseconds(250));
+    } catch (const wire::DecodeError& e) {
+      std::cerr << "bulkhead: ignoring a malformed message from the trainer: " << e.what() << std::endl;
+      continue;
+    }
+    if (!message) continue;
+    if (message->is_notification() && message->method == "shutdown") return 0;
+    if (!welcomed) {
+      if (!message->is_response() || message->id != 0) continue;
+      if (!message->error.is_null()) {
+        std::cerr << "bulkhead: the trainer refused the handshake: " << message->error.value("message", message->error.dump())
+                  << std::endl;
+        return 1;
+      }
+      context.set_options(message->result.value("options", Json::object()));
+      try {
+        plugin.configure();
+      } catch (const std::exception& e) {
+        context.log("error", meta.name + ": configure() failed: " + e.what());
+        return 78;
+      }
+      welcomed = true;
+      continue;
+    }
+    if (message->is_request()) channel.send(answer(plugin, context, *message));
+  }
+  return 0;
+}
+
+}  // namespace bulkhead

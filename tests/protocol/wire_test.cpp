@@ -1,0 +1,77 @@
+// The MessagePack codec and the envelope: round trips, malformed input, schema agreement.
+#include <gtest/gtest.h>
+
+#include <bulkhead/wire.hpp>
+
+#include "common/schemas.hpp"
+
+namespace bulkhead {
+namespace {
+
+using wire::Message;
+
+TEST(Wire, RequestRoundTripsWithBinary) {
+  Image image{2, 1, "RGB", {1, 2, 3, 4, 5, 6}};
+  Message sent = Message::request(7, "transform_pil_image", {{"image", wire::image_to_json(image)}});
+  std::string bytes = wire::encode(sent);
+  Message got = wire::decode(bytes.data(), bytes.size());
+  ASSERT_TRUE(got.is_request());
+  EXPECT_EQ(got.id, 7u);
+  EXPECT_EQ(got.method, "transform_pil_image");
+  Image back = wire::image_from_json(got.params["image"]);
+  EXPECT_EQ(back.data, image.data);
+  EXPECT_EQ(back.width, 2);
+}
+
+TEST(Wire, ResponseAndNotificationRoundTrip) {
+  Message error = Message::error_response(3, "hook_failed", "boom");
+  std::string bytes = wire::encode(error);
+  Message got = wire::decode(bytes.data(), bytes.size());
+  EXPECT_TRUE(got.is_response());
+  EXPECT_EQ(got.error["code"], "hook_failed");
+
+  Message log = Message::notification("log", {{"level", "info"}, {"message", "hi"}});
+  bytes = wire::encode(log);
+  got = wire::decode(bytes.data(), bytes.size());
+  EXPECT_TRUE(got.is_notification());
+  EXPECT_EQ(got.params["message"], "hi");
+}
+
+TEST(Wire, RejectsWhatIsNotAnEnvelope) {
+  const std::string garbage = "\xc1\xc1\xc1 not msgpack";
+  EXPECT_THROW(wire::decode(garbage.data(), garbage.size()), wire::DecodeError);
+  std::string map_not_array = wire::encode(Message::notification("x", nullptr)).substr(1);
+  EXPECT_THROW(wire::decode(map_not_array.data(), map_not_array.size()), wire::DecodeError);
+  // [5, 1, "m", {}]: an unknown kind
+  const std::string bad_kind = "\x94\x05\x01\xa1m\x80";
+  EXPECT_THROW(wire::decode(bad_kind.data(), bad_kind.size()), wire::DecodeError);
+  // 200 nested arrays: refused before it can exhaust the stack
+  std::string deep(200, '\x91');
+  deep += '\xc0';
+  EXPECT_THROW(wire::decode(deep.data(), deep.size()), wire::DecodeError);
+}
+
+TEST(Wire, ImageSizeMustMatchItsData) {
+  Json image = wire::image_to_json(Image{4, 4, "RGB", std::vector<std::uint8_t>(10)});
+  try {
+    wire::image_from_json(image);
+    FAIL() << "a 4x4 RGB image with 10 bytes was accepted";
+  } catch (const wire::DecodeError& e) {
+    EXPECT_NE(std::string(e.what()).find("needs 48"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Wire, EveryMessageTheCodeBuildsMatchesTheEnvelopeSchema) {
+  const auto& schemas = Schemas::instance();
+  for (const Message& m : {Message::request(1, "on_step_end", Json::object()), Message::response(1, nullptr),
+                           Message::error_response(1, "unknown_method", "no"), Message::notification("shutdown", {{"reason", "x"}})}) {
+    std::string bytes = wire::encode(m);
+    Message decoded = wire::decode(bytes.data(), bytes.size());
+    auto errors = schemas.validate("protocol/envelope.schema.json", decoded.to_json());
+    EXPECT_TRUE(errors.empty()) << m.to_json().dump() << ": " << (errors.empty() ? "" : errors[0].to_string());
+  }
+  EXPECT_FALSE(schemas.validate("protocol/envelope.schema.json", Json::array({1, 2})).empty());
+}
+
+}  // namespace
+}  // namespace bulkhead

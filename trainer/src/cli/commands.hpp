@@ -1,0 +1,12 @@
+// commands.hpp — the `bulkhead` subcommands, each registered on the CLI11 app by its own module.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace bulkhead {
+
+void add_train_command(CLI::App& app);    // bulkhead train --config train.json ...
+void add_sample_command(CLI::App& app);   // bulkhead sample --checkpoint PATH --prompt TEXT --out FILE.png
+void add_plugins_command(CLI::App& app);  // bulkhead plugins list | check PLUGIN
+
+}  // namespace bulkhead

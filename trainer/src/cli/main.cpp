@@ -1,0 +1,17 @@
+// bulkhead — a LibTorch trainer whose plugins run out of process.
+#include <csignal>
+#include <iostream>
+
+#include "cli/commands.hpp"
+
+int main(int argc, char** argv) {
+  // A plugin host that dies mid-send must not take the trainer with it.
+  std::signal(SIGPIPE, SIG_IGN);
+  CLI::App app{"Bulkhead: a LibTorch trainer whose plugins run out of process"};
+  app.require_subcommand(1);
+  bulkhead::add_train_command(app);
+  bulkhead::add_sample_command(app);
+  bulkhead::add_plugins_command(app);
+  CLI11_PARSE(app, argc, argv);
+  return 0;
+}

@@ -1,0 +1,55 @@
+// bulkhead plugins list | check PLUGIN
+#include <cstdlib>
+#include <iomanip>
+#include <iostream>
+
+#include "cli/commands.hpp"
+#include "plugins/checker.hpp"
+#include "plugins/manifest.hpp"
+
+namespace bulkhead {
+namespace {
+
+int list_plugins(const PluginCatalog& catalog) {
+  std::cout << std::left << std::setw(24) << "NAME" << std::setw(10) << "VERSION" << std::setw(8) << "RUNTIME"
+            << "DESCRIPTION\n";
+  for (const auto& m : catalog.plugins())
+    std::cout << std::left << std::setw(24) << m.name << std::setw(10) << m.version << std::setw(8) << m.runtime
+              << m.description << "\n";
+  for (const auto& problem : catalog.problems())
+    std::cerr << "warning: " << problem.path.string() << ": " << problem.reason << "\n";
+  for (const auto& conflict : catalog.conflicts()) std::cerr << "error: " << conflict << "\n";
+  return catalog.conflicts().empty() ? 0 : 1;
+}
+
+}  // namespace
+
+void add_plugins_command(CLI::App& app) {
+  auto* plugins = app.add_subcommand("plugins", "List plugins, or check that one conforms to the protocol");
+  plugins->require_subcommand(1);
+  static std::vector<std::string> extra_dirs;
+  plugins->add_option("--plugins-dir", extra_dirs, "More folders of plugins (also $BULKHEAD_PLUGINS_PATH)");
+
+  auto* list = plugins->add_subcommand("list", "Every plugin Bulkhead can see, bundled and yours");
+  list->callback([] {
+    PluginCatalog catalog(plugin_dirs_from_environment({extra_dirs.begin(), extra_dirs.end()}));
+    std::exit(list_plugins(catalog));
+  });
+
+  static std::string target;
+  auto* check = plugins->add_subcommand("check", "Start a plugin as training would and validate every hook it declares");
+  check->add_option("plugin", target, "A plugin name, a plugin folder or a plugin.json")->required();
+  check->callback([] {
+    PluginCatalog catalog(plugin_dirs_from_environment({extra_dirs.begin(), extra_dirs.end()}));
+    bool ok = false;
+    try {
+      ok = check_plugin(target, catalog, std::cout);
+    } catch (const std::exception& e) {
+      std::cerr << "error: " << e.what() << "\n";
+    }
+    std::cout.flush();
+    std::exit(ok ? 0 : 1);
+  });
+}
+
+}  // namespace bulkhead

@@ -1,0 +1,63 @@
+// connection.hpp — the trainer's end of one host's socket: pipelined requests with ids and
+// deadlines, served by one I/O thread that owns the ZeroMQ socket.
+//
+// Any thread may call request(); replies are matched by id, so a late reply to a request that
+// already timed out is recognised and dropped. Notifications from the host (log, control) are
+// handed to the callbacks.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <memory>
+#include <string>
+
+#include <bulkhead/plugin.hpp>
+
+namespace bulkhead {
+
+// How a request ended.
+struct Reply {
+  enum class Status { ok, error, timeout, invalid, disconnected };
+  Status status = Status::ok;
+  Json result;         // ok
+  std::string detail;  // error: the plugin's message; invalid: what was wrong; disconnected: why
+  double latency_ms = 0;
+};
+
+struct ConnectionEvents {
+  std::function<void(const Json& params)> on_log;
+  std::function<void(const Json& requests)> on_control;
+  // A message that is not MessagePack, not an envelope, or answers no request (counted as invalid).
+  std::function<void(const std::string& what)> on_protocol_error;
+  // Polled by the I/O thread: non-empty ("exit status 3") once the host has died; every pending
+  // and later request then ends as disconnected with that reason.
+  std::function<std::string()> exited;
+};
+
+class Connection {
+ public:
+  Connection(const std::string& endpoint, std::int64_t max_message_bytes, ConnectionEvents events);
+  ~Connection();  // stops the I/O thread; pending requests end as disconnected
+
+  // Waits for the host's hello (request id 0); returns its params, or an empty optional on timeout.
+  std::optional<Json> await_hello(std::chrono::milliseconds timeout, const std::function<bool()>& still_running);
+  void answer_hello(const Json& error, const Json& result);
+
+  // Sends a request; `done` runs on the I/O thread when it ends (reply, error, timeout, ...).
+  void request(const std::string& method, Json params, std::chrono::milliseconds deadline,
+               std::function<void(Reply)> done);
+  // The same, waited for.
+  Reply call(const std::string& method, Json params, std::chrono::milliseconds deadline);
+  void notify(const std::string& method, Json params);
+  // Ends every pending request with `why` (the host died or is being killed).
+  void fail_pending(const std::string& why);
+  std::size_t pending() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace bulkhead

@@ -1,0 +1,178 @@
+#include "plugins/host_process.hpp"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <mutex>
+
+#include <boost/process.hpp>
+#include <boost/process/extend.hpp>
+
+#include "common/log.hpp"
+#include "common/paths.hpp"
+
+namespace bulkhead {
+namespace bp = boost::process;
+
+namespace {
+
+// Plugin output is logged at a bounded rate: a flood never blocks the plugin (its pipe is
+// always drained) nor fills the trainer's log.
+class OutputRelay {
+ public:
+  OutputRelay(std::string plugin, std::string stream) : log_(logger("plugin:" + plugin)), stream_(std::move(stream)) {}
+
+  void line(const std::string& text) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - window_start_ > std::chrono::seconds(1)) {
+      if (dropped_ > 0) log_->warn("{}: {} more lines dropped (over {} lines/s)", stream_, dropped_, kLinesPerSecond);
+      window_start_ = now;
+      lines_in_window_ = 0;
+      dropped_ = 0;
+    }
+    if (++lines_in_window_ > kLinesPerSecond) {
+      ++dropped_;
+      return;
+    }
+    std::string shown = text.size() > kMaxLineBytes ? text.substr(0, kMaxLineBytes) + "…" : text;
+    if (stream_ == "stderr")
+      log_->warn("{}", shown);
+    else
+      log_->info("{}", shown);
+  }
+
+ private:
+  static constexpr int kLinesPerSecond = 200;
+  static constexpr std::size_t kMaxLineBytes = 2000;
+  std::shared_ptr<spdlog::logger> log_;
+  std::string stream_;
+  std::chrono::steady_clock::time_point window_start_ = std::chrono::steady_clock::now();
+  int lines_in_window_ = 0;
+  long dropped_ = 0;
+};
+
+std::string describe_status(int status) {
+  if (WIFEXITED(status)) return "exit status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status))
+    return "killed by signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
+  return "status " + std::to_string(status);
+}
+
+}  // namespace
+
+struct HostProcess::Impl {
+  bp::ipstream out, err;
+  bp::child child;
+  std::thread out_reader, err_reader;
+  std::mutex mutex;
+  std::optional<int> raw_status;  // from waitpid, once reaped
+  std::string last_error_line;
+
+  void reader(bp::ipstream& stream, OutputRelay relay, bool remember) {
+    for (std::string text; std::getline(stream, text);) {
+      relay.line(text);
+      if (remember) {
+        std::lock_guard<std::mutex> lock(mutex);
+        last_error_line = text;
+      }
+    }
+  }
+
+  // Reaps the child without blocking; Boost.Process's own bookkeeping is bypassed so that we
+  // keep the full wait status (signal numbers included).
+  bool reap(bool block) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (raw_status) return true;
+    int status = 0;
+    pid_t done = waitpid(child.id(), &status, block ? 0 : WNOHANG);
+    if (done == child.id()) raw_status = status;
+    return raw_status.has_value();
+  }
+};
+
+HostProcess::HostProcess(const HostLaunch& launch) : impl_(std::make_unique<Impl>()) {
+  const auto& m = launch.manifest;
+  auto env = boost::this_process::environment();
+  bp::environment child_env = env;
+  child_env["BULKHEAD_ENDPOINT"] = launch.endpoint;
+  child_env["BULKHEAD_TOKEN"] = launch.token;
+  child_env["BULKHEAD_PARENT_PID"] = std::to_string(getpid());
+  child_env["BULKHEAD_HOME"] = paths::home().string();
+  child_env["BULKHEAD_SCRATCH_DIR"] = launch.scratch_dir.string();
+  child_env["BULKHEAD_SEARCH_PATH"] = launch.search_path;
+  child_env["BULKHEAD_PLUGIN_NAME"] = m.name;
+  child_env["BULKHEAD_PLUGIN_VERSION"] = m.version;
+  child_env["BULKHEAD_PLUGIN_DESCRIPTION"] = m.description;
+  const auto& l = launch.limits;
+  impl_->child = bp::child(
+      paths::plugin_host().string(), "--runtime", m.runtime, "--entry", m.resolved_entry(), "--plugin-dir", m.dir.string(),
+      "--limit-address-space-mb", std::to_string(l.address_space_mb), "--limit-cpu-s", std::to_string(l.cpu_time_s),
+      "--limit-open-files", std::to_string(l.open_files), "--limit-processes", std::to_string(l.processes),
+      child_env, bp::std_in < bp::null, bp::std_out > impl_->out, bp::std_err > impl_->err,
+      // Its own process group from the first instruction, so a restart kills every descendant.
+      bp::extend::on_exec_setup = [](auto&) { setpgid(0, 0); });
+  impl_->out_reader = std::thread(&Impl::reader, impl_.get(), std::ref(impl_->out), OutputRelay(m.name, "stdout"), false);
+  impl_->err_reader = std::thread(&Impl::reader, impl_.get(), std::ref(impl_->err), OutputRelay(m.name, "stderr"), true);
+}
+
+HostProcess::~HostProcess() {
+  if (!impl_->reap(false)) {
+    kill_group();
+    impl_->reap(true);
+  }
+  ::kill(-pid(), SIGKILL);  // any descendant still in the group would hold the output pipes open
+  impl_->child.detach();  // already reaped by us
+  if (impl_->out_reader.joinable()) impl_->out_reader.join();
+  if (impl_->err_reader.joinable()) impl_->err_reader.join();
+}
+
+int HostProcess::pid() const { return impl_->child.id(); }
+
+bool HostProcess::running() { return !impl_->reap(false); }
+
+std::optional<int> HostProcess::exit_status() {
+  impl_->reap(false);
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  if (impl_->raw_status && WIFEXITED(*impl_->raw_status)) return WEXITSTATUS(*impl_->raw_status);
+  return std::nullopt;
+}
+
+std::string HostProcess::exit_description() {
+  if (!impl_->reap(false)) return "";
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return describe_status(*impl_->raw_status);
+}
+
+std::string HostProcess::last_error_line() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return impl_->last_error_line;
+}
+
+void HostProcess::kill_group() {
+  if (impl_->reap(false)) return;
+  ::kill(-pid(), SIGKILL);
+  ::kill(pid(), SIGKILL);
+}
+
+bool HostProcess::wait_for_exit(std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (!impl_->reap(false)) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+void HostProcess::terminate(std::chrono::milliseconds grace) {
+  if (impl_->reap(false)) return;
+  ::kill(-pid(), SIGTERM);
+  if (!wait_for_exit(grace)) {
+    kill_group();
+    impl_->reap(true);
+  }
+}
+
+}  // namespace bulkhead

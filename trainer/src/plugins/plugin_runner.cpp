@@ -1,0 +1,201 @@
+#include "plugins/plugin_runner.hpp"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include <iomanip>
+#include <mutex>
+#include <thread>
+#include <sstream>
+
+#include <bulkhead/wire.hpp>
+
+#include "common/log.hpp"
+#include "common/schemas.hpp"
+#include "plugins/manifest.hpp"
+#include "plugins/supervised_plugin.hpp"
+
+namespace bulkhead {
+namespace fs = std::filesystem;
+
+std::vector<PluginSettings> plugin_settings_from_config(const Json& plugins) {
+  std::vector<PluginSettings> settings;
+  if (!plugins.is_array()) return settings;
+  for (const auto& item : plugins) {
+    PluginSettings s;
+    if (item.is_string()) {
+      s.entry = item;
+      settings.push_back(s);
+      continue;
+    }
+    s.entry = item.at("name");
+    s.options = item.value("options", Json::object());
+    s.abort_on_failure = item.value("on_failure", "skip") == "abort";
+    if (item.contains("timeout_ms")) s.timeout_ms = item["timeout_ms"].get<int>();
+    s.max_restarts = item.value("max_restarts", s.max_restarts);
+    s.restart_window_s = item.value("restart_window_s", s.restart_window_s);
+    const Json limits = item.value("limits", Json::object());
+    auto& l = s.limits;
+    l.address_space_mb = limits.value("address_space_mb", l.address_space_mb);
+    l.cpu_time_s = limits.value("cpu_time_s", l.cpu_time_s);
+    l.open_files = limits.value("open_files", l.open_files);
+    l.processes = limits.value("processes", l.processes);
+    l.max_message_mb = limits.value("max_message_mb", l.max_message_mb);
+    l.max_caption_bytes = limits.value("max_caption_bytes", l.max_caption_bytes);
+    settings.push_back(s);
+  }
+  return settings;
+}
+
+struct PluginRunner::Impl {
+  RunInfo run;
+  fs::path runtime_dir;  // 0700: only this user can reach the sockets in it
+  std::vector<std::unique_ptr<SupervisedPlugin>> plugins;
+  mutable std::mutex mutex;
+  std::vector<ControlRequest> control;
+  std::optional<std::string> abort_reason;
+  bool strict = std::getenv("BULKHEAD_STRICT_HOOKS") != nullptr;
+
+  // Outgoing kwargs must match the catalogue; checked when BULKHEAD_STRICT_HOOKS is set (tests, plugins check).
+  void check_params(const std::string& hook, const Json& params) const {
+    if (!strict) return;
+    auto errors = Schemas::instance().validate("hooks.json#/hooks/" + hook + "/params", params);
+    if (errors.empty()) return;
+    std::string text;
+    for (const auto& e : errors) text += "\n  " + e.to_string();
+    throw std::logic_error("the trainer's " + hook + " kwargs break schemas/hooks.json:" + text);
+  }
+};
+
+PluginRunner::PluginRunner(std::vector<PluginSettings> settings, RunInfo run) : impl_(std::make_unique<Impl>()) {
+  impl_->run = std::move(run);
+  if (impl_->run.scratch_dir.empty() && !impl_->run.run_dir.empty()) impl_->run.scratch_dir = impl_->run.run_dir / "plugin-scratch";
+  if (settings.empty()) return;
+  if (!impl_->run.scratch_dir.empty()) fs::create_directories(impl_->run.scratch_dir);
+
+  std::string pattern = (fs::temp_directory_path() / "bulkhead-XXXXXX").string();
+  if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("cannot create a runtime folder in " + fs::temp_directory_path().string());
+  impl_->runtime_dir = pattern;
+  chmod(pattern.c_str(), 0700);
+
+  PluginCatalog catalog(plugin_dirs_from_environment());
+  Impl* impl = impl_.get();
+  for (auto& s : settings) {
+    Manifest manifest = catalog.resolve(s.entry, impl->run.config_dir);
+    auto plugin = std::make_unique<SupervisedPlugin>(
+        manifest, s, impl->run, impl->runtime_dir,
+        [impl](const std::string& name, const Json& request) {
+          logger("plugins")->info("{} asks: {}", name, request.dump());
+          std::lock_guard<std::mutex> lock(impl->mutex);
+          impl->control.push_back({name, request});
+        },
+        [impl](const std::string& reason) {
+          std::lock_guard<std::mutex> lock(impl->mutex);
+          if (!impl->abort_reason) impl->abort_reason = reason;
+        });
+    plugin->start();
+    impl->plugins.push_back(std::move(plugin));
+  }
+}
+
+PluginRunner::~PluginRunner() {
+  shutdown();
+  if (!impl_->runtime_dir.empty()) {
+    std::error_code ignored;
+    fs::remove_all(impl_->runtime_dir, ignored);
+  }
+}
+
+bool PluginRunner::empty() const { return impl_->plugins.empty(); }
+
+bool PluginRunner::wants_tensors() const {
+  for (const auto& p : impl_->plugins)
+    if (p->manifest().wants_tensors) return true;
+  return false;
+}
+
+std::vector<std::string> PluginRunner::names() const {
+  std::vector<std::string> names;
+  for (const auto& p : impl_->plugins) names.push_back(p->name());
+  return names;
+}
+
+void PluginRunner::notify(const std::string& hook, const Json& kwargs) {
+  impl_->check_params(hook, kwargs);
+  for (auto& p : impl_->plugins)
+    if (p->implements(hook)) p->send(hook, kwargs);
+}
+
+void PluginRunner::call(const std::string& hook, const Json& kwargs) {
+  impl_->check_params(hook, kwargs);
+  for (auto& p : impl_->plugins)
+    if (p->implements(hook)) p->invoke(hook, kwargs);
+}
+
+std::string PluginRunner::transform_caption(std::string caption) {
+  for (auto& p : impl_->plugins) {
+    if (!p->implements("transform_caption")) continue;
+    if (auto result = p->invoke("transform_caption", {{"caption", caption}})) caption = (*result)["caption"];
+  }
+  return caption;
+}
+
+Image PluginRunner::transform_pil_image(Image image) {
+  for (auto& p : impl_->plugins) {
+    if (!p->implements("transform_pil_image")) continue;
+    // The image is copied into the message; on failure the original passes through.
+    if (auto result = p->invoke("transform_pil_image", {{"image", wire::image_to_json(image)}}))
+      image = wire::image_from_json((*result)["image"]);
+  }
+  return image;
+}
+
+std::vector<ControlRequest> PluginRunner::take_control_requests() {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return std::exchange(impl_->control, {});
+}
+
+std::optional<std::string> PluginRunner::abort_reason() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return impl_->abort_reason;
+}
+
+Json PluginRunner::report() const {
+  Json plugins = Json::array();
+  for (const auto& p : impl_->plugins) plugins.push_back(p->report());
+  return {{"plugins", plugins}};
+}
+
+std::string PluginRunner::report_table() const {
+  std::ostringstream out;
+  out << std::left << std::setw(22) << "plugin" << std::setw(22) << "hook" << std::right << std::setw(8) << "calls"
+      << std::setw(9) << "p50 ms" << std::setw(9) << "p99 ms" << std::setw(9) << "timeouts" << std::setw(8) << "crashes"
+      << std::setw(8) << "invalid" << std::setw(7) << "errors" << "\n";
+  auto number = [](const Json& value) {
+    std::ostringstream text;
+    if (value.is_null()) text << "-";
+    else text << std::fixed << std::setprecision(2) << value.get<double>();
+    return text.str();
+  };
+  for (const auto& p : impl_->plugins) {
+    Json r = p->report();
+    for (const auto& [hook, c] : r["hooks"].items())
+      out << std::left << std::setw(22) << r["name"].get<std::string>() << std::setw(22) << hook << std::right << std::setw(8)
+          << c["calls"].get<long>() << std::setw(9) << number(c["p50_ms"]) << std::setw(9) << number(c["p99_ms"])
+          << std::setw(9) << c["timeouts"].get<long>() << std::setw(8) << c["crashes"].get<long>() << std::setw(8)
+          << c["invalid_replies"].get<long>() << std::setw(7) << c["errors"].get<long>() << "\n";
+    out << "  " << r["name"].get<std::string>() << ": " << r["restarts"].get<long>() << " restarts";
+    if (r["quarantined"].get<bool>()) out << ", QUARANTINED: " << r["quarantine_reason"].get<std::string>();
+    out << "\n";
+  }
+  return out.str();
+}
+
+void PluginRunner::shutdown() {
+  // Stop them side by side: each may take its grace period.
+  std::vector<std::thread> stopping;
+  for (auto& p : impl_->plugins) stopping.emplace_back([&p] { p->stop(); });
+  for (auto& t : stopping) t.join();
+}
+
+}  // namespace bulkhead

@@ -1,0 +1,412 @@
+#include "plugins/supervised_plugin.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include <fmt/ranges.h>
+
+#include <bulkhead/wire.hpp>
+
+#include "common/log.hpp"
+#include "common/paths.hpp"
+#include "common/schemas.hpp"
+
+namespace bulkhead {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr auto kHelloTimeout = std::chrono::seconds(10);
+constexpr auto kMaxBackoff = std::chrono::milliseconds(10000);
+// A start that has served this long without a fault resets the backoff.
+constexpr auto kStableAfter = std::chrono::seconds(30);
+constexpr int kExitLoadFailure = 78;
+
+std::string random_token() {
+  std::random_device device;
+  std::ostringstream token;
+  for (int i = 0; i < 4; ++i) token << std::hex << device();
+  return token.str();
+}
+
+bool all_finite(const Json& value) {
+  if (value.is_number_float()) return std::isfinite(value.get<double>());
+  if (value.is_structured())
+    return std::all_of(value.begin(), value.end(), [](const Json& item) { return all_finite(item); });
+  return true;
+}
+
+bool valid_utf8(const std::string& text) {
+  try {
+    (void)Json(text).dump();
+    return true;
+  } catch (const Json::type_error&) {
+    return false;
+  }
+}
+
+std::string join_errors(const std::vector<SchemaError>& errors) {
+  std::string text;
+  for (const auto& error : errors) text += (text.empty() ? "" : "; ") + error.to_string();
+  return text;
+}
+
+std::string search_path(const RunInfo& run) {
+  std::string path = run.config_dir.empty() ? "" : run.config_dir.string() + ":";
+  return path + std::filesystem::current_path().string() + ":" + paths::home().string();
+}
+
+}  // namespace
+
+// One start of the host: the process and its connection. Replaced whole on restart.
+struct SupervisedPlugin::Generation {
+  int number = 0;
+  std::unique_ptr<HostProcess> process;
+  std::unique_ptr<Connection> connection;
+  Clock::time_point started = Clock::now();
+  bool dead = false;  // killed or exited: calls skip it until it is replaced
+};
+
+SupervisedPlugin::SupervisedPlugin(Manifest manifest, PluginSettings settings, RunInfo run, std::filesystem::path runtime_dir,
+                                   ControlSink control, AbortSink abort)
+    : manifest_(std::move(manifest)),
+      settings_(std::move(settings)),
+      run_(std::move(run)),
+      runtime_dir_(std::move(runtime_dir)),
+      control_(std::move(control)),
+      abort_(std::move(abort)),
+      log_(logger("plugins")) {}
+
+SupervisedPlugin::~SupervisedPlugin() { stop(); }
+
+bool SupervisedPlugin::implements(const std::string& hook) const {
+  return std::find(hooks_.begin(), hooks_.end(), hook) != hooks_.end();
+}
+
+std::chrono::milliseconds SupervisedPlugin::deadline(const std::string& hook) const {
+  if (settings_.timeout_ms) return std::chrono::milliseconds(*settings_.timeout_ms);
+  const auto& hooks = Schemas::instance().hook_catalogue()["hooks"];
+  return std::chrono::milliseconds(hooks.contains(hook) ? hooks[hook]["deadline_ms"].get<int>() : 2000);
+}
+
+void SupervisedPlugin::start() {
+  auto generation = std::make_shared<Generation>();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    generation->number = ++generation_;
+  }
+  const int number = generation->number;
+  const std::string endpoint =
+      "ipc://" + (runtime_dir_ / (std::to_string(std::hash<std::string>{}(manifest_.name) % 100000) + "-" +
+                                  std::to_string(number) + ".sock")).string();
+  const std::string token = random_token();
+
+  ConnectionEvents events;
+  events.on_log = [this](const Json& params) {
+    const std::string level = params.value("level", "info"), message = params.value("message", "");
+    auto plugin_log = logger("plugin:" + manifest_.name);
+    if (level == "error") {
+      plugin_log->error("{}", message);
+      std::lock_guard<std::mutex> lock(mutex_);
+      last_log_error_ = message;
+    } else if (level == "warning") {
+      plugin_log->warn("{}", message);
+    } else if (level == "debug") {
+      plugin_log->debug("{}", message);
+    } else {
+      plugin_log->info("{}", message);
+    }
+  };
+  events.on_control = [this](const Json& requests) { handle_control(requests); };
+  events.on_protocol_error = [this](const std::string& what) {
+    log_->warn("{}: rejected a message: {}", manifest_.name, what);
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++protocol_errors_;
+  };
+  std::weak_ptr<Generation> weak = generation;
+  events.exited = [weak]() -> std::string {
+    auto g = weak.lock();
+    return g && g->process && !g->process->running() ? g->process->exit_description() : "";
+  };
+  generation->connection = std::make_unique<Connection>(endpoint, std::int64_t(settings_.limits.max_message_mb) << 20, events);
+  HostLaunch launch{manifest_, settings_.limits, endpoint, token, run_.scratch_dir, search_path(run_)};
+  generation->process = std::make_unique<HostProcess>(launch);
+
+  auto fail = [&](const std::string& why) {
+    generation->process->kill_group();
+    generation->process->wait_for_exit(std::chrono::seconds(2));
+    std::string detail = why;
+    std::string explanation;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      explanation = last_log_error_;
+    }
+    if (explanation.empty()) explanation = generation->process->last_error_line();
+    if (!explanation.empty()) detail += ": " + explanation;
+    throw std::runtime_error("plugin '" + settings_.entry + "' could not start: " + detail);
+  };
+
+  auto hello = generation->connection->await_hello(kHelloTimeout, [&] { return generation->process->running(); });
+  if (!hello) {
+    if (generation->process->running()) fail("no hello within " + std::to_string(kHelloTimeout.count()) + " s");
+    // give a load failure's log notification a moment to arrive
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    const auto status = generation->process->exit_status();
+    fail(status && *status == kExitLoadFailure ? "it failed to load"
+                                               : "the host ended before hello (" + generation->process->exit_description() + ")");
+  }
+  auto errors = Schemas::instance().validate("protocol/hello.schema.json", *hello);
+  if (!errors.empty()) {
+    generation->connection->answer_hello({{"code", "bad_params"}, {"message", join_errors(errors)}}, nullptr);
+    fail("its hello breaks protocol/hello.schema.json: " + join_errors(errors));
+  }
+  const int protocol = (*hello)["protocol"].get<int>();
+  if (protocol != wire::kProtocolVersion) {
+    const std::string why = "protocol version mismatch: the trainer speaks protocol " +
+                            std::to_string(wire::kProtocolVersion) + ", the plugin speaks protocol " + std::to_string(protocol);
+    generation->connection->answer_hello({{"code", "protocol_mismatch"}, {"message", why}}, nullptr);
+    fail(why);
+  }
+  if ((*hello)["token"] != token) {
+    generation->connection->answer_hello({{"code", "bad_token"}, {"message", "the token does not match"}}, nullptr);
+    fail("its hello carried a wrong token");
+  }
+  Json options = manifest_.options;
+  options.merge_patch(settings_.options);
+  generation->connection->answer_hello(
+      nullptr, {{"protocol", wire::kProtocolVersion}, {"options", options}, {"scratch_dir", run_.scratch_dir.string()}});
+
+  std::vector<std::string> hooks;
+  const auto& catalogue = Schemas::instance().hook_catalogue()["hooks"];
+  for (const auto& hook : (*hello)["hooks"]) {
+    if (catalogue.contains(hook.get<std::string>()))
+      hooks.push_back(hook);
+    else
+      log_->warn("{}: ignoring hook '{}', which is not in schemas/hooks.json", manifest_.name, hook.get<std::string>());
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  hooks_ = hooks;
+  current_ = generation;
+  log_->info("{} {} ({}, pid {}) is ready: {}", manifest_.name, manifest_.version, manifest_.runtime,
+             generation->process->pid(), fmt::join(hooks_, ", "));
+}
+
+void SupervisedPlugin::stop() {
+  std::shared_ptr<Generation> generation;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    generation = std::move(current_);
+  }
+  if (!generation) return;
+  if (generation->process->running()) {
+    generation->connection->notify("shutdown", {{"reason", "training ended"}});
+    if (!generation->process->wait_for_exit(std::chrono::seconds(2))) generation->process->terminate(std::chrono::seconds(3));
+  }
+}
+
+// The current generation, restarted first when its backoff has passed; null while the plugin is off.
+std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::ready_generation() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (quarantined_) return nullptr;
+    if (current_ && !current_->dead) return current_;
+    if (Clock::now() < next_start_) return nullptr;
+  }
+  std::shared_ptr<Generation> old;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    old = std::move(current_);
+    next_start_ = Clock::now() + backoff_;  // other threads skip while this one restarts
+  }
+  old.reset();
+  try {
+    start();
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++restarts_;
+    log_->warn("{}: restarted (restart {})", manifest_.name, restarts_);
+    return current_;
+  } catch (const std::exception& e) {
+    log_->error("{}", e.what());
+    fault("(start)", e.what(), generation_, false);
+    return nullptr;
+  }
+}
+
+std::optional<Json> SupervisedPlugin::invoke(const std::string& hook, const Json& params) {
+  auto generation = ready_generation();
+  if (!generation) return std::nullopt;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++counters_[hook].calls;
+  }
+  Reply reply = generation->connection->call(hook, params, deadline(hook));
+  return conclude(hook, params, reply, generation->number);
+}
+
+void SupervisedPlugin::send(const std::string& hook, const Json& params) {
+  auto generation = ready_generation();
+  if (!generation) return;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++counters_[hook].calls;
+  }
+  const int number = generation->number;
+  generation->connection->request(hook, params, deadline(hook),
+                                  [this, hook, number](Reply reply) { conclude(hook, Json(), reply, number); });
+}
+
+std::string SupervisedPlugin::check_reply(const std::string& hook, const Json& params, const Json& result) {
+  if (!all_finite(result)) return "the reply holds NaN or infinity";
+  auto errors = Schemas::instance().validate("hooks.json#/hooks/" + hook + "/result", result);
+  if (!errors.empty()) return "the reply breaks schemas/hooks.json (" + hook + " result): " + join_errors(errors);
+  if (hook == "transform_caption") {
+    const auto& caption = result["caption"].get_ref<const std::string&>();
+    if (!valid_utf8(caption)) return "the caption is not valid UTF-8";
+    if (caption.size() > std::size_t(settings_.limits.max_caption_bytes))
+      return "the caption has " + std::to_string(caption.size()) + " bytes, over the limit of " +
+             std::to_string(settings_.limits.max_caption_bytes);
+  }
+  if (hook == "transform_pil_image") {
+    try {
+      Image out = wire::image_from_json(result["image"]);
+      if (!manifest_.resizes_images && params.contains("image")) {
+        const auto& in = params["image"];
+        if (out.width != in["width"].get<int>() || out.height != in["height"].get<int>() || out.mode != in["mode"])
+          return "the image came back " + out.mode + " " + std::to_string(out.width) + "x" + std::to_string(out.height) +
+                 ", not " + in["mode"].get<std::string>() + " " + std::to_string(in["width"].get<int>()) + "x" +
+                 std::to_string(in["height"].get<int>()) + " (the manifest does not declare resizes_images)";
+      }
+    } catch (const wire::DecodeError& e) {
+      return std::string("the image is malformed: ") + e.what();
+    }
+  }
+  return "";
+}
+
+std::optional<Json> SupervisedPlugin::conclude(const std::string& hook, const Json& params, const Reply& reply, int generation) {
+  switch (reply.status) {
+    case Reply::Status::ok: {
+      std::string invalid = check_reply(hook, params, reply.result);
+      if (!invalid.empty()) {
+        {
+          std::lock_guard<std::mutex> lock(mutex_);
+          ++counters_[hook].invalid;
+        }
+        fault(hook, invalid, generation, false);
+        return std::nullopt;
+      }
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        auto& counters = counters_[hook];
+        ++counters.ok;
+        if (counters.latencies_ms.size() < 1000000) counters.latencies_ms.push_back(float(reply.latency_ms));
+      }
+      if (reply.result.is_object() && reply.result.contains("control")) handle_control(reply.result["control"]);
+      return reply.result;
+    }
+    case Reply::Status::error: {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ++counters_[hook].errors;
+    } break;
+    case Reply::Status::timeout: {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ++counters_[hook].timeouts;
+    } break;
+    case Reply::Status::invalid: {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ++counters_[hook].invalid;
+    } break;
+    case Reply::Status::disconnected: {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ++counters_[hook].crashes;
+    } break;
+  }
+  static const char* what[] = {"ok", "failed", "missed its deadline of", "sent an invalid reply", "crashed"};
+  std::string description = what[int(reply.status)];
+  if (reply.status == Reply::Status::timeout) description += " " + std::to_string(deadline(hook).count()) + " ms";
+  if (!reply.detail.empty()) description += ": " + reply.detail;
+  const bool restart = reply.status == Reply::Status::timeout || reply.status == Reply::Status::disconnected;
+  fault(hook, description, generation, restart);
+  return std::nullopt;
+}
+
+void SupervisedPlugin::fault(const std::string& hook, const std::string& what, int generation, bool restart) {
+  std::shared_ptr<Generation> to_kill;
+  std::string quarantine_message, abort_message;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    // Several calls in flight when a host dies all fail; only the first one restarts it.
+    if (restart && (!current_ || current_->number != generation || current_->dead)) return;
+    const auto now = Clock::now();
+    if (restart) {
+      to_kill = current_;
+      current_->dead = true;
+      backoff_ = now - current_->started > kStableAfter ? std::chrono::milliseconds(100)
+                                                         : std::min(backoff_ * 2, kMaxBackoff);
+      next_start_ = now + backoff_;
+    }
+    recent_faults_.push_back(now);
+    const auto window = std::chrono::duration<double>(settings_.restart_window_s);
+    while (!recent_faults_.empty() && now - recent_faults_.front() > window) recent_faults_.pop_front();
+    if (!quarantined_ && long(recent_faults_.size()) > settings_.max_restarts) {
+      quarantined_ = true;
+      quarantine_reason_ = std::to_string(recent_faults_.size()) + " faults within " +
+                           std::to_string(int(settings_.restart_window_s)) + " s; last: " + hook + " " + what;
+      quarantine_message = quarantine_reason_;
+      if (current_) to_kill = current_, current_->dead = true;
+    }
+    if (settings_.abort_on_failure) abort_message = "plugin '" + manifest_.name + "' (on_failure: abort): " + hook + " " + what;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    counters_[hook].last_fault = what;
+  }
+  log_->warn("{}: {} {}", manifest_.name, hook, what);
+  if (to_kill) to_kill->process->kill_group();
+  if (!quarantine_message.empty())
+    log_->error("PLUGIN QUARANTINED: '{}' is off for the rest of this run ({})", manifest_.name, quarantine_message);
+  if (!abort_message.empty()) abort_(abort_message);
+}
+
+void SupervisedPlugin::handle_control(const Json& requests) {
+  auto errors = Schemas::instance().validate("protocol/control.schema.json", requests);
+  if (!errors.empty()) {
+    log_->warn("{}: rejected control requests {}: {}", manifest_.name, requests.dump(), join_errors(errors));
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++protocol_errors_;
+    return;
+  }
+  for (const auto& request : requests) control_(manifest_.name, request);
+}
+
+Json SupervisedPlugin::report() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Json hooks = Json::object();
+  for (const auto& [hook, c] : counters_) {
+    std::vector<float> sorted = c.latencies_ms;
+    std::sort(sorted.begin(), sorted.end());
+    auto percentile = [&](double p) -> Json {
+      if (sorted.empty()) return nullptr;
+      return sorted[std::min(sorted.size() - 1, std::size_t(p * double(sorted.size())))];
+    };
+    hooks[hook] = {{"calls", c.calls},       {"ok", c.ok},           {"errors", c.errors},
+                   {"timeouts", c.timeouts}, {"crashes", c.crashes}, {"invalid_replies", c.invalid},
+                   {"p50_ms", percentile(0.50)}, {"p99_ms", percentile(0.99)},
+                   {"last_fault", c.last_fault.empty() ? Json(nullptr) : Json(c.last_fault)}};
+  }
+  return {{"name", manifest_.name},
+          {"entry", settings_.entry},
+          {"runtime", manifest_.runtime},
+          {"version", manifest_.version},
+          {"on_failure", settings_.abort_on_failure ? "abort" : "skip"},
+          {"restarts", restarts_},
+          {"protocol_errors", protocol_errors_},
+          {"quarantined", quarantined_},
+          {"quarantine_reason", quarantined_ ? Json(quarantine_reason_) : Json(nullptr)},
+          {"hooks", hooks}};
+}
+
+}  // namespace bulkhead
