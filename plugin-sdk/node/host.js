@@ -107,7 +107,7 @@ function loadPluginClass(entry) {
   try {
     exported = require(file);
   } catch (e) {
-    if (e && e.code === 'MODULE_NOT_FOUND' && String(e.message).includes(file)) {
+    if (e && e.code === 'MODULE_NOT_FOUND' && String(e.message).startsWith(`Cannot find module '${file}'`)) {
       throw Object.assign(new Error(`module ${file} not found`), { pluginStack: '' });
     }
     throw Object.assign(new Error(`loading ${file} failed: ${e && e.name}: ${e && e.message}`), { pluginStack: e && e.stack });

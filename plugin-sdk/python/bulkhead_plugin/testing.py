@@ -90,7 +90,9 @@ class TrainerPeer:
         return cls(m["runtime"], m["entry"], plugin_dir=folder, **kw)
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self, parent_pid=None):
+    def start(self, parent_pid=None, via_shell=False):
+        """Start the plugin. parent_pid: what BULKHEAD_PARENT_PID says (default this process).
+        via_shell: start it as a child of a /bin/sh (self.proc), so that killing the shell orphans it."""
         self.tmp = tempfile.mkdtemp(prefix="bulkhead-test-")
         os.chmod(self.tmp, 0o700)
         self.scratch = os.path.join(self.tmp, "scratch")
@@ -103,6 +105,7 @@ class TrainerPeer:
         argv, extra = self.command or runtime_command(self.runtime, self.entry, self.plugin_dir, self.home)
         env = dict(os.environ)
         env.update(extra)
+        self.sent_entry = extra.get("BULKHEAD_ENTRY", "")
         env.update({
             "BULKHEAD_HOME": self.home,
             "BULKHEAD_ENDPOINT": self.endpoint,
@@ -116,6 +119,8 @@ class TrainerPeer:
             "BULKHEAD_PLUGIN_DESCRIPTION": self.meta.get("description", ""),
         })
         env.update(self.extra_env)
+        if via_shell:
+            argv = ["/bin/sh", "-c", '"$@" & wait', "sh"] + list(argv)
         self.proc = subprocess.Popen(argv, env=env, cwd=self.cwd, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         self._readers = [threading.Thread(target=self._pump, args=(self.proc.stdout, self.stdout_lines), daemon=True),
@@ -147,6 +152,11 @@ class TrainerPeer:
         if self.proc is not None:
             for t in self._readers:
                 t.join(2)
+            for stream in (self.proc.stdout, self.proc.stderr):
+                try:
+                    stream.close()
+                except Exception:
+                    pass
         if getattr(self, "sock", None) is not None:
             self.sock.close()
             self.ctx.term()
