@@ -14,9 +14,7 @@ def _describe(kwargs):
     parts = []
     for key in sorted(kwargs):
         value = kwargs[key]
-        if callable(value):
-            value = "<callback>"
-        text = repr(value)
+        text = "<callback>" if callable(value) else repr(value)
         if len(text) > 200:
             text = text[:197] + "..."
         parts.append("%s=%s" % (key, text))

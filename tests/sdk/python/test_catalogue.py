@@ -1,0 +1,74 @@
+"""The SDKs' hook lists are held together with schemas/hooks.json."""
+import inspect
+import json
+import os
+import re
+import subprocess
+import unittest
+
+from support import HOME, catalogue
+
+from bulkhead_plugin import BasePlugin
+from bulkhead_plugin.plugin import make_set_arg
+
+
+class CatalogueTest(unittest.TestCase):
+    def test_python_base_plugin_has_exactly_the_catalogue_hooks(self):
+        methods = {n for n, _ in inspect.getmembers(BasePlugin, inspect.isfunction)
+                   if n.startswith("on_") or n.startswith("transform_")}
+        self.assertEqual(methods, set(catalogue.hook_names()))
+
+    def test_everydream2_hooks_take_kwargs(self):
+        for name in catalogue.hook_names():
+            sig = inspect.signature(getattr(BasePlugin, name))
+            if catalogue.is_transform(name):
+                self.assertEqual(len(sig.parameters), 2, name)  # self + value, as in EveryDream2
+            else:
+                self.assertTrue(any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()), name)
+
+    def test_node_base_plugin_has_exactly_the_catalogue_hooks(self):
+        script = ("const { BasePlugin } = require(%r);"
+                  "console.log(JSON.stringify(Object.getOwnPropertyNames(BasePlugin.prototype)"
+                  ".filter(n => n.startsWith('on_') || n.startsWith('transform_'))))"
+                  % os.path.join(HOME, "plugin-sdk", "node", "index.js"))
+        out = subprocess.run(["node", "-e", script], capture_output=True, text=True, check=True).stdout
+        self.assertEqual(set(json.loads(out)), set(catalogue.hook_names()))
+
+    def test_cpp_header_lists_the_catalogue_hooks(self):
+        with open(os.path.join(HOME, "plugin-sdk", "cpp", "include", "bulkhead", "plugin.hpp")) as f:
+            header = f.read()
+        listed = set(re.findall(r"BULKHEAD_DETAIL_ADD_IF\(Class, (\w+)\)", header))
+        self.assertEqual(listed, set(catalogue.hook_names()))
+
+    def test_arg_update_hooks_come_from_hooks_json(self):
+        with open(os.path.join(HOME, "schemas", "hooks.json")) as f:
+            raw = json.load(f)
+        expected = [n for n, h in raw["hooks"].items() if h.get("arg_update_callback") is True]
+        self.assertEqual(catalogue.arg_update_hooks(), expected)
+        self.assertTrue(expected)
+
+    def test_set_arg_whitelist_from_control_schema(self):
+        self.assertEqual(catalogue.settable_args(), ["grad_accum"])
+        self.assertEqual(make_set_arg("grad_accum", 4.0), {"action": "set_arg", "name": "grad_accum", "value": 4})
+        with self.assertRaises(TypeError):
+            make_set_arg("lr", 1)
+        with self.assertRaises(ValueError):
+            make_set_arg("grad_accum", 0)
+        with self.assertRaises(ValueError):
+            make_set_arg("grad_accum", True)
+
+    def test_docs_cover_every_hook_and_error_code(self):
+        with open(os.path.join(HOME, "docs", "protocol.md")) as f:
+            doc = f.read()
+        for name in catalogue.hook_names():
+            self.assertIn("`%s`" % name, doc, name)
+        codes = catalogue.load_schema("protocol/error.schema.json")["properties"]["code"]["enum"]
+        for code in codes:
+            self.assertIn("`%s`" % code, doc, code)
+        for var in ("BULKHEAD_ENDPOINT", "BULKHEAD_TOKEN", "BULKHEAD_ENTRY", "BULKHEAD_PLUGIN_DIR",
+                    "BULKHEAD_SEARCH_PATH", "BULKHEAD_SCRATCH_DIR", "BULKHEAD_PARENT_PID"):
+            self.assertIn(var, doc)
+
+
+if __name__ == "__main__":
+    unittest.main()
