@@ -37,7 +37,7 @@ class CatalogueTest(unittest.TestCase):
     def test_cpp_header_lists_the_catalogue_hooks(self):
         with open(os.path.join(HOME, "plugin-sdk", "cpp", "include", "bulkhead", "plugin.hpp")) as f:
             header = f.read()
-        listed = set(re.findall(r"BULKHEAD_DETAIL_ADD_IF\(Class, (\w+)\)", header))
+        listed = set(re.findall(r"^\s+BULKHEAD_DETAIL_ADD_IF\(Class, (\w+)\)", header, re.M))
         self.assertEqual(listed, set(catalogue.hook_names()))
 
     def test_arg_update_hooks_come_from_hooks_json(self):
