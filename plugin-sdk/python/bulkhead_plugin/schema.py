@@ -35,6 +35,10 @@ def _store():
             full = os.path.join(dirpath, f)
             with open(full, encoding="utf-8") as fh:
                 doc = json.load(fh)
+            if isinstance(doc, dict):
+                # Every file is draft-07; without "$schema" a $ref keeps our extended validator
+                # (with it, jsonschema switches to plain Draft7Validator and drops x-msgpack).
+                doc.pop("$schema", None)
             rel = os.path.relpath(full, root).replace(os.sep, "/")
             store[rel] = doc
             store[f] = doc
