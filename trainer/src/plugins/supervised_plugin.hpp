@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include <spdlog/spdlog.h>
+
 #include "plugins/connection.hpp"
 #include "plugins/host_process.hpp"
 #include "plugins/manifest.hpp"

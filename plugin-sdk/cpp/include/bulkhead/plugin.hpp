@@ -92,6 +92,7 @@ class Plugin {
   virtual void configure() {}
 
   Context& context() { return *context_; }
+  const Context& context() const { return *context_; }
   void attach(Context* context) { context_ = context; }
 
  private:
