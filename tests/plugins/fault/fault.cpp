@@ -1,12 +1,16 @@
 // fault (test plugin): misbehaves on purpose, for real. Options:
-//   fault:  segfault | abort | exit0 | exit3 | throw | hang | sleep | wrong_size | flood | hog | none
+//   fault:  segfault | abort | exit0 | exit3 | throw | hang | sleep | wrong_size | flood | hog | fds | none
+//           (fds: opens files until refused, then fails the hook saying how many it got)
 //   hooks:  the hooks that misbehave (default: all)
 //   every:  misbehave on every k-th call of those hooks (default 1: every call)
 //   sleep_ms: for "sleep"
+//   delay_ms: wait this long before misbehaving (so that several requests are in flight)
 // Otherwise every hook passes its input through unchanged, so training must be unaffected.
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -58,6 +62,8 @@ class Fault : public bulkhead::Plugin {
     const long every = context().options().value("every", 1L);
     if (++calls_ % every != 0) return false;
     const std::string fault = mode();
+    if (const long delay = context().options().value("delay_ms", 0L); delay > 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds(delay));
     if (fault == "segfault") raise(SIGSEGV);
     if (fault == "abort") std::abort();
     if (fault == "exit0") std::_Exit(0);
@@ -69,6 +75,20 @@ class Fault : public bulkhead::Plugin {
       std::this_thread::sleep_for(std::chrono::milliseconds(context().options().value("sleep_ms", 10000L)));
     if (fault == "flood")
       for (int i = 0; i < 100000; ++i) std::cout << "flood line " << i << " from " << hook << "\n";
+    if (fault == "fds") {
+      std::vector<int> fds;
+      int error = 0;
+      for (int i = 0; i < 1000000; ++i) {
+        const int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+          error = errno;
+          break;
+        }
+        fds.push_back(fd);
+      }
+      for (int fd : fds) ::close(fd);
+      throw bulkhead::HookError("opened " + std::to_string(fds.size()) + " more files before: " + std::strerror(error));
+    }
     if (fault == "hog") {
       // Allocate and touch memory until the address-space limit stops us.
       std::vector<char*> blocks;

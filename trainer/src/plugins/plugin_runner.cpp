@@ -34,6 +34,7 @@ std::vector<PluginSettings> plugin_settings_from_config(const Json& plugins) {
     if (item.contains("timeout_ms")) s.timeout_ms = item["timeout_ms"].get<int>();
     s.max_restarts = item.value("max_restarts", s.max_restarts);
     s.restart_window_s = item.value("restart_window_s", s.restart_window_s);
+    s.restart_backoff_ms = item.value("restart_backoff_ms", s.restart_backoff_ms);
     const Json limits = item.value("limits", Json::object());
     auto& l = s.limits;
     l.address_space_mb = limits.value("address_space_mb", l.address_space_mb);

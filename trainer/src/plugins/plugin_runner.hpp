@@ -41,6 +41,7 @@ struct PluginSettings {
   std::optional<int> timeout_ms;       // overrides every hook's catalogue deadline
   int max_restarts = 5;                // faults tolerated within restart_window_s before quarantine
   double restart_window_s = 60;
+  int restart_backoff_ms = 100;        // delay before the first restart; doubles per fault up to 10 s
   PluginLimits limits;
 };
 

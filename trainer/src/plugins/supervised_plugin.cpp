@@ -54,6 +54,12 @@ std::string join_errors(const std::vector<SchemaError>& errors) {
   return text;
 }
 
+// The host exited 78 before its hello: the plugin cannot load (bad library, import error). Starting
+// it again will not help, so the plugin is quarantined at once instead of restarted.
+struct LoadFailure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 std::string search_path(const RunInfo& run) {
   std::string path = run.config_dir.empty() ? "" : run.config_dir.string() + ":";
   return path + std::filesystem::current_path().string() + ":" + paths::home().string();
@@ -78,7 +84,8 @@ SupervisedPlugin::SupervisedPlugin(Manifest manifest, PluginSettings settings, R
       runtime_dir_(std::move(runtime_dir)),
       control_(std::move(control)),
       abort_(std::move(abort)),
-      log_(logger("plugins")) {}
+      log_(logger("plugins")),
+      backoff_(std::max(0, settings_.restart_backoff_ms)) {}
 
 SupervisedPlugin::~SupervisedPlugin() { stop(); }
 
@@ -135,7 +142,7 @@ void SupervisedPlugin::start() {
   HostLaunch launch{manifest_, settings_.limits, endpoint, token, run_.scratch_dir, search_path(run_)};
   generation->process = std::make_unique<HostProcess>(launch);
 
-  auto fail = [&](const std::string& why) {
+  auto fail = [&](const std::string& why, bool load_failure = false) {
     generation->process->kill_group();
     generation->process->wait_for_exit(std::chrono::seconds(2));
     std::string detail = why;
@@ -146,7 +153,9 @@ void SupervisedPlugin::start() {
     }
     if (explanation.empty()) explanation = generation->process->last_error_line();
     if (!explanation.empty()) detail += ": " + explanation;
-    throw std::runtime_error("plugin '" + settings_.entry + "' could not start: " + detail);
+    const std::string message = "plugin '" + settings_.entry + "' could not start: " + detail;
+    if (load_failure) throw LoadFailure(message);
+    throw std::runtime_error(message);
   };
 
   auto hello = generation->connection->await_hello(kHelloTimeout, [&] { return generation->process->running(); });
@@ -155,8 +164,8 @@ void SupervisedPlugin::start() {
     // give a load failure's log notification a moment to arrive
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     const auto status = generation->process->exit_status();
-    fail(status && *status == kExitLoadFailure ? "it failed to load"
-                                               : "the host ended before hello (" + generation->process->exit_description() + ")");
+    if (status && *status == kExitLoadFailure) fail("it failed to load", true);
+    fail("the host ended before hello (" + generation->process->exit_description() + ")");
   }
   auto errors = Schemas::instance().validate("protocol/hello.schema.json", *hello);
   if (!errors.empty()) {
@@ -209,27 +218,57 @@ void SupervisedPlugin::stop() {
 
 // The current generation, restarted first when its backoff has passed; null while the plugin is off.
 std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::ready_generation() {
+  std::shared_ptr<Generation> idle_dead;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (quarantined_) return nullptr;
-    if (current_ && !current_->dead) return current_;
-    if (Clock::now() < next_start_) return nullptr;
+    if (current_ && !current_->dead) {
+      if (current_->process->running()) return current_;
+      idle_dead = current_;  // died between calls (killed from outside, OOM killer, ...)
+    }
+  }
+  if (idle_dead) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ++counters_["(idle)"].crashes;
+    }
+    fault("(idle)", "crashed between calls: " + idle_dead->process->exit_description(), idle_dead->number, true);
   }
   std::shared_ptr<Generation> old;
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    if (quarantined_ || starting_) return nullptr;
+    if (current_ && !current_->dead) return current_;
+    if (Clock::now() < next_start_) return nullptr;
+    starting_ = true;  // other threads skip while this one restarts
     old = std::move(current_);
-    next_start_ = Clock::now() + backoff_;  // other threads skip while this one restarts
   }
   old.reset();
   try {
     start();
     std::lock_guard<std::mutex> lock(mutex_);
+    starting_ = false;
     ++restarts_;
     log_->warn("{}: restarted (restart {})", manifest_.name, restarts_);
     return current_;
+  } catch (const LoadFailure& e) {
+    log_->error("{}", e.what());
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      starting_ = false;
+      ++counters_["(start)"].crashes;
+    }
+    quarantine("(start)", e.what());
+    return nullptr;
   } catch (const std::exception& e) {
     log_->error("{}", e.what());
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      starting_ = false;
+      ++counters_["(start)"].errors;
+      next_start_ = Clock::now() + backoff_;
+      backoff_ = std::min(std::max(backoff_ * 2, std::chrono::milliseconds(1)), kMaxBackoff);
+    }
     fault("(start)", e.what(), generation_, false);
     return nullptr;
   }
@@ -344,9 +383,9 @@ void SupervisedPlugin::fault(const std::string& hook, const std::string& what, i
     if (restart) {
       to_kill = current_;
       current_->dead = true;
-      backoff_ = now - current_->started > kStableAfter ? std::chrono::milliseconds(100)
-                                                         : std::min(backoff_ * 2, kMaxBackoff);
+      if (now - current_->started > kStableAfter) backoff_ = std::chrono::milliseconds(std::max(0, settings_.restart_backoff_ms));
       next_start_ = now + backoff_;
+      backoff_ = std::min(backoff_ * 2, kMaxBackoff);
     }
     recent_faults_.push_back(now);
     const auto window = std::chrono::duration<double>(settings_.restart_window_s);
@@ -368,6 +407,24 @@ void SupervisedPlugin::fault(const std::string& hook, const std::string& what, i
   if (to_kill) to_kill->process->kill_group();
   if (!quarantine_message.empty())
     log_->error("PLUGIN QUARANTINED: '{}' is off for the rest of this run ({})", manifest_.name, quarantine_message);
+  if (!abort_message.empty()) abort_(abort_message);
+}
+
+// Takes the plugin off for the rest of the run at once (a load failure on restart).
+void SupervisedPlugin::quarantine(const std::string& hook, const std::string& why) {
+  std::shared_ptr<Generation> to_kill;
+  std::string abort_message;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (quarantined_) return;
+    quarantined_ = true;
+    quarantine_reason_ = why;
+    counters_[hook].last_fault = why;
+    if (current_) to_kill = current_, current_->dead = true;
+    if (settings_.abort_on_failure) abort_message = "plugin '" + manifest_.name + "' (on_failure: abort): " + hook + " " + why;
+  }
+  if (to_kill) to_kill->process->kill_group();
+  log_->error("PLUGIN QUARANTINED: '{}' is off for the rest of this run ({})", manifest_.name, why);
   if (!abort_message.empty()) abort_(abort_message);
 }
 

@@ -64,6 +64,7 @@ class SupervisedPlugin {
   std::string check_reply(const std::string& hook, const Json& params, const Json& result);
   std::optional<Json> conclude(const std::string& hook, const Json& params, const Reply& reply, int generation);
   void fault(const std::string& hook, const std::string& what, int generation, bool restart);
+  void quarantine(const std::string& hook, const std::string& why);
   void handle_control(const Json& requests);
 
   Manifest manifest_;
@@ -79,7 +80,8 @@ class SupervisedPlugin {
   int generation_ = 0;
   std::vector<std::string> hooks_;
   std::chrono::steady_clock::time_point next_start_{};
-  std::chrono::milliseconds backoff_{100};
+  std::chrono::milliseconds backoff_{100};  // the next restart's delay (settings_.restart_backoff_ms, doubling)
+  bool starting_ = false;                   // one thread restarts; the others skip meanwhile
   std::deque<std::chrono::steady_clock::time_point> recent_faults_;
   bool quarantined_ = false;
   std::string quarantine_reason_;

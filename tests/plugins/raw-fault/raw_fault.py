@@ -1,0 +1,186 @@
+#!/usr/bin/python3
+"""raw-fault (test plugin): misbehaves on the wire, written against the raw protocol (zmq + msgpack only).
+
+Handshake-time faults cannot come from options (options arrive in the welcome), so the mode is
+read from the plugin's name, BULKHEAD_PLUGIN_NAME, set from each manifest:
+
+  raw-fault                 behaves; the "fault" option picks what its hooks do (below)
+  raw-fault-no-hello        connects and never says hello
+  raw-fault-late-hello      says hello after 11 s (the trainer waits 10 s)
+  raw-fault-bad-version     says hello with protocol 99
+  raw-fault-bad-token       says hello with a token that is not the one it was given
+  raw-fault-bad-hello       says hello with params that break hello.schema.json
+  raw-fault-exit-load       exits 78 at once (a load failure)
+  raw-fault-once-MODE       the first start in a run (marker file in BULKHEAD_SCRATCH_DIR) behaves
+                            like raw-fault; every later start (a restart) does MODE
+
+Options of raw-fault (all hooks it implements: transform_caption, transform_pil_image, on_step_end,
+on_epoch_start):
+  fault: none | garbage | schema | wrong_type | nan | nan_control | huge | unsolicited | duplicate
+         | flood | error | unknown_id | truncated | envelope | exit | hang
+  every: misbehave on every k-th call (default 1)
+"""
+import math
+import os
+import sys
+import threading
+import time
+
+import msgpack
+import zmq
+
+REQUEST, RESPONSE, NOTIFICATION = 0, 1, 2
+HOOKS = ["transform_caption", "transform_pil_image", "on_step_end", "on_epoch_start"]
+
+
+def pack(obj):
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def watch_parent():
+    first = os.getppid()
+    while True:
+        time.sleep(0.2)
+        if os.getppid() != first:
+            os._exit(1)
+
+
+def good_result(method, params):
+    if method == "transform_caption":
+        return {"caption": params["caption"]}
+    if method == "transform_pil_image":
+        return {"image": params["image"]}
+    return None
+
+
+def bad_reply(fault, msg_id, method, params):
+    """The frames to send instead of a good reply."""
+    good = [RESPONSE, msg_id, None, good_result(method, params)]
+    if fault == "garbage":
+        return [b"\xc1\xc1 this is not MessagePack \xff"]
+    if fault == "truncated":
+        return [pack(good)[:-3]]
+    if fault == "schema":
+        # valid MessagePack, valid envelope, result breaks the hook's schema
+        if method == "transform_caption":
+            return [pack([RESPONSE, msg_id, None, {"text": params["caption"]}])]
+        if method == "transform_pil_image":
+            return [pack([RESPONSE, msg_id, None, {"picture": 1}])]
+        return [pack([RESPONSE, msg_id, None, {"unexpected": True}])]
+    if fault == "wrong_type":
+        if method == "transform_caption":
+            return [pack([RESPONSE, msg_id, None, {"caption": 42}])]
+        if method == "transform_pil_image":
+            image = dict(params["image"])
+            image["width"] = "wide"
+            return [pack([RESPONSE, msg_id, None, {"image": image}])]
+        return [pack([RESPONSE, msg_id, None, ["not", "an", "object"]])]
+    if fault == "envelope":
+        return [pack({"kind": "response", "id": msg_id})]
+    if fault == "nan":
+        if method == "transform_caption":
+            return [pack([RESPONSE, msg_id, None, {"caption": params["caption"], "control": [
+                {"action": "set_arg", "name": "grad_accum", "value": math.nan}]}])]
+        if method == "transform_pil_image":
+            image = dict(params["image"])
+            image["width"] = math.nan
+            return [pack([RESPONSE, msg_id, None, {"image": image}])]
+        return [pack([RESPONSE, msg_id, None, {"control": [
+            {"action": "set_arg", "name": "grad_accum", "value": math.nan}]}])]
+    if fault == "nan_control":
+        # NaN in a control notification, then a good reply
+        return [pack([NOTIFICATION, "control", {"requests": [
+            {"action": "set_arg", "name": "grad_accum", "value": math.nan}]}]), pack(good)]
+    if fault == "huge":
+        return [pack([RESPONSE, msg_id, None, {"caption": "x" * (100 << 20)}])]
+    if fault == "unsolicited":
+        # a reply to a request never made, then the good one
+        return [pack([RESPONSE, msg_id + 100000, None, good_result(method, params)]), pack(good)]
+    if fault == "unknown_id":
+        # only a reply to a request never made: the real one is never answered
+        return [pack([RESPONSE, msg_id + 100000, None, good_result(method, params)])]
+    if fault == "duplicate":
+        return [pack(good), pack(good)]
+    if fault == "error":
+        return [pack([RESPONSE, msg_id, {"code": "hook_failed", "message": "injected error"}, None])]
+    if fault == "exit":
+        os._exit(3)
+    if fault == "hang":
+        while True:
+            time.sleep(3600)
+    if fault == "flood":
+        out = sys.stdout
+        for i in range(100000):
+            out.write("flood line %d from %s\n" % (i, method))
+        out.flush()
+        return [pack(good)]
+    return [pack(good)]
+
+
+def main():
+    name = os.environ.get("BULKHEAD_PLUGIN_NAME") or "raw-fault"
+    mode = name[len("raw-fault-"):] if name.startswith("raw-fault-") else "none"
+    if mode.startswith("once-"):
+        marker = os.path.join(os.environ.get("BULKHEAD_SCRATCH_DIR") or "/tmp", name + ".started")
+        if os.path.exists(marker):
+            mode = mode[len("once-"):]
+        else:
+            open(marker, "w").close()
+            mode = "none"
+    if mode == "exit-load":
+        sys.stderr.write("raw-fault: refusing to load (injected load failure)\n")
+        return 78
+    threading.Thread(target=watch_parent, daemon=True).start()
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(os.environ["BULKHEAD_ENDPOINT"])
+
+    if mode == "no-hello":
+        while True:
+            time.sleep(3600)
+    if mode == "late-hello":
+        time.sleep(11)
+    hello = {
+        "protocol": 99 if mode == "bad-version" else 1,
+        "token": "not-the-token" if mode == "bad-token" else os.environ["BULKHEAD_TOKEN"],
+        "plugin": {"name": name, "version": "1.0.0", "description": "misbehaves on the wire"},
+        "hooks": HOOKS,
+        "runtime": {"name": "python-raw", "version": "%d.%d.%d" % sys.version_info[:3]},
+        "pid": os.getpid(),
+    }
+    if mode == "bad-hello":
+        hello = {"protocol": 1, "hooks": "all of them"}
+    sock.send(pack([REQUEST, 0, "hello", hello]))
+
+    options = None
+    while options is None:
+        if not sock.poll(30000):
+            return 1
+        msg = msgpack.unpackb(sock.recv(), raw=False)
+        if msg[0] == RESPONSE and msg[1] == 0:
+            if msg[2] is not None:
+                sys.stderr.write("refused: %s\n" % msg[2].get("message"))
+                return 1
+            options = msg[3].get("options") or {}
+    fault = str(options.get("fault", "none"))
+    every = int(options.get("every", 1))
+    calls = 0
+
+    while True:
+        msg = msgpack.unpackb(sock.recv(), raw=False)
+        if msg[0] == NOTIFICATION:
+            if msg[1] == "shutdown":
+                return 0
+            continue
+        if msg[0] != REQUEST:
+            continue
+        _, msg_id, method, params = msg
+        calls += 1
+        frames = bad_reply(fault if calls % every == 0 else "none", msg_id, method, params)
+        for frame in frames:
+            sock.send(frame)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+// Handshake failures, quarantine, concurrent crashes, process hygiene, limits, outside kills.
+#include <gtest/gtest.h>
+
+#include <atomic>
+
+#include "support.hpp"
+
+namespace bulkhead::test {
+namespace {
+
+std::string start_error(const PluginSettings& s) {
+  try {
+    auto runner = make_runner(s);
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "(it started)";
+}
+
+std::string raw_mode(const std::string& mode) { return (plugins_dir() / "raw-fault" / mode).string(); }
+
+TEST(Handshake, WrongProtocolVersionNamesBoth) {
+  const auto error = start_error(settings(raw_mode("bad-version")));
+  EXPECT_NE(error.find("the trainer speaks protocol 1, the plugin speaks protocol 99"), std::string::npos) << error;
+  EXPECT_NE(error.find("bad-version"), std::string::npos) << error;
+}
+
+TEST(Handshake, WrongTokenIsRefused) {
+  const auto error = start_error(settings(raw_mode("bad-token")));
+  EXPECT_NE(error.find("wrong token"), std::string::npos) << error;
+}
+
+TEST(Handshake, HelloOutOfSchemaIsRefused) {
+  const auto error = start_error(settings(raw_mode("bad-hello")));
+  EXPECT_NE(error.find("hello.schema.json"), std::string::npos) << error;
+}
+
+TEST(Handshake, LoadFailureExplainsItself) {
+  const auto error = start_error(settings(raw_mode("exit-load")));
+  EXPECT_NE(error.find("failed to load"), std::string::npos) << error;
+  EXPECT_NE(error.find("refusing to load"), std::string::npos) << error;
+}
+
+// These two wait out the 10 s hello timeout.
+TEST(Handshake, NoHelloTimesOut) {
+  const auto started = std::chrono::steady_clock::now();
+  const auto error = start_error(settings(raw_mode("no-hello")));
+  EXPECT_NE(error.find("no hello within 10 s"), std::string::npos) << error;
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(14));
+  EXPECT_EQ(children().size(), 0u);
+}
+
+TEST(Handshake, LateHelloTimesOut) {
+  const auto error = start_error(settings(raw_mode("late-hello")));
+  EXPECT_NE(error.find("no hello within 10 s"), std::string::npos) << error;
+  EXPECT_EQ(children().size(), 0u);
+}
+
+// A host that starts once, then exits 78 (cannot load) on restart, is quarantined at once.
+TEST(Restart, LoadFailureOnRestartQuarantinesAtOnce) {
+  LogCapture capture("plugins");
+  auto s = settings(raw_mode("once-exit-load"), {{"fault", "exit"}});
+  s.max_restarts = 100;
+  auto runner = make_runner(s);
+  EXPECT_EQ(runner->transform_caption("a cat"), "a cat");
+  ASSERT_TRUE(wait_until([&] { return plugin_report(*runner)["quarantined"].get<bool>(); }, std::chrono::seconds(10),
+                         [&] { runner->transform_caption("a cat"); }));
+  const Json r = plugin_report(*runner);
+  EXPECT_NE(r["quarantine_reason"].get<std::string>().find("failed to load"), std::string::npos) << r.dump(2);
+  EXPECT_EQ(r["restarts"].get<long>(), 0) << r.dump(2);
+  EXPECT_EQ(r["hooks"]["(start)"]["crashes"].get<long>(), 1) << r.dump(2);
+  EXPECT_EQ(capture.sink->count("PLUGIN QUARANTINED"), 1);
+  // and it stays off: no more starts
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(runner->transform_caption("a dog"), "a dog");
+  EXPECT_EQ(plugin_report(*runner)["hooks"]["(start)"]["crashes"].get<long>(), 1);
+  EXPECT_EQ(children().size(), 0u);
+}
+
+// A restart that fails its handshake counts as a fault, backs off and ends in quarantine.
+TEST(Restart, HandshakeFailureOnRestartEndsInQuarantine) {
+  auto s = settings(raw_mode("once-bad-version"), {{"fault", "exit"}});
+  s.max_restarts = 2;
+  auto runner = make_runner(s);
+  ASSERT_TRUE(wait_until([&] { return plugin_report(*runner)["quarantined"].get<bool>(); }, std::chrono::seconds(15),
+                         [&] { runner->transform_caption("a cat"); }));
+  const Json r = plugin_report(*runner);
+  EXPECT_NE(r["quarantine_reason"].get<std::string>().find("protocol version mismatch"), std::string::npos) << r.dump(2);
+  EXPECT_EQ(r["restarts"].get<long>(), 0) << r.dump(2);
+}
+
+// Several requests in flight when the host crashes: each fails, the host restarts exactly once.
+TEST(Restart, ConcurrentCrashesInFlightOneRestart) {
+  // The host waits 300 ms before crashing on the first request, so all four are in flight.
+  auto s = settings("fault", {{"fault", "segfault"}, {"delay_ms", 300}, {"hooks", {"transform_caption"}}});
+  s.timeout_ms = 5000;
+  s.restart_backoff_ms = 500;  // no caller may restart it during the test
+  auto runner = make_runner(s);
+  constexpr int kThreads = 4;
+  std::atomic<int> waiting{kThreads};
+  std::atomic<int> unchanged{0};
+  std::vector<std::thread> callers;
+  for (int i = 0; i < kThreads; ++i)
+    callers.emplace_back([&, i] {
+      --waiting;
+      while (waiting.load() > 0) std::this_thread::yield();
+      const std::string caption = "caption " + std::to_string(i);
+      if (runner->transform_caption(caption) == caption) ++unchanged;
+    });
+  for (auto& t : callers) t.join();
+  EXPECT_EQ(unchanged.load(), kThreads);
+  const Json r = plugin_report(*runner);
+  EXPECT_EQ(r["hooks"]["transform_caption"]["crashes"].get<long>(), kThreads) << r.dump(2);
+  EXPECT_EQ(r["hooks"]["transform_caption"]["calls"].get<long>(), kThreads) << r.dump(2);
+  ASSERT_TRUE(wait_until([&] { return counter(*runner, "on_epoch_start", "ok") >= 3; }, std::chrono::seconds(10),
+                         [&] { runner->call("on_epoch_start", epoch_kwargs()); }));
+  EXPECT_EQ(plugin_report(*runner)["restarts"].get<long>(), 1) << plugin_report(*runner).dump(2);
+}
+
+// More than max_restarts faults within the window: quarantined, loudly, once; then left alone.
+TEST(Quarantine, AfterTooManyFaultsInWindow) {
+  LogCapture capture("plugins");
+  auto s = settings("fault", {{"fault", "exit3"}});
+  s.max_restarts = 2;
+  s.restart_window_s = 60;
+  auto runner = make_runner(s);
+  ASSERT_TRUE(wait_until([&] { return plugin_report(*runner)["quarantined"].get<bool>(); }, std::chrono::seconds(10),
+                         [&] { EXPECT_EQ(runner->transform_caption("a cat"), "a cat"); }));
+  const Json r = plugin_report(*runner);
+  EXPECT_EQ(r["hooks"]["transform_caption"]["crashes"].get<long>(), 3) << r.dump(2);
+  EXPECT_EQ(r["restarts"].get<long>(), 2) << r.dump(2);
+  EXPECT_NE(r["quarantine_reason"].get<std::string>().find("3 faults within 60 s"), std::string::npos) << r.dump(2);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(runner->transform_caption("a dog"), "a dog");
+  runner->call("on_epoch_start", epoch_kwargs());
+  EXPECT_EQ(plugin_report(*runner)["hooks"]["transform_caption"]["calls"].get<long>(), 3);
+  EXPECT_EQ(capture.sink->count("PLUGIN QUARANTINED"), 1) << capture.sink->text();
+  EXPECT_NE(runner->report_table().find("QUARANTINED"), std::string::npos);
+  EXPECT_TRUE(wait_until([] { return children().empty(); }));
+}
+
+TEST(Quarantine, FaultsSpreadOverTheWindowAreForgiven) {
+  auto s = settings("fault", {{"fault", "throw"}, {"every", 1}});
+  s.max_restarts = 2;
+  s.restart_window_s = 0.3;
+  auto runner = make_runner(s);
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(runner->transform_caption("a cat"), "a cat");
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_FALSE(plugin_report(*runner)["quarantined"].get<bool>()) << plugin_report(*runner).dump(2);
+  EXPECT_EQ(counter(*runner, "transform_caption", "errors"), 6);
+}
+
+// No zombies while it runs; nothing left in the hosts' process groups once the runner is gone.
+TEST(Hygiene, NoHostOutlivesTheRunner) {
+  std::vector<int> groups;
+  {
+    auto s = settings("fault", {{"fault", "segfault"}, {"every", 2}});
+    auto runner = make_runner(s);
+    for (int i = 0; i < 10; ++i) {
+      runner->transform_caption("a cat");
+      for (const auto& child : children()) groups.push_back(child.pgid);
+      std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    }
+    EXPECT_GE(plugin_report(*runner)["restarts"].get<long>(), 1);
+    EXPECT_EQ(zombies(), 0);
+  }
+  EXPECT_FALSE(groups.empty());
+  EXPECT_EQ(children().size(), 0u);
+  EXPECT_EQ(alive_in_groups(groups), 0);
+}
+
+TEST(Hygiene, HangingHostIsKilledAtShutdown) {
+  std::vector<int> groups;
+  const auto started = std::chrono::steady_clock::now();
+  {
+    auto s = settings(raw_mode("once-exit-load"));  // a python host
+    s.entry = "raw-fault";
+    s.options = {{"fault", "hang"}};
+    s.timeout_ms = 100;
+    auto runner = make_runner(s);
+    for (const auto& child : children()) groups.push_back(child.pgid);
+    runner->notify("on_step_end", step_kwargs());  // it hangs in there; shutdown must still end it
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(8));
+  EXPECT_EQ(children().size(), 0u);
+  EXPECT_EQ(alive_in_groups(groups), 0);
+}
+
+// 200 restarts leave the trainer's open files and threads where they were.
+TEST(Hygiene, TwoHundredRestartsLeakNothing) {
+  auto s = settings("fault", {{"fault", "exit0"}, {"hooks", {"transform_caption"}}});
+  s.restart_backoff_ms = 0;
+  s.max_restarts = 100000;
+  auto runner = make_runner(s);
+  // warm up: the first restart creates whatever lives for the whole process (ZeroMQ's context, loggers)
+  runner->transform_caption("a cat");
+  ASSERT_TRUE(wait_until([&] { return plugin_report(*runner)["restarts"].get<long>() >= 1; }, std::chrono::seconds(10),
+                         [&] { runner->call("on_epoch_start", epoch_kwargs()); }));
+  const std::size_t fds_before = open_fds(), threads_before = threads();
+  long restarts = 0;
+  for (int i = 0; i < 200; ++i) {
+    const long before = plugin_report(*runner)["restarts"].get<long>();
+    runner->transform_caption("a cat");  // the host exits
+    ASSERT_TRUE(wait_until([&] { return plugin_report(*runner)["restarts"].get<long>() > before; },
+                           std::chrono::seconds(10), [&] { runner->call("on_epoch_start", epoch_kwargs()); }))
+        << "restart " << i;
+    restarts = plugin_report(*runner)["restarts"].get<long>();
+  }
+  EXPECT_GE(restarts, 201);
+  EXPECT_EQ(zombies(), 0);
+  EXPECT_LE(children().size(), 1u);
+  EXPECT_LE(open_fds(), fds_before + 2) << "fds " << fds_before << " -> " << open_fds();
+  EXPECT_LE(threads(), threads_before + 1) << "threads " << threads_before << " -> " << threads();
+}
+
+// A host killed from outside (OOM killer, an operator) is noticed and restarted.
+TEST(Restart, HostKilledFromOutsideIsRestarted) {
+  auto runner = make_runner(settings("fault"));
+  EXPECT_EQ(runner->transform_caption("a cat"), "a cat");
+  auto kids = children();
+  ASSERT_EQ(kids.size(), 1u);
+  ASSERT_EQ(::kill(kids[0].pid, SIGKILL), 0);
+  // dead (a zombie until the runner reaps it) before the next call
+  ASSERT_TRUE(wait_until([&] {
+    for (const auto& child : children())
+      if (child.pid == kids[0].pid) return child.state == 'Z';
+    return true;
+  }));
+  ASSERT_TRUE(wait_until([&] { return plugin_report(*runner)["restarts"].get<long>() == 1; }, std::chrono::seconds(10),
+                         [&] { runner->transform_caption("a cat"); }))
+      << plugin_report(*runner).dump(2);
+  EXPECT_TRUE(wait_until([&] { return counter(*runner, "transform_caption", "ok") >= 2; }, std::chrono::seconds(5),
+                         [&] { runner->transform_caption("a cat"); }));
+  const Json r = plugin_report(*runner);
+  ASSERT_TRUE(r["hooks"].contains("(idle)")) << r.dump(2);
+  EXPECT_EQ(r["hooks"]["(idle)"]["crashes"].get<long>(), 1) << r.dump(2);
+  EXPECT_NE(r["hooks"]["(idle)"]["last_fault"].get<std::string>().find("signal 9"), std::string::npos) << r.dump(2);
+  EXPECT_EQ(faults(*runner, "transform_caption"), 0) << r.dump(2);
+  auto now = children();
+  ASSERT_EQ(now.size(), 1u);
+  EXPECT_NE(now[0].pid, kids[0].pid);
+}
+
+// Limits: memory past address_space_mb is a crash like any other (covered per hook in
+// fault_modes_test); open files stop at open_files.
+TEST(Limits, OpenFilesStopAtTheLimit) {
+  auto s = settings("fault", {{"fault", "fds"}});
+  s.limits.open_files = 64;
+  auto runner = make_runner(s);
+  EXPECT_EQ(runner->transform_caption("a cat"), "a cat");
+  const Json r = plugin_report(*runner);
+  const std::string fault = r["hooks"]["transform_caption"]["last_fault"];
+  EXPECT_NE(fault.find("Too many open files"), std::string::npos) << fault;
+  const long opened = std::stol(fault.substr(fault.find("opened ") + 7));
+  EXPECT_GT(opened, 0);
+  EXPECT_LT(opened, 64) << fault;
+  // the host survives its own EMFILE and keeps serving
+  runner->call("on_epoch_start", epoch_kwargs());
+  EXPECT_EQ(counter(*runner, "on_epoch_start", "errors"), 1);  // fds on every hook: fails again, still alive
+  EXPECT_EQ(plugin_report(*runner)["restarts"].get<long>(), 0);
+}
+
+TEST(Limits, MemoryHogIsAFault) {
+  auto s = settings("fault", {{"fault", "hog"}});
+  s.limits.address_space_mb = 512;
+  s.timeout_ms = 10000;
+  const auto started = std::chrono::steady_clock::now();
+  auto runner = make_runner(s);
+  EXPECT_EQ(runner->transform_caption("a cat"), "a cat");
+  EXPECT_EQ(counter(*runner, "transform_caption", "crashes"), 1) << plugin_report(*runner).dump(2);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
+}
+
+}  // namespace
+}  // namespace bulkhead::test
