@@ -1,0 +1,186 @@
+// runner_bench — what a hook costs through the runner, against the floor: a raw ZeroMQ round trip
+// between two processes, measured in the same run.
+//
+//   build/bin/runner_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+//
+// The floor's peer is this same binary started as `runner_bench --echo ENDPOINT`: a DEALER that
+// sends back every message it gets. The runner's benchmarks use real plugin hosts: the recorder
+// test plugin (C++, does nothing with record_to ""), image-colour (C++) and color_grade (Python).
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <benchmark/benchmark.h>
+#include <spdlog/spdlog.h>
+#include <zmq.hpp>
+
+#include <bulkhead/wire.hpp>
+
+#include "common/paths.hpp"
+#include "plugins/plugin_runner.hpp"
+
+namespace fs = std::filesystem;
+using bulkhead::Json;
+
+namespace {
+
+std::string self_path;
+
+int echo_main(const std::string& endpoint) {
+  zmq::context_t context(1);
+  zmq::socket_t socket(context, zmq::socket_type::dealer);
+  socket.set(zmq::sockopt::linger, 0);
+  socket.connect(endpoint);
+  for (;;) {
+    zmq::message_t message;
+    if (!socket.recv(message)) continue;
+    if (message.size() == 4 && std::memcmp(message.data(), "quit", 4) == 0) return 0;
+    socket.send(message, zmq::send_flags::none);
+  }
+}
+
+// The same bytes a transform_caption request carries.
+std::string caption_request() {
+  return bulkhead::wire::encode(bulkhead::wire::Message::request(1, "transform_caption", {{"caption", "a photo of a cat, sitting"}}));
+}
+
+std::string image_request(int side) {
+  bulkhead::Image image;
+  image.width = image.height = side;
+  image.data.assign(image.expected_size(), 128);
+  return bulkhead::wire::encode(
+      bulkhead::wire::Message::request(1, "transform_pil_image", {{"image", bulkhead::wire::image_to_json(image)}}));
+}
+
+// Floor: a DEALER/DEALER round trip over ipc:// to a second process (send, wait, receive).
+void raw_round_trip(benchmark::State& state, const std::string& payload) {
+  const fs::path dir = fs::temp_directory_path() / ("runner-bench-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  const std::string endpoint = "ipc://" + (dir / "echo.sock").string();
+  zmq::context_t context(1);
+  zmq::socket_t socket(context, zmq::socket_type::dealer);
+  socket.set(zmq::sockopt::linger, 0);
+  socket.bind(endpoint);
+  const pid_t child = fork();
+  if (child == 0) {
+    execl(self_path.c_str(), self_path.c_str(), "--echo", endpoint.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  for (auto _ : state) {
+    socket.send(zmq::buffer(payload), zmq::send_flags::none);
+    zmq::message_t reply;
+    (void)socket.recv(reply);
+    benchmark::DoNotOptimize(reply.data());
+  }
+  socket.send(zmq::str_buffer("quit"), zmq::send_flags::none);
+  int status = 0;
+  waitpid(child, &status, 0);
+  fs::remove_all(dir);
+  state.SetBytesProcessed(std::int64_t(state.iterations()) * std::int64_t(payload.size()) * 2);
+}
+
+void BM_Floor_RawZmqRoundTrip(benchmark::State& state) { raw_round_trip(state, caption_request()); }
+void BM_Floor_RawZmqRoundTrip_Image256(benchmark::State& state) { raw_round_trip(state, image_request(256)); }
+
+std::unique_ptr<bulkhead::PluginRunner> runner_for(const std::string& entry, Json options = Json::object()) {
+  setenv("BULKHEAD_PLUGINS_PATH", (bulkhead::paths::home() / "tests" / "plugins").c_str(), 1);
+  bulkhead::PluginSettings s;
+  s.entry = entry;
+  s.options = std::move(options);
+  bulkhead::RunInfo run;
+  run.project_name = "bench";
+  run.run_dir = fs::temp_directory_path() / ("runner-bench-run-" + std::to_string(getpid()));
+  return std::make_unique<bulkhead::PluginRunner>(std::vector<bulkhead::PluginSettings>{s}, run);
+}
+
+void check_no_faults(benchmark::State& state, const bulkhead::PluginRunner& runner) {
+  for (const auto& [hook, c] : runner.report()["plugins"][0]["hooks"].items())
+    if (c["ok"].get<long>() != c["calls"].get<long>())
+      state.SkipWithError(("faults in " + hook + ": " + c.dump()).c_str());
+}
+
+Json epoch_kwargs() {
+  return {{"epoch", 0}, {"global_step", 0}, {"epoch_length", 10}, {"project_name", "bench"}, {"log_folder", "/tmp"},
+          {"data_root", "/tmp"}};
+}
+
+Json step_kwargs() {
+  return {{"epoch", 0}, {"local_step", 1}, {"global_step", 1}, {"project_name", "bench"}, {"log_folder", "/tmp"},
+          {"data_root", "/tmp"}, {"batch", {{"captions", {"a cat"}}, {"shape", {1, 3, 64, 64}}}},
+          {"ed_state", {{"grad_accum", 1}, {"lr", 0.001}, {"batch_size", 1}}}, {"loss", 0.5}, {"lr", 0.001},
+          {"step_time_s", 0.01}, {"samples_per_s", 100.0}};
+}
+
+// A call hook (the trainer waits) through the runner to a C++ plugin.
+void BM_Runner_CallHook_Cpp(benchmark::State& state) {
+  auto runner = runner_for("recorder");
+  const Json kwargs = epoch_kwargs();
+  for (auto _ : state) runner->call("on_epoch_start", kwargs);
+  check_no_faults(state, *runner);
+}
+
+// A transform through the runner to a C++ plugin: the same bytes as the floor's payload.
+void BM_Runner_TransformCaption_Cpp(benchmark::State& state) {
+  auto runner = runner_for("recorder");
+  for (auto _ : state) benchmark::DoNotOptimize(runner->transform_caption("a photo of a cat, sitting"));
+  check_no_faults(state, *runner);
+}
+
+// A notify hook: what it costs the caller (the reply is handled on the I/O thread).
+void BM_Runner_NotifyHook_CallerCost(benchmark::State& state) {
+  auto runner = runner_for("recorder");
+  const Json kwargs = step_kwargs();
+  for (auto _ : state) runner->notify("on_step_end", kwargs);
+  // (timing stopped with the loop) let the acknowledgements drain before the report is read
+  for (int i = 0; i < 1000; ++i) {
+    const Json c = runner->report()["plugins"][0]["hooks"]["on_step_end"];
+    if (c["ok"].get<long>() + c["timeouts"].get<long>() + c["crashes"].get<long>() >= c["calls"].get<long>()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  check_no_faults(state, *runner);
+}
+
+void image_transform(benchmark::State& state, const std::string& entry, Json options = Json::object()) {
+  auto runner = runner_for(entry, std::move(options));
+  bulkhead::Image image;
+  image.width = image.height = 256;
+  image.data.assign(image.expected_size(), 128);
+  for (auto _ : state) benchmark::DoNotOptimize(runner->transform_pil_image(image));
+  check_no_faults(state, *runner);
+}
+
+void BM_Runner_TransformImage256_CppPassThrough(benchmark::State& state) { image_transform(state, "recorder"); }
+void BM_Runner_TransformImage256_CppImageColour(benchmark::State& state) {
+  image_transform(state, "image-colour", {{"gamma", 1.1}, {"saturation", 1.1}});
+}
+void BM_Runner_TransformImage256_PythonColorGrade(benchmark::State& state) { image_transform(state, "color_grade"); }
+
+}  // namespace
+
+BENCHMARK(BM_Floor_RawZmqRoundTrip)->UseRealTime();
+BENCHMARK(BM_Runner_CallHook_Cpp)->UseRealTime();
+BENCHMARK(BM_Runner_TransformCaption_Cpp)->UseRealTime();
+BENCHMARK(BM_Runner_NotifyHook_CallerCost)->UseRealTime()->Iterations(20000);
+BENCHMARK(BM_Floor_RawZmqRoundTrip_Image256)->UseRealTime();
+BENCHMARK(BM_Runner_TransformImage256_CppPassThrough)->UseRealTime();
+BENCHMARK(BM_Runner_TransformImage256_CppImageColour)->UseRealTime();
+BENCHMARK(BM_Runner_TransformImage256_PythonColorGrade)->UseRealTime();
+
+int main(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[1]) == "--echo") return echo_main(argv[2]);
+  self_path = fs::canonical("/proc/self/exe").string();
+  signal(SIGPIPE, SIG_IGN);
+  spdlog::set_level(spdlog::level::warn);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
