@@ -1,0 +1,124 @@
+// bulkhead train — reads train.json, applies command-line overrides, checks
+// everything, then runs the Trainer. Ctrl-C saves an "interrupted" checkpoint.
+#include <csignal>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cli/commands.hpp"
+#include "common/log.hpp"
+#include "train/trainer.hpp"
+
+namespace fs = std::filesystem;
+using bulkhead::Json;
+
+namespace {
+
+struct TrainArgs {
+  std::string config;
+  std::optional<int> max_epochs;
+  std::optional<std::string> data_root;
+  std::optional<std::string> run_dir;
+  std::optional<std::vector<std::string>> plugins;
+  std::optional<std::string> device;
+  std::optional<std::uint64_t> seed;
+  std::string resume;
+};
+
+// The first Ctrl-C asks the trainer to stop cleanly; a second one ends the process at once.
+void on_sigint(int) {
+  bulkhead::request_interrupt();
+  std::signal(SIGINT, SIG_DFL);
+}
+
+void apply_overrides(Json& user, const TrainArgs& args) {
+  if (args.max_epochs) user["max_epochs"] = *args.max_epochs;
+  if (args.data_root)  // relative to where the command runs, not to the config file
+    user["data_root"] = *args.data_root == "builtin:shapes" ? *args.data_root : fs::absolute(*args.data_root).string();
+  if (args.run_dir) user["run_dir"] = *args.run_dir;
+  if (args.plugins) user["plugins"] = *args.plugins;
+  if (args.device) user["device"] = *args.device;
+  if (args.seed) user["seed"] = *args.seed;
+}
+
+// A resumed run keeps its model's shape; a --config given with --resume may change anything else.
+void check_same_model(const bulkhead::TrainConfig& config, const Json& saved) {
+  for (const char* key : {"model", "resolution", "max_tokens"})
+    if (config.json.at(key) != saved.at(key))
+      throw bulkhead::ConfigError("--resume: \"" + std::string(key) + "\" is " + config.json.at(key).dump() +
+                                  " but the checkpoint was trained with " + saved.at(key).dump());
+}
+
+bulkhead::RunOutcome train(const TrainArgs& args) {
+  Json user = Json::object();
+  std::string source = "(defaults)";
+  fs::path source_dir;
+  std::optional<fs::path> resume;
+  std::optional<Json> saved_config;
+  if (!args.resume.empty()) {
+    resume = bulkhead::resolve_checkpoint_path(args.resume);
+    saved_config = bulkhead::Checkpoint(*resume).info().config;
+    user = *saved_config;
+    source = resume->string();
+    user["run_dir"] = resume->parent_path().parent_path().string();  // continue in the same run folder
+  }
+  if (!args.config.empty()) {
+    user = bulkhead::read_config_file(args.config);
+    source = args.config;
+    source_dir = fs::absolute(args.config).parent_path();
+    if (resume && !user.contains("run_dir")) user["run_dir"] = resume->parent_path().parent_path().string();
+  }
+  apply_overrides(user, args);
+  bulkhead::TrainConfig config = bulkhead::resolve_config(user, source, source_dir);
+  if (saved_config) check_same_model(config, *saved_config);
+
+  bulkhead::clear_interrupt();
+  auto previous = std::signal(SIGINT, on_sigint);
+  bulkhead::Trainer trainer(config, resume);
+  auto summary = trainer.run();
+  std::signal(SIGINT, previous);
+  return summary.outcome;
+}
+
+}  // namespace
+
+namespace bulkhead {
+
+// Failures are logged, then reported as CLI::RuntimeError(exit code), which CLI11_PARSE
+// returns: 2 for a bad config or data, 1 for a failed run, 130 after Ctrl-C.
+void add_train_command(CLI::App& app) {
+  auto args = std::make_shared<TrainArgs>();
+  auto* cmd = app.add_subcommand("train", "Train the text-to-image model (defaults: built-in shapes dataset)");
+  cmd->add_option("--config", args->config, "train.json (EveryDream2-style keys; see schemas/train.schema.json)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--max-epochs", args->max_epochs, "Override max_epochs");
+  cmd->add_option("--data-root", args->data_root, "Override data_root: an image folder, or builtin:shapes");
+  cmd->add_option("--run-dir", args->run_dir, "Write the run into exactly this folder");
+  cmd->add_option("--plugins", args->plugins, "Replace the config's plugin list")->expected(0, -1);
+  cmd->add_option("--device", args->device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  cmd->add_option("--seed", args->seed, "Override seed");
+  cmd->add_option("--resume", args->resume, "Continue from a run folder (its latest checkpoint) or a checkpoint file");
+  cmd->callback([args] {
+    auto log = bulkhead::logger("trainer");
+    try {
+      if (train(*args) == bulkhead::RunOutcome::interrupted) throw CLI::RuntimeError(130);
+    } catch (const bulkhead::ConfigError& e) {
+      log->error("{}", e.what());
+      throw CLI::RuntimeError(2);
+    } catch (const bulkhead::DataError& e) {
+      log->error("{}", e.what());
+      throw CLI::RuntimeError(2);
+    } catch (const bulkhead::TrainingAborted& e) {
+      log->error("training aborted: {}", e.what());
+      throw CLI::RuntimeError(1);
+    } catch (const CLI::Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      log->error("{}", e.what());
+      throw CLI::RuntimeError(1);
+    }
+  });
+}
+
+}  // namespace bulkhead

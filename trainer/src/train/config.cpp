@@ -1,0 +1,164 @@
+#include "train/config.hpp"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "common/schemas.hpp"
+
+namespace bulkhead {
+namespace {
+
+std::size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      std::size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+const Json& train_schema() {
+  static const Json schema = [] {
+    auto path = Schemas::instance().dir() / "train.schema.json";
+    std::ifstream in(path);
+    if (!in) throw std::runtime_error("cannot read " + path.string());
+    return Json::parse(in);
+  }();
+  return schema;
+}
+
+// The schema validator would only say "additional property"; a person wants
+// the key's place and the key they probably meant.
+void find_unknown_keys(const Json& value, const Json& schema, const std::string& where,
+                       std::vector<std::string>& problems) {
+  if (!value.is_object() || !schema.contains("properties")) return;
+  const Json& properties = schema["properties"];
+  std::vector<std::string> known;
+  for (auto& [name, _] : properties.items()) known.push_back(name);
+  for (auto& [key, child] : value.items()) {
+    if (!properties.contains(key)) {
+      std::string message = where + "/" + key + ": unknown key";
+      auto suggestion = nearest_key(key, known);
+      if (!suggestion.empty()) message += " (did you mean \"" + suggestion + "\"?)";
+      problems.push_back(message);
+    } else {
+      find_unknown_keys(child, properties[key], where + "/" + key, problems);
+    }
+  }
+}
+
+void fill_defaults(Json& value, const Json& schema) {
+  if (!value.is_object() || !schema.contains("properties")) return;
+  for (auto& [name, property] : schema["properties"].items()) {
+    if (!value.contains(name) && property.contains("default")) value[name] = property["default"];
+    if (value.contains(name)) fill_defaults(value[name], property);
+  }
+}
+
+// Rules the schema cannot say.
+void check_consistency(const TrainConfig& c, std::vector<std::string>& problems) {
+  int levels = static_cast<int>(c.model.channel_mults.size());
+  int factor = 1 << (levels - 1);
+  if (c.resolution % factor != 0)
+    problems.push_back("/resolution: " + std::to_string(c.resolution) + " must be divisible by " +
+                       std::to_string(factor) + " (2^(levels-1) for model.channel_mults with " +
+                       std::to_string(levels) + " levels)");
+}
+
+TrainConfig typed(const Json& j) {
+  TrainConfig c;
+  c.json = j;
+  c.project_name = j.at("project_name");
+  c.data_root = j.at("data_root");
+  c.max_epochs = j.at("max_epochs");
+  c.batch_size = j.at("batch_size");
+  c.grad_accum = j.at("grad_accum");
+  c.lr = j.at("lr");
+  c.lr_scheduler = j.at("lr_scheduler");
+  c.lr_warmup_steps = j.at("lr_warmup_steps");
+  c.weight_decay = j.at("weight_decay");
+  c.max_grad_norm = j.at("max_grad_norm");
+  c.resolution = j.at("resolution");
+  c.cond_dropout = j.at("cond_dropout");
+  c.seed = j.at("seed");
+  c.validation_split = j.at("validation_split");
+  c.save_every_n_epochs = j.at("save_every_n_epochs");
+  c.sample_every_n_epochs = j.at("sample_every_n_epochs");
+  c.sample_prompts = j.at("sample_prompts").get<std::vector<std::string>>();
+  c.sample_steps = j.at("sample_steps");
+  c.sample_guidance = j.at("sample_guidance");
+  c.device = j.at("device");
+  c.amp = j.at("amp");
+  c.num_workers = j.at("num_workers");
+  c.num_threads = j.at("num_threads");
+  c.max_tokens = j.at("max_tokens");
+  c.log_every_n_steps = j.at("log_every_n_steps");
+  c.logdir = j.at("logdir");
+  c.run_dir = j.value("run_dir", "");
+  const Json& m = j.at("model");
+  c.model.channels = m.at("channels");
+  c.model.channel_mults = m.at("channel_mults").get<std::vector<int>>();
+  c.model.blocks_per_level = m.at("blocks_per_level");
+  c.model.embed_dim = m.at("embed_dim");
+  return c;
+}
+
+std::string join_problems(const std::string& source, const std::vector<std::string>& problems) {
+  std::ostringstream out;
+  out << source << ": invalid training config (" << problems.size() << " problem"
+      << (problems.size() == 1 ? "" : "s") << ")";
+  for (auto& p : problems) out << "\n  " << source << ": " << p;
+  return out.str();
+}
+
+}  // namespace
+
+std::string nearest_key(const std::string& key, const std::vector<std::string>& candidates) {
+  std::string best;
+  std::size_t best_distance = std::max<std::size_t>(2, key.size() / 3) + 1;
+  for (auto& candidate : candidates) {
+    std::size_t d = edit_distance(key, candidate);
+    if (d < best_distance) best_distance = d, best = candidate;
+  }
+  return best;
+}
+
+Json read_config_file(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path.string() + ": cannot open the config file");
+  try {
+    return Json::parse(in);
+  } catch (const Json::parse_error& e) {
+    throw ConfigError(path.string() + ": not valid JSON: " + e.what());
+  }
+}
+
+TrainConfig resolve_config(const Json& user, const std::string& source,
+                           const std::filesystem::path& source_dir) {
+  if (!user.is_object()) throw ConfigError(source + ": the config must be a JSON object");
+  std::vector<std::string> problems;
+  find_unknown_keys(user, train_schema(), "", problems);
+  for (auto& e : Schemas::instance().validate("train.schema.json", user)) {
+    // The unknown-key check above already said it better.
+    if (problems.empty() || e.message.find("additional") == std::string::npos)
+      problems.push_back((e.path.empty() ? "(document)" : e.path) + ": " + e.message);
+  }
+  if (!problems.empty()) throw ConfigError(join_problems(source, problems));
+
+  Json resolved = user;
+  fill_defaults(resolved, train_schema());
+  TrainConfig config = typed(resolved);
+  config.source_dir = source_dir;
+  check_consistency(config, problems);
+  if (!problems.empty()) throw ConfigError(join_problems(source, problems));
+  return config;
+}
+
+}  // namespace bulkhead

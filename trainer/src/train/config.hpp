@@ -1,0 +1,83 @@
+// config.hpp — train.json: read, check against schemas/train.schema.json, fill defaults.
+//
+//   Json user = read_config_file("train.json");            // or Json::object() for all defaults
+//   user["max_epochs"] = 3;                                 // command-line overrides go in before the check
+//   TrainConfig config = resolve_config(user, "train.json"); // throws ConfigError listing every problem
+//
+// Defaults live only in the schema ("default" keywords), so the schema, the
+// docs and the trainer cannot disagree.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace bulkhead {
+
+using Json = nlohmann::json;
+
+// Every problem found in a config, one per line: "<file>: <field>: <rule>".
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct ModelConfig {
+  int channels = 32;
+  std::vector<int> channel_mults;
+  int blocks_per_level = 1;
+  int embed_dim = 128;
+};
+
+// The resolved config: every key present, every value checked.
+struct TrainConfig {
+  Json json;                           // what config.json in the run folder holds
+  std::filesystem::path source_dir;    // folder of train.json (relative data_root resolves here); "" for none
+
+  std::string project_name;
+  std::string data_root;
+  int max_epochs = 0;
+  int batch_size = 0;
+  int grad_accum = 1;
+  double lr = 0;
+  std::string lr_scheduler;
+  int lr_warmup_steps = 0;
+  double weight_decay = 0;
+  double max_grad_norm = 0;
+  int resolution = 0;
+  double cond_dropout = 0;
+  std::uint64_t seed = 0;
+  double validation_split = 0;
+  int save_every_n_epochs = 0;
+  int sample_every_n_epochs = 0;
+  std::vector<std::string> sample_prompts;
+  int sample_steps = 0;
+  double sample_guidance = 0;
+  std::string device;
+  bool amp = true;
+  int num_workers = 1;
+  int num_threads = 0;
+  int max_tokens = 0;
+  int log_every_n_steps = 0;
+  std::string logdir;
+  std::string run_dir;                 // "" when not set
+  ModelConfig model;
+
+  bool builtin_data() const { return data_root == "builtin:shapes"; }
+};
+
+// Parses a JSON file; a syntax error names the file, line and column.
+Json read_config_file(const std::filesystem::path& path);
+
+// Checks user keys against the schema (unknown keys get a "did you mean"),
+// fills defaults and returns the typed config. source names the file in messages.
+TrainConfig resolve_config(const Json& user, const std::string& source,
+                           const std::filesystem::path& source_dir = {});
+
+// The closest candidate within a small edit distance, or "" (exposed for tests).
+std::string nearest_key(const std::string& key, const std::vector<std::string>& candidates);
+
+}  // namespace bulkhead

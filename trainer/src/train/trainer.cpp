@@ -1,0 +1,445 @@
+#include "train/trainer.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <sstream>
+
+#include "common/log.hpp"
+#include "common/schemas.hpp"
+#include "plugins/plugin_runner.hpp"
+#include "train/sampling.hpp"
+
+namespace bulkhead {
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+
+namespace {
+
+std::atomic<bool> g_interrupt{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "request_interrupt must be async-signal-safe");
+
+bool interrupted() { return g_interrupt.load(); }
+
+torch::Device pick_device(const std::string& wanted) {
+  if (wanted == "cuda" && !torch::cuda::is_available())
+    throw ConfigError("device \"cuda\" was asked for, but LibTorch sees no CUDA device");
+  if (wanted == "cuda" || (wanted == "auto" && torch::cuda::is_available())) return torch::kCUDA;
+  return torch::kCPU;
+}
+
+std::string timestamp() {
+  std::time_t now = std::time(nullptr);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y%m%d-%H%M%S", std::localtime(&now));
+  return text;
+}
+
+std::vector<std::string> default_prompts(const TrainConfig& config, const Dataset& validation, const Dataset& train) {
+  if (!config.sample_prompts.empty()) return config.sample_prompts;
+  if (config.builtin_data())
+    return {"a red circle on a white background, center",      "a blue square on a black background, top left",
+            "a green triangle on a gray background, bottom right", "a yellow diamond on a black background, top right",
+            "a purple cross on a white background, bottom left",  "an orange circle on a gray background, top left"};
+  std::vector<std::string> prompts;
+  const Dataset& source = validation.examples.empty() ? train : validation;
+  for (std::size_t i = 0; i < source.examples.size() && prompts.size() < 6; ++i)
+    prompts.push_back(source.examples[i].caption);
+  return prompts;
+}
+
+}  // namespace
+
+void request_interrupt() { g_interrupt.store(true); }
+void clear_interrupt() { g_interrupt.store(false); }
+
+// ---------------------------------------------------------------------------
+// Setup: device, threads, data, run folder, model and optimizer, plugins.
+// ---------------------------------------------------------------------------
+
+Trainer::Trainer(TrainConfig config, std::optional<fs::path> resume)
+    : config_(std::move(config)), log_(logger("trainer")) {
+  device_ = pick_device(config_.device);
+  amp_ = config_.amp && device_.is_cuda();
+  // A fixed thread count makes CPU runs bit-identical: reductions split work by thread.
+  torch::set_num_threads(config_.num_threads > 0 ? config_.num_threads
+                                                 : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  // Tiny gradients decay into denormal floats, which the CPU handles up to 10x slower.
+  at::globalContext().setFlushDenormal(true);
+  torch::manual_seed(config_.seed);  // weight initialisation
+  rng_ = at::make_generator<at::CPUGeneratorImpl>(config_.seed);
+
+  fs::path data_path = config_.data_root;
+  if (!config_.builtin_data() && data_path.is_relative() && !config_.source_dir.empty())
+    data_path = config_.source_dir / data_path;
+  data_root_ = config_.builtin_data() ? config_.data_root : data_path.lexically_normal().string();
+  std::tie(train_, validation_) = split_validation(load_dataset(data_root_, config_.resolution, config_.num_workers),
+                                                   config_.validation_split, config_.seed);
+  epoch_length_ = batches_per_epoch(train_.examples.size(), config_.batch_size);
+  summary_.skipped_images = train_.skipped.size();
+
+  create_run_folder();
+  build_model(resume);
+
+  plugins_ = std::make_unique<PluginRunner>(plugin_settings_from_config(config_.json.at("plugins")),
+                                            RunInfo{config_.project_name, run_dir_, config_.source_dir, {}});
+  log_->info("device {}{}, {} torch threads, {} training / {} validation images, {} steps per epoch, plugins: {}",
+             device_.str(), amp_ ? " (bfloat16 autocast)" : "", torch::get_num_threads(), train_.examples.size(),
+             validation_.examples.size(), epoch_length_, plugins_->empty() ? "none" : std::to_string(plugins_->names().size()));
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::create_run_folder() {
+  run_dir_ = config_.run_dir.empty() ? fs::path(config_.logdir) / (config_.project_name + "-" + timestamp())
+                                     : fs::path(config_.run_dir);
+  fs::create_directories(run_dir_ / "checkpoints");
+  fs::create_directories(run_dir_ / "samples");
+  log_to_file((run_dir_ / "train.log").string());
+  // config.json stands alone: where the data and the run really are.
+  config_.json["run_dir"] = run_dir_.string();
+  config_.json["data_root"] = data_root_;
+  std::ofstream(run_dir_ / "config.json") << config_.json.dump(2) << "\n";
+  metrics_.open(run_dir_ / "metrics.jsonl", std::ios::app);
+  summary_.run_dir = run_dir_;
+  log_->info("run folder {}", run_dir_.string());
+}
+
+void Trainer::build_model(const std::optional<fs::path>& resume) {
+  std::optional<Checkpoint> checkpoint;
+  if (resume) {
+    checkpoint.emplace(*resume, device_);
+    vocab_ = checkpoint->info().vocab;  // the model only understands the ids it was trained with
+    position_ = checkpoint->info().position;
+    model_ = checkpoint->make_model();
+  } else {
+    std::vector<std::string> captions;
+    for (auto& example : train_.examples) captions.push_back(example.caption);
+    vocab_ = Vocabulary::build(captions);
+    position_.grad_accum = position_.next_grad_accum = config_.grad_accum;
+    model_ = FlowModel(model_options(config_.json, static_cast<std::int64_t>(vocab_.size())));
+    model_->to(device_);
+  }
+  optimizer_ = std::make_unique<torch::optim::AdamW>(
+      model_->parameters(), torch::optim::AdamWOptions(config_.lr).weight_decay(config_.weight_decay));
+  if (checkpoint) {
+    checkpoint->load_optimizer(*optimizer_);
+    checkpoint->load_rng(rng_);
+    log_->info("resumed from {} at epoch {}, step {}", resume->string(), position_.epoch + 1, position_.global_step);
+  }
+  std::int64_t parameters = 0;
+  for (auto& p : model_->parameters()) parameters += p.numel();
+  logger("model")->info("flow-matching UNet, {} parameters, vocabulary of {} words", parameters, vocab_.size() - 3);
+}
+
+// ---------------------------------------------------------------------------
+// The run: epochs until max_epochs, a stop request or Ctrl-C.
+// ---------------------------------------------------------------------------
+
+RunSummary Trainer::run() {
+  progress_ = std::make_unique<Progress>(position_.global_step, config_.log_every_n_steps);
+  try {
+    Json start = run_kwargs();
+    start["max_epochs"] = config_.max_epochs;
+    start["epoch_length"] = epoch_length_;
+    call("on_training_start", start);
+
+    while (position_.epoch < config_.max_epochs && !stop_requested_ && !interrupted()) run_epoch();
+
+    progress_->clear();
+    if (interrupted()) {
+      // Like EveryDream2: save and leave at once, without on_training_end.
+      log_->warn("interrupted: saving a checkpoint and stopping the plugins");
+      save("interrupted");
+      summary_.outcome = RunOutcome::interrupted;
+    } else {
+      call("on_training_end", {{"project_name", config_.project_name},
+                               {"log_folder", run_dir_.string()},
+                               {"global_step", position_.global_step}});
+      write_samples("final");
+      save("final");
+      summary_.outcome = stop_requested_ ? RunOutcome::stopped : RunOutcome::completed;
+    }
+  } catch (const std::exception& e) {
+    progress_->clear();
+    log_->error("training failed: {}; saving an errored checkpoint", e.what());
+    try {
+      save("errored");
+    } catch (const std::exception& inner) {
+      log_->error("could not save the errored checkpoint: {}", inner.what());
+    }
+    finish_plugins();
+    throw;
+  }
+  finish_plugins();
+  summary_.global_step = position_.global_step;
+  summary_.epochs_done = position_.epoch;
+  summary_.samples_per_s = train_seconds_ > 0 ? samples_seen_ / train_seconds_ : 0;
+  if (summary_.skipped_images)
+    log_->warn("{} corrupt image(s) were skipped (see the warnings above)", summary_.skipped_images);
+  log_->info("done after {} steps ({:.1f} samples/s); checkpoint {}", position_.global_step, summary_.samples_per_s,
+             summary_.last_checkpoint.string());
+  if (!summary_.last_samples.empty()) log_->info("samples in {}", (run_dir_ / "samples").string());
+  return summary_;
+}
+
+void Trainer::run_epoch() {
+  const int epoch = position_.epoch;
+  if (position_.batches_done == 0) position_.grad_accum = position_.next_grad_accum;  // set_arg takes effect here
+  Json kwargs = run_kwargs();
+  kwargs["epoch"] = epoch;
+  kwargs["global_step"] = position_.global_step;
+  kwargs["epoch_length"] = epoch_length_;
+  call("on_epoch_start", kwargs);
+
+  LoaderOptions options;
+  options.batch_size = config_.batch_size;
+  options.workers = config_.num_workers;
+  options.max_tokens = config_.max_tokens;
+  options.cond_dropout = config_.cond_dropout;
+  options.seed = config_.seed;
+  options.first_batch = position_.batches_done;
+  EpochLoader loader(train_, vocab_, plugins_->empty() ? nullptr : plugins_.get(), options, epoch);
+  for (int local_step = position_.batches_done; auto batch = loader.next(); ++local_step) {
+    train_step(*batch, local_step, epoch_length_);
+    const bool at_optimizer_step = position_.batches_done % position_.grad_accum == 0 ||
+                                   position_.batches_done == epoch_length_;
+    if (!at_optimizer_step) continue;
+    for (auto& tag : std::exchange(checkpoint_requests_, {})) save("requested", tag);
+    if ((stop_requested_ || interrupted()) && position_.batches_done < epoch_length_) return;
+  }
+  position_.epoch = epoch + 1;
+  position_.batches_done = 0;
+
+  validate(epoch);
+  kwargs.erase("epoch_length");  // EveryDream2 passes no epoch_length here
+  kwargs["global_step"] = position_.global_step;
+  call("on_epoch_end", kwargs);
+
+  const int done = epoch + 1;
+  const bool last = done == config_.max_epochs;
+  if (!last && config_.sample_every_n_epochs > 0 && done % config_.sample_every_n_epochs == 0) {
+    char name[32];
+    std::snprintf(name, sizeof name, "epoch-%04d", done);
+    write_samples(name);
+  }
+  if (!last && config_.save_every_n_epochs > 0 && done % config_.save_every_n_epochs == 0) save("epoch");
+  for (auto& tag : std::exchange(checkpoint_requests_, {})) save("requested", tag);
+}
+
+// One batch: forward, backward, and an optimizer step every grad_accum batches
+// (and at the end of the epoch, so no gradient is carried into the next one).
+void Trainer::train_step(const Batch& batch, int local_step, int epoch_length) {
+  const auto started = std::chrono::steady_clock::now();
+  const int grad_accum = position_.grad_accum;
+  const double lr = lr_at(position_.global_step);
+  Json summary = batch_summary(batch);
+  Json ed_state = {{"grad_accum", grad_accum}, {"lr", lr}, {"batch_size", config_.batch_size}};
+  Json kwargs = {{"epoch", position_.epoch},         {"local_step", local_step},
+                 {"global_step", position_.global_step}, {"project_name", config_.project_name},
+                 {"log_folder", run_dir_.string()},  {"batch", summary},
+                 {"ed_state", ed_state}};
+  notify("on_step_start", kwargs);
+
+  // Each batch's loss is divided by the size of its accumulation group, so
+  // the summed gradient is the group's mean whatever grad_accum is.
+  const int group_start = local_step / grad_accum * grad_accum;
+  const int group_size = std::min(grad_accum, epoch_length - group_start);
+  const bool optimizer_step = local_step + 1 == group_start + group_size;
+
+  model_->train();
+  torch::Tensor loss;
+  {
+    AutocastScope autocast(amp_);
+    loss = flow_matching_loss(model_, batch.images.to(device_), batch.tokens.to(device_), rng_);
+  }
+  (loss / group_size).backward();
+  if (optimizer_step) {
+    torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.max_grad_norm);
+    for (auto& group : optimizer_->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+    optimizer_->step();
+    optimizer_->zero_grad();
+    ++position_.optimizer_steps;
+  }
+  const double loss_value = loss.item<double>();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  const double samples_per_s = batch.images.size(0) / std::max(seconds, 1e-9);
+  samples_seen_ += static_cast<double>(batch.images.size(0));
+  train_seconds_ += seconds;
+
+  log_metrics({{"step", position_.global_step},
+               {"epoch", position_.epoch},
+               {"local_step", local_step},
+               {"loss", loss_value},
+               {"lr", lr},
+               {"grad_accum", grad_accum},
+               {"optimizer_steps", position_.optimizer_steps},
+               {"samples_per_s", samples_per_s}});
+  progress_->update({position_.epoch, config_.max_epochs, local_step, epoch_length, position_.global_step,
+                     static_cast<std::int64_t>(config_.max_epochs) * epoch_length, loss_value, samples_per_s});
+
+  kwargs["data_root"] = data_root_;
+  kwargs["loss"] = loss_value;
+  kwargs["lr"] = lr;
+  kwargs["step_time_s"] = seconds;
+  kwargs["samples_per_s"] = samples_per_s;
+  notify("on_step_end", kwargs);
+
+  ++position_.global_step;  // after on_step_end, as in EveryDream2
+  position_.batches_done = local_step + 1;
+  handle_control_requests();
+  check_abort();
+}
+
+void Trainer::validate(int epoch) {
+  if (validation_.examples.empty()) return;
+  torch::NoGradGuard no_grad;
+  model_->eval();
+  // The same noise and timesteps every epoch, so val_loss moves only with the model.
+  auto rng = at::make_generator<at::CPUGeneratorImpl>(config_.seed + 1);
+  LoaderOptions options;
+  options.batch_size = config_.batch_size;
+  options.workers = config_.num_workers;
+  options.max_tokens = config_.max_tokens;
+  options.seed = config_.seed;
+  options.shuffle = false;
+  EpochLoader loader(validation_, vocab_, /*transforms=*/nullptr, options, 0);
+  double total = 0;
+  while (auto batch = loader.next()) {
+    AutocastScope autocast(amp_);
+    auto loss = flow_matching_loss(model_, batch->images.to(device_), batch->tokens.to(device_), rng);
+    total += loss.item<double>() * batch->images.size(0);
+  }
+  const double val_loss = total / validation_.examples.size();
+  progress_->clear();
+  log_->info("epoch {}/{}: val_loss {:.5f}", epoch + 1, config_.max_epochs, val_loss);
+  log_metrics({{"step", position_.global_step}, {"epoch", epoch}, {"val_loss", val_loss}});
+  notify("on_validation_end", {{"epoch", epoch}, {"global_step", position_.global_step}, {"val_loss", val_loss}});
+}
+
+void Trainer::write_samples(const std::string& name) {
+  auto prompts = default_prompts(config_, validation_, train_);
+  if (prompts.empty()) return;
+  for (auto& prompt : prompts)
+    for (auto& word : vocab_.unknown_words(prompt))
+      log_->warn("sample prompt \"{}\": the word \"{}\" is not in the vocabulary", prompt, word);
+  SampleOptions options;
+  options.steps = config_.sample_steps;
+  options.guidance = config_.sample_guidance;
+  options.seed = config_.seed;
+  options.per_prompt = 4;
+  options.amp = amp_;
+  char suffix[32];
+  std::snprintf(suffix, sizeof suffix, "-gs%06lld", static_cast<long long>(position_.global_step));
+  summary_.last_samples = write_sample_grid(run_dir_ / "samples" / (name + suffix), model_, vocab_, prompts, options);
+  progress_->clear();
+  log_->info("samples: {}", summary_.last_samples.string());
+}
+
+void Trainer::save(const std::string& reason, const std::string& tag) {
+  char name[96];
+  std::snprintf(name, sizeof name, "%s%s%s-ep%04d-gs%06lld.pt", reason.c_str(), tag.empty() ? "" : "-", tag.c_str(),
+                position_.epoch, static_cast<long long>(position_.global_step));
+  const fs::path path = run_dir_ / "checkpoints" / name;
+  save_checkpoint(path, model_, optimizer_.get(), rng_, {position_, reason, tag, config_.json, vocab_});
+  summary_.last_checkpoint = path;
+  progress_->clear();
+  log_->info("checkpoint ({}) {}", reason, path.string());
+  Json kwargs = {{"path", path.string()},
+                 {"reason", reason},
+                 {"epoch", position_.epoch},
+                 {"global_step", position_.global_step}};
+  if (!tag.empty()) kwargs["tag"] = tag;
+  notify("on_checkpoint_saved", kwargs);
+}
+
+// ---------------------------------------------------------------------------
+// Plugins: hooks out, control requests in.
+// ---------------------------------------------------------------------------
+
+void Trainer::call(const std::string& hook, const Json& kwargs) {
+  plugins_->call(hook, kwargs);
+  if (observer_)
+    for (auto& request : observer_(hook, kwargs)) observer_requests_.emplace_back("observer", request);
+  handle_control_requests();
+  check_abort();
+}
+
+void Trainer::notify(const std::string& hook, const Json& kwargs) {
+  plugins_->notify(hook, kwargs);
+  if (observer_)
+    for (auto& request : observer_(hook, kwargs)) observer_requests_.emplace_back("observer", request);
+}
+
+void Trainer::handle_control_requests() {
+  for (auto& request : plugins_->take_control_requests()) apply_control(request.plugin, request.request);
+  for (auto& [source, request] : std::exchange(observer_requests_, {})) apply_control(source, request);
+}
+
+void Trainer::apply_control(const std::string& source, const Json& request) {
+  auto errors = Schemas::instance().validate("protocol/control.schema.json", Json::array({request}));
+  if (!errors.empty()) {
+    log_->warn("control request from {} rejected: {} ({})", source, request.dump(), errors.front().to_string());
+    return;
+  }
+  const std::string action = request.at("action");
+  const std::string reason = request.value("reason", "");
+  if (action == "stop") {
+    stop_requested_ = true;
+    log_->warn("{} asked to stop training{}", source, reason.empty() ? "" : ": " + reason);
+  } else if (action == "save_checkpoint") {
+    checkpoint_requests_.push_back(request.value("tag", ""));
+    log_->info("{} asked for a checkpoint{}", source, reason.empty() ? "" : ": " + reason);
+  } else if (action == "set_arg") {
+    // Only grad_accum is allowed (the schema says so); it changes at the next epoch boundary.
+    position_.next_grad_accum = request.at("value");
+    log_->info("{} set grad_accum to {} from epoch {}", source, position_.next_grad_accum, position_.epoch + 2);
+  }
+}
+
+void Trainer::check_abort() {
+  if (auto reason = plugins_->abort_reason()) throw TrainingAborted("plugin failure: " + *reason);
+}
+
+void Trainer::finish_plugins() {
+  plugins_->shutdown();
+  std::ofstream(run_dir_ / "plugin-report.json") << plugins_->report().dump(2) << "\n";
+  if (!plugins_->empty()) log_->info("plugins:\n{}", plugins_->report_table());
+}
+
+Json Trainer::run_kwargs() const {
+  return {{"project_name", config_.project_name}, {"log_folder", run_dir_.string()}, {"data_root", data_root_}};
+}
+
+// Step hooks carry the batch's captions and shape; pixels only for plugins that asked.
+Json Trainer::batch_summary(const Batch& batch) const {
+  Json shape = batch.images.sizes().vec();
+  Json summary = {{"captions", batch.captions}, {"shape", shape}};
+  if (plugins_->wants_tensors()) {
+    const auto* bytes = reinterpret_cast<const std::uint8_t*>(batch.images.data_ptr<float>());
+    summary["image"] = {{"dtype", "float32"},
+                        {"shape", shape},
+                        {"data", Json::binary(std::vector<std::uint8_t>(bytes, bytes + batch.images.nbytes()))}};
+  }
+  return summary;
+}
+
+// Linear warm-up, then cosine decay to zero at the last step (or constant).
+// Counted in batches, so a grad_accum change does not move the schedule.
+double Trainer::lr_at(std::int64_t step) const {
+  if (step < config_.lr_warmup_steps) return config_.lr * double(step + 1) / config_.lr_warmup_steps;
+  if (config_.lr_scheduler == "constant") return config_.lr;
+  const double total = double(config_.max_epochs) * epoch_length_ - config_.lr_warmup_steps;
+  const double progress = std::min(1.0, double(step - config_.lr_warmup_steps) / std::max(1.0, total));
+  return config_.lr * 0.5 * (1 + std::cos(M_PI * progress));
+}
+
+void Trainer::log_metrics(Json record) {
+  // nlohmann writes doubles in the shortest form that reads back to the same bits.
+  metrics_ << record.dump() << "\n";
+  metrics_.flush();
+  notify("on_log", {{"metrics", record}});
+}
+
+}  // namespace bulkhead

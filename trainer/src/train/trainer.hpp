@@ -1,0 +1,131 @@
+// trainer.hpp — one training run, from a resolved config to the final checkpoint.
+//
+//   TrainConfig config = resolve_config(user_json, "train.json");
+//   Trainer trainer(config);                  // or Trainer(config, "runs/x/checkpoints/latest.pt") to resume
+//   RunSummary summary = trainer.run();       // throws TrainingAborted when a plugin set to "abort" failed
+//
+// The run folder gets config.json, metrics.jsonl, train.log, samples/,
+// checkpoints/ and plugin-report.json. Plugins see EveryDream2's hooks with
+// the kwargs in schemas/hooks.json; their control requests (stop, save a
+// checkpoint, change grad_accum) are validated, logged and applied.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include "train/checkpoint.hpp"
+#include "train/config.hpp"
+#include "train/dataset.hpp"
+#include "train/loader.hpp"
+#include "train/model.hpp"
+#include "train/progress.hpp"
+#include "train/vocab.hpp"
+
+namespace bulkhead {
+
+class PluginRunner;
+
+// A plugin configured with on_failure "abort" failed; an "errored" checkpoint has been saved.
+struct TrainingAborted : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+enum class RunOutcome {
+  completed,    // ran to max_epochs
+  stopped,      // a plugin asked to stop; ended like a completed run
+  interrupted,  // Ctrl-C: "interrupted" checkpoint saved, plugins stopped
+};
+
+struct RunSummary {
+  RunOutcome outcome = RunOutcome::completed;
+  std::filesystem::path run_dir;
+  std::filesystem::path last_checkpoint;
+  std::filesystem::path last_samples;  // the latest grid, "" if none was written
+  std::int64_t global_step = 0;
+  int epochs_done = 0;
+  std::size_t skipped_images = 0;
+  double samples_per_s = 0;            // mean over the steps of this process
+};
+
+// Ctrl-C: the run stops at the next optimizer step. Safe to call from a signal handler.
+void request_interrupt();
+void clear_interrupt();
+
+class Trainer {
+ public:
+  // Loads the data, builds the model (or restores it from resume), creates the
+  // run folder and starts the plugins. Throws ConfigError / DataError before any training.
+  explicit Trainer(TrainConfig config, std::optional<std::filesystem::path> resume = std::nullopt);
+  ~Trainer();
+
+  RunSummary run();
+
+  // Sees every hook the plugins see, after them; what it returns is handled
+  // like plugin control requests. Lets tests and embedders watch and steer a run.
+  using HookObserver = std::function<std::vector<nlohmann::json>(const std::string& hook, const nlohmann::json& kwargs)>;
+  void set_hook_observer(HookObserver observer) { observer_ = std::move(observer); }
+
+ private:
+  // Setup
+  void create_run_folder();
+  void build_model(const std::optional<std::filesystem::path>& resume);
+
+  // The loop, in the order it runs
+  void run_epoch();
+  void train_step(const Batch& batch, int local_step, int epoch_length);
+  void validate(int epoch);
+  void write_samples(const std::string& name);
+  void save(const std::string& reason, const std::string& tag = "");
+
+  // Plugins
+  void call(const std::string& hook, const nlohmann::json& kwargs);
+  void notify(const std::string& hook, const nlohmann::json& kwargs);
+  void handle_control_requests();
+  void apply_control(const std::string& source, const nlohmann::json& request);
+  void check_abort();
+  nlohmann::json run_kwargs() const;  // project_name, log_folder, data_root
+  nlohmann::json batch_summary(const Batch& batch) const;
+
+  double lr_at(std::int64_t step) const;
+  void log_metrics(nlohmann::json record);
+  void finish_plugins();
+
+  TrainConfig config_;
+  std::shared_ptr<spdlog::logger> log_;
+  torch::Device device_{torch::kCPU};
+  bool amp_ = false;
+  std::filesystem::path run_dir_;
+  std::string data_root_;
+
+  Dataset train_, validation_;
+  Vocabulary vocab_;
+  FlowModel model_{nullptr};
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  at::Generator rng_;  // all training noise and timesteps; saved in checkpoints
+  TrainPosition position_;
+  int epoch_length_ = 0;
+
+  std::unique_ptr<PluginRunner> plugins_;
+  HookObserver observer_;
+  std::vector<std::pair<std::string, nlohmann::json>> observer_requests_;
+  bool stop_requested_ = false;
+  std::vector<std::string> checkpoint_requests_;  // tags
+
+  std::ofstream metrics_;
+  std::unique_ptr<Progress> progress_;
+  RunSummary summary_;
+  double samples_seen_ = 0, train_seconds_ = 0;
+};
+
+}  // namespace bulkhead
