@@ -32,6 +32,8 @@ struct FaultCase {
   PluginLimits limits = {};
 };
 
+void PrintTo(const FaultCase& c, std::ostream* out) { *out << c.plugin << " " << c.mode << " in " << c.hook; }
+
 std::string case_name(const testing::TestParamInfo<FaultCase>& info) {
   std::string name = info.param.plugin + "_" + info.param.mode + "_" + info.param.hook;
   for (auto& c : name)

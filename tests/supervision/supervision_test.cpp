@@ -76,6 +76,17 @@ TEST(Restart, LoadFailureOnRestartQuarantinesAtOnce) {
   EXPECT_EQ(children().size(), 0u);
 }
 
+// Exit 78 after the welcome (configure failed) is not restarted either.
+TEST(Restart, ExitSeventyEightAfterWelcomeQuarantinesAtOnce) {
+  auto runner = make_runner(settings("raw-fault", {{"fault", "exit78"}}));
+  EXPECT_EQ(runner->transform_caption("a cat"), "a cat");
+  const Json r = plugin_report(*runner);
+  EXPECT_TRUE(r["quarantined"].get<bool>()) << r.dump(2);
+  EXPECT_NE(r["quarantine_reason"].get<std::string>().find("cannot configure"), std::string::npos) << r.dump(2);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(runner->transform_caption("a cat"), "a cat");
+  EXPECT_EQ(plugin_report(*runner)["restarts"].get<long>(), 0);
+}
+
 // A restart that fails its handshake counts as a fault, backs off and ends in quarantine.
 TEST(Restart, HandshakeFailureOnRestartEndsInQuarantine) {
   auto s = settings(raw_mode("once-bad-version"), {{"fault", "exit"}});
@@ -240,6 +251,23 @@ TEST(Restart, HostKilledFromOutsideIsRestarted) {
   auto now = children();
   ASSERT_EQ(now.size(), 1u);
   EXPECT_NE(now[0].pid, kids[0].pid);
+}
+
+// A host restarted from a thread that then ends keeps running (PR_SET_PDEATHSIG follows the
+// forking thread, so hosts are forked from one long-lived launcher thread).
+TEST(Restart, HostRestartedFromShortLivedThreadSurvivesIt) {
+  auto runner = make_runner(settings("fault", {{"fault", "exit0"}, {"hooks", {"transform_caption"}}}));
+  std::thread([&] { runner->transform_caption("a cat"); }).join();
+  std::thread([&] {
+    wait_until([&] { return plugin_report(*runner)["restarts"].get<long>() == 1; }, std::chrono::seconds(5),
+               [&] { runner->call("on_epoch_start", epoch_kwargs()); });
+  }).join();
+  ASSERT_EQ(plugin_report(*runner)["restarts"].get<long>(), 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  for (int i = 0; i < 3; ++i) runner->call("on_epoch_start", epoch_kwargs());
+  const Json r = plugin_report(*runner);
+  EXPECT_EQ(r["restarts"].get<long>(), 1) << r.dump(2);
+  EXPECT_FALSE(r["hooks"].contains("(idle)")) << r.dump(2);
 }
 
 // Limits: memory past address_space_mb is a crash like any other (covered per hook in

@@ -17,7 +17,7 @@ read from the plugin's name, BULKHEAD_PLUGIN_NAME, set from each manifest:
 Options of raw-fault (all hooks it implements: transform_caption, transform_pil_image, on_step_end,
 on_epoch_start):
   fault: none | garbage | schema | wrong_type | nan | nan_control | huge | unsolicited | duplicate
-         | flood | error | unknown_id | truncated | envelope | exit | hang
+         | flood | error | unknown_id | truncated | envelope | exit | exit78 | hang
   every: misbehave on every k-th call (default 1)
 """
 import math
@@ -53,7 +53,7 @@ def good_result(method, params):
     return None
 
 
-def bad_reply(fault, msg_id, method, params):
+def bad_reply(sock, fault, msg_id, method, params):
     """The frames to send instead of a good reply."""
     good = [RESPONSE, msg_id, None, good_result(method, params)]
     if fault == "garbage":
@@ -105,6 +105,10 @@ def bad_reply(fault, msg_id, method, params):
         return [pack([RESPONSE, msg_id, {"code": "hook_failed", "message": "injected error"}, None])]
     if fault == "exit":
         os._exit(3)
+    if fault == "exit78":
+        sock.send(pack([NOTIFICATION, "log", {"level": "error", "message": "raw-fault: cannot configure (injected)"}]))
+        time.sleep(0.2)
+        os._exit(78)
     if fault == "hang":
         while True:
             time.sleep(3600)
@@ -177,7 +181,7 @@ def main():
             continue
         _, msg_id, method, params = msg
         calls += 1
-        frames = bad_reply(fault if calls % every == 0 else "none", msg_id, method, params)
+        frames = bad_reply(sock, fault if calls % every == 0 else "none", msg_id, method, params)
         for frame in frames:
             sock.send(frame)
 

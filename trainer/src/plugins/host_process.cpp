@@ -6,6 +6,10 @@
 
 #include <chrono>
 #include <cstring>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
 #include <mutex>
 
 #include <boost/process.hpp>
@@ -52,6 +56,45 @@ class OutputRelay {
   std::chrono::steady_clock::time_point window_start_ = std::chrono::steady_clock::now();
   int lines_in_window_ = 0;
   long dropped_ = 0;
+};
+
+// Every host is started from this one thread, which lives as long as the trainer. The host's
+// parent-death signal (PR_SET_PDEATHSIG) fires when the *thread* that forked it ends, not the
+// process: a host restarted from a short-lived thread (a data-loader worker, a background
+// restart) would otherwise be SIGKILLed as soon as that thread returned.
+class Launcher {
+ public:
+  static Launcher& instance() {
+    static Launcher* launcher = new Launcher;  // never destroyed: its thread must outlive every host
+    return *launcher;
+  }
+  void run(const std::function<void()>& work) {
+    std::packaged_task<void()> task(work);
+    auto done = task.get_future();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      queue_.push_back(std::move(task));
+    }
+    ready_.notify_one();
+    done.get();  // rethrows what the launch threw
+  }
+
+ private:
+  Launcher() {
+    std::thread([this] {
+      for (;;) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        ready_.wait(lock, [this] { return !queue_.empty(); });
+        auto task = std::move(queue_.front());
+        queue_.pop_front();
+        lock.unlock();
+        task();
+      }
+    }).detach();
+  }
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<std::packaged_task<void()>> queue_;
 };
 
 std::string describe_status(int status) {
@@ -107,6 +150,7 @@ HostProcess::HostProcess(const HostLaunch& launch) : impl_(std::make_unique<Impl
   child_env["BULKHEAD_PLUGIN_VERSION"] = m.version;
   child_env["BULKHEAD_PLUGIN_DESCRIPTION"] = m.description;
   const auto& l = launch.limits;
+  Launcher::instance().run([&] {
   impl_->child = bp::child(
       paths::plugin_host().string(), "--runtime", m.runtime, "--entry", m.resolved_entry(), "--plugin-dir", m.dir.string(),
       "--limit-address-space-mb", std::to_string(l.address_space_mb), "--limit-cpu-s", std::to_string(l.cpu_time_s),
@@ -114,6 +158,7 @@ HostProcess::HostProcess(const HostLaunch& launch) : impl_(std::make_unique<Impl
       child_env, bp::std_in < bp::null, bp::std_out > impl_->out, bp::std_err > impl_->err,
       // Its own process group from the first instruction, so a restart kills every descendant.
       bp::extend::on_exec_setup = [](auto&) { setpgid(0, 0); });
+  });
   impl_->out_reader = std::thread(&Impl::reader, impl_.get(), std::ref(impl_->out), OutputRelay(m.name, "stdout"), false);
   impl_->err_reader = std::thread(&Impl::reader, impl_.get(), std::ref(impl_->err), OutputRelay(m.name, "stderr"), true);
 }

@@ -204,6 +204,12 @@ void SupervisedPlugin::start() {
 }
 
 void SupervisedPlugin::stop() {
+  std::future<void> restarting;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    restarting = std::move(restart_task_);
+  }
+  if (restarting.valid()) restarting.wait();
   std::shared_ptr<Generation> generation;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -217,7 +223,9 @@ void SupervisedPlugin::stop() {
 }
 
 // The current generation, restarted first when its backoff has passed; null while the plugin is off.
-std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::ready_generation() {
+// wait: restart in this thread (call hooks, which wait anyway); otherwise (notify hooks, which must
+// never block the caller) the restart runs in the background and this call is skipped.
+std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::ready_generation(bool wait) {
   std::shared_ptr<Generation> idle_dead;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -235,6 +243,7 @@ std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::ready_generation
     fault("(idle)", "crashed between calls: " + idle_dead->process->exit_description(), idle_dead->number, true);
   }
   std::shared_ptr<Generation> old;
+  std::future<void> previous;  // a finished background restart; released outside the lock
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (quarantined_ || starting_) return nullptr;
@@ -242,8 +251,20 @@ std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::ready_generation
     if (Clock::now() < next_start_) return nullptr;
     starting_ = true;  // other threads skip while this one restarts
     old = std::move(current_);
+    if (!wait) {
+      previous = std::move(restart_task_);
+      restart_task_ = std::async(std::launch::async, [this, old = std::move(old)]() mutable {
+        old.reset();
+        restart();
+      });
+      return nullptr;
+    }
   }
   old.reset();
+  return restart();
+}
+
+std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::restart() {
   try {
     start();
     std::lock_guard<std::mutex> lock(mutex_);
@@ -255,21 +276,23 @@ std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::ready_generation
     log_->error("{}", e.what());
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      starting_ = false;
       ++counters_["(start)"].crashes;
     }
     quarantine("(start)", e.what());
+    std::lock_guard<std::mutex> lock(mutex_);
+    starting_ = false;
     return nullptr;
   } catch (const std::exception& e) {
     log_->error("{}", e.what());
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      starting_ = false;
       ++counters_["(start)"].errors;
       next_start_ = Clock::now() + backoff_;
       backoff_ = std::min(std::max(backoff_ * 2, std::chrono::milliseconds(1)), kMaxBackoff);
     }
     fault("(start)", e.what(), generation_, false);
+    std::lock_guard<std::mutex> lock(mutex_);
+    starting_ = false;
     return nullptr;
   }
 }
@@ -286,7 +309,7 @@ std::optional<Json> SupervisedPlugin::invoke(const std::string& hook, const Json
 }
 
 void SupervisedPlugin::send(const std::string& hook, const Json& params) {
-  auto generation = ready_generation();
+  auto generation = ready_generation(false);
   if (!generation) return;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -383,6 +406,14 @@ void SupervisedPlugin::fault(const std::string& hook, const std::string& what, i
     if (restart) {
       to_kill = current_;
       current_->dead = true;
+      // Exit 78 after the welcome: configure() failed. Restarting would only fail the same way.
+      const auto status = current_->process->exit_status();
+      if (status && *status == kExitLoadFailure && !quarantined_) {
+        quarantined_ = true;
+        quarantine_reason_ = "the plugin failed to load or configure (exit status 78)" +
+                             (last_log_error_.empty() ? std::string() : ": " + last_log_error_);
+        quarantine_message = quarantine_reason_;
+      }
       if (now - current_->started > kStableAfter) backoff_ = std::chrono::milliseconds(std::max(0, settings_.restart_backoff_ms));
       next_start_ = now + backoff_;
       backoff_ = std::min(backoff_ * 2, kMaxBackoff);

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <deque>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -58,7 +59,8 @@ class SupervisedPlugin {
 
  private:
   struct Generation;
-  std::shared_ptr<Generation> ready_generation();
+  std::shared_ptr<Generation> ready_generation(bool wait = true);
+  std::shared_ptr<Generation> restart();
   std::chrono::milliseconds deadline(const std::string& hook) const;
   // Validates an ok reply; returns the reason it is invalid, or empty.
   std::string check_reply(const std::string& hook, const Json& params, const Json& result);
@@ -82,6 +84,7 @@ class SupervisedPlugin {
   std::chrono::steady_clock::time_point next_start_{};
   std::chrono::milliseconds backoff_{100};  // the next restart's delay (settings_.restart_backoff_ms, doubling)
   bool starting_ = false;                   // one thread restarts; the others skip meanwhile
+  std::future<void> restart_task_;          // a restart started by a notify hook, in the background
   std::deque<std::chrono::steady_clock::time_point> recent_faults_;
   bool quarantined_ = false;
   std::string quarantine_reason_;
