@@ -22,6 +22,11 @@ static_assert(std::atomic<bool>::is_always_lock_free, "request_interrupt must be
 
 bool interrupted() { return g_interrupt.load(); }
 
+// File sinks buffer; train.log must be complete when run() returns or throws.
+void flush_logs() {
+  spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& log) { log->flush(); });
+}
+
 torch::Device pick_device(const std::string& wanted) {
   if (wanted == "cuda" && !torch::cuda::is_available())
     throw ConfigError("device \"cuda\" was asked for, but LibTorch sees no CUDA device");
@@ -74,12 +79,12 @@ Trainer::Trainer(TrainConfig config, std::optional<fs::path> resume)
   if (!config_.builtin_data() && data_path.is_relative() && !config_.source_dir.empty())
     data_path = config_.source_dir / data_path;
   data_root_ = config_.builtin_data() ? config_.data_root : data_path.lexically_normal().string();
+  create_run_folder();  // first, so that train.log also records data problems
+
   std::tie(train_, validation_) = split_validation(load_dataset(data_root_, config_.resolution, config_.num_workers),
                                                    config_.validation_split, config_.seed);
   epoch_length_ = batches_per_epoch(train_.examples.size(), config_.batch_size);
   summary_.skipped_images = train_.skipped.size();
-
-  create_run_folder();
   build_model(resume);
 
   plugins_ = std::make_unique<PluginRunner>(plugin_settings_from_config(config_.json.at("plugins")),
@@ -170,6 +175,7 @@ RunSummary Trainer::run() {
       log_->error("could not save the errored checkpoint: {}", inner.what());
     }
     finish_plugins();
+    flush_logs();
     throw;
   }
   finish_plugins();
@@ -181,6 +187,7 @@ RunSummary Trainer::run() {
   log_->info("done after {} steps ({:.1f} samples/s); checkpoint {}", position_.global_step, summary_.samples_per_s,
              summary_.last_checkpoint.string());
   if (!summary_.last_samples.empty()) log_->info("samples in {}", (run_dir_ / "samples").string());
+  flush_logs();
   return summary_;
 }
 

@@ -1,0 +1,87 @@
+// Shared helpers for the trainer tests: tiny configs, runs, metrics and weights.
+#pragma once
+
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "train/checkpoint.hpp"
+#include "train/config.hpp"
+#include "train/trainer.hpp"
+
+namespace bulkhead::testing {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+
+// A fresh folder per test.
+inline fs::path scratch(const std::string& name) {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  fs::path dir = fs::path(::testing::TempDir()) / "bulkhead-trainer" / (std::string(info->name()) + "-" + name);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+// Small enough that an epoch of the 450 built-in shapes takes about a second on one core.
+inline Json tiny_config(const fs::path& run_dir, int max_epochs = 2) {
+  return {{"run_dir", run_dir.string()},
+          {"max_epochs", max_epochs},
+          {"resolution", 16},
+          {"batch_size", 32},
+          {"lr", 0.003},
+          {"lr_warmup_steps", 5},
+          {"max_tokens", 16},
+          {"num_threads", 1},
+          {"num_workers", 2},
+          {"sample_steps", 2},
+          {"sample_every_n_epochs", 0},
+          {"save_every_n_epochs", 0},
+          {"model", {{"channels", 8}, {"channel_mults", {1, 2}}, {"embed_dim", 32}}}};
+}
+
+inline RunSummary train(const Json& user, std::optional<fs::path> resume = std::nullopt,
+                        Trainer::HookObserver observer = {}) {
+  Trainer trainer(resolve_config(user, "test"), std::move(resume));
+  if (observer) trainer.set_hook_observer(std::move(observer));
+  return trainer.run();
+}
+
+// metrics.jsonl records of one kind: "loss" (steps) or "val_loss" (epochs).
+inline std::vector<Json> read_metrics(const fs::path& run_dir, const std::string& kind = "loss") {
+  std::vector<Json> records;
+  std::ifstream in(run_dir / "metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    Json record = Json::parse(line);
+    if (record.contains(kind)) records.push_back(record);
+  }
+  return records;
+}
+
+inline std::vector<torch::Tensor> weights(const fs::path& checkpoint_path) {
+  Checkpoint checkpoint(checkpoint_path);
+  return checkpoint.make_model()->parameters();
+}
+
+inline bool same_weights(const fs::path& a, const fs::path& b) {
+  auto wa = weights(a), wb = weights(b);
+  if (wa.size() != wb.size()) return false;
+  for (std::size_t i = 0; i < wa.size(); ++i)
+    if (!torch::equal(wa[i], wb[i])) return false;
+  return true;
+}
+
+// A stop request from the observer when `when` says so.
+inline Trainer::HookObserver stop_when(std::function<bool(const std::string&, const Json&)> when) {
+  return [when](const std::string& hook, const Json& kwargs) -> std::vector<Json> {
+    if (when(hook, kwargs)) return {{{"action", "stop"}, {"reason", "test"}}};
+    return {};
+  };
+}
+
+}  // namespace bulkhead::testing
