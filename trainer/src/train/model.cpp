@@ -131,7 +131,7 @@ torch::Tensor flow_matching_loss(FlowModel& model, const torch::Tensor& images, 
                                  at::Generator& rng) {
   const auto cpu = torch::TensorOptions().dtype(torch::kFloat32);
   auto noise = torch::randn(images.sizes(), rng, cpu).to(images.device());
-  auto t = torch::sigmoid(torch::randn({images.size(0)}, rng, cpu)).to(images.device());
+  auto t = torch::rand({images.size(0)}, rng, cpu).to(images.device());
   auto tt = t.view({-1, 1, 1, 1});
   auto x_t = (1 - tt) * noise + tt * images;
   auto velocity = model(x_t, t, tokens);
