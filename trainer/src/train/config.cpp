@@ -54,6 +54,32 @@ void find_unknown_keys(const Json& value, const Json& schema, const std::string&
   }
 }
 
+// What the schema wants at a JSON pointer, e.g. " (expected integer, minimum 1, maximum 4096)".
+std::string expectation(const std::string& pointer) {
+  const Json* schema = &train_schema();
+  std::istringstream parts(pointer);
+  std::string part;
+  std::getline(parts, part, '/');  // the empty segment before the first '/'
+  while (std::getline(parts, part, '/')) {
+    if (schema->contains("properties") && (*schema)["properties"].contains(part)) schema = &(*schema)["properties"][part];
+    else if (schema->contains("items")) schema = &(*schema)["items"];
+    else return "";
+  }
+  std::vector<std::string> rules;
+  if (schema->contains("type")) rules.push_back((*schema)["type"].get<std::string>());
+  if (schema->contains("enum")) {
+    std::string values;
+    for (auto& v : (*schema)["enum"]) values += (values.empty() ? "" : ", ") + v.dump();
+    rules.push_back("one of " + values);
+  }
+  for (const char* key : {"minimum", "exclusiveMinimum", "maximum", "multipleOf"})
+    if (schema->contains(key)) rules.push_back(std::string(key) + " " + (*schema)[key].dump());
+  if (rules.empty()) return "";
+  std::string text = " (expected";
+  for (std::size_t i = 0; i < rules.size(); ++i) text += (i ? ", " : " ") + rules[i];
+  return text + ")";
+}
+
 void fill_defaults(Json& value, const Json& schema) {
   if (!value.is_object() || !schema.contains("properties")) return;
   for (auto& [name, property] : schema["properties"].items()) {
@@ -145,11 +171,21 @@ TrainConfig resolve_config(const Json& user, const std::string& source,
   if (!user.is_object()) throw ConfigError(source + ": the config must be a JSON object");
   std::vector<std::string> problems;
   find_unknown_keys(user, train_schema(), "", problems);
-  for (auto& e : Schemas::instance().validate("train.schema.json", user)) {
-    // The unknown-key check above already said it better.
-    if (problems.empty() || e.message.find("additional") == std::string::npos)
-      problems.push_back((e.path.empty() ? "(document)" : e.path) + ": " + e.message);
+  auto errors = Schemas::instance().validate("train.schema.json", user);
+  for (auto& e : errors) {
+    // Keep the most specific report: the validator repeats a failure at every
+    // parent, and for a oneOf it also reports the branches that did not apply.
+    // Unknown keys were named better above.
+    bool deeper = std::any_of(errors.begin(), errors.end(), [&](const SchemaError& other) {
+      return other.path.size() > e.path.size() && other.path.compare(0, e.path.size() + 1, e.path + "/") == 0;
+    });
+    if (deeper || e.message.find("Failed to validate") != std::string::npos ||
+        e.message.find("additionalProperties") != std::string::npos)
+      continue;
+    problems.push_back((e.path.empty() ? "(document)" : e.path) + ": " + e.message + expectation(e.path));
   }
+  if (problems.empty() && !errors.empty())
+    problems.push_back("(document): does not match schemas/train.schema.json");
   if (!problems.empty()) throw ConfigError(join_problems(source, problems));
 
   Json resolved = user;

@@ -46,8 +46,12 @@ CaptionEncoderImpl::CaptionEncoderImpl(std::int64_t vocab_size, int max_tokens, 
 torch::Tensor CaptionEncoderImpl::forward(torch::Tensor tokens) {
   auto x = (words_(tokens) + positions_).transpose(0, 1);  // L x B x D, as the layer wants
   auto padding = tokens.eq(Vocabulary::kPad);              // the start token is never padding
-  auto encoded = layer_->forward(x, /*src_mask=*/torch::Tensor(), padding);
-  return out_(encoded[0]);  // the start token's output summarises the caption
+  auto encoded = layer_->forward(x, /*src_mask=*/torch::Tensor(), padding).transpose(0, 1);  // B x L x D
+  // The mean over the caption's tokens gives every word a direct path to the
+  // result. (Reading only the start token, training learned to attend to the
+  // colour words and dropped "top left".)
+  auto keep = padding.logical_not().unsqueeze(-1).to(encoded.dtype());
+  return out_((encoded * keep).sum(1) / keep.sum(1));
 }
 
 FlowModelImpl::FlowModelImpl(FlowModelOptions options) : options_(std::move(options)) {
