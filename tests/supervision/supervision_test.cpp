@@ -244,10 +244,10 @@ TEST(Restart, HostKilledFromOutsideIsRestarted) {
   EXPECT_TRUE(wait_until([&] { return counter(*runner, "transform_caption", "ok") >= 2; }, std::chrono::seconds(5),
                          [&] { runner->transform_caption("a cat"); }));
   const Json r = plugin_report(*runner);
-  ASSERT_TRUE(r["hooks"].contains("(idle)")) << r.dump(2);
-  EXPECT_EQ(r["hooks"]["(idle)"]["crashes"].get<long>(), 1) << r.dump(2);
-  EXPECT_NE(r["hooks"]["(idle)"]["last_fault"].get<std::string>().find("signal 9"), std::string::npos) << r.dump(2);
-  EXPECT_EQ(faults(*runner, "transform_caption"), 0) << r.dump(2);
+  // Normally noticed between calls ("(idle)"); under load the next call may see it first.
+  EXPECT_EQ(counter(*runner, "(idle)", "crashes") + counter(*runner, "transform_caption", "crashes"), 1) << r.dump(2);
+  const std::string where = r["hooks"].contains("(idle)") ? "(idle)" : "transform_caption";
+  EXPECT_NE(r["hooks"][where]["last_fault"].get<std::string>().find("signal 9"), std::string::npos) << r.dump(2);
   auto now = children();
   ASSERT_EQ(now.size(), 1u);
   EXPECT_NE(now[0].pid, kids[0].pid);
@@ -268,6 +268,24 @@ TEST(Restart, HostRestartedFromShortLivedThreadSurvivesIt) {
   const Json r = plugin_report(*runner);
   EXPECT_EQ(r["restarts"].get<long>(), 1) << r.dump(2);
   EXPECT_FALSE(r["hooks"].contains("(idle)")) << r.dump(2);
+}
+
+// The host inherits stdin, stdout and stderr only, never the trainer's other descriptors.
+TEST(Hygiene, HostInheritsNoTrainerDescriptors) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);  // deliberately not O_CLOEXEC
+  char target[256] = {};
+  ASSERT_GT(::readlink(("/proc/self/fd/" + std::to_string(fds[1])).c_str(), target, sizeof target - 1), 0);
+  auto runner = make_runner(settings("fault"));
+  auto kids = children();
+  ASSERT_EQ(kids.size(), 1u);
+  const std::string dir = "/proc/" + std::to_string(kids[0].pid) + "/fd";
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    std::error_code ignored;
+    EXPECT_NE(fs::read_symlink(entry.path(), ignored).string(), std::string(target)) << entry.path();
+  }
+  ::close(fds[0]);
+  ::close(fds[1]);
 }
 
 // Limits: memory past address_space_mb is a crash like any other (covered per hook in

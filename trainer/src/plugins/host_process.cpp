@@ -1,6 +1,8 @@
 #include "plugins/host_process.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -64,8 +66,17 @@ class OutputRelay {
 // restart) would otherwise be SIGKILLed as soon as that thread returned.
 class Launcher {
  public:
+  // Never destroyed: its thread must outlive every host. After fork() the child has no launcher
+  // thread, so a process that is not the one that made it makes its own.
   static Launcher& instance() {
-    static Launcher* launcher = new Launcher;  // never destroyed: its thread must outlive every host
+    static std::mutex guard;
+    static Launcher* launcher = nullptr;
+    static pid_t owner = 0;
+    std::lock_guard<std::mutex> lock(guard);
+    if (launcher == nullptr || owner != getpid()) {
+      launcher = new Launcher;
+      owner = getpid();
+    }
     return *launcher;
   }
   void run(const std::function<void()>& work) {
@@ -157,7 +168,17 @@ HostProcess::HostProcess(const HostLaunch& launch) : impl_(std::make_unique<Impl
       "--limit-open-files", std::to_string(l.open_files), "--limit-processes", std::to_string(l.processes),
       child_env, bp::std_in < bp::null, bp::std_out > impl_->out, bp::std_err > impl_->err,
       // Its own process group from the first instruction, so a restart kills every descendant.
-      bp::extend::on_exec_setup = [](auto&) { setpgid(0, 0); });
+      bp::extend::on_exec_setup = [](auto&) {
+        setpgid(0, 0);
+        // The plugin gets stdin, stdout and stderr only: no other descriptor of the trainer's
+        // (sockets, pipes, files) may leak into it. CLOEXEC rather than close, so that
+        // Boost.Process's own exec-error pipe keeps working.
+        if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+          rlimit limit{};
+          const int top = getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < 65536 ? int(limit.rlim_cur) : 65536;
+          for (int fd = 3; fd < top; ++fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+        }
+      });
   });
   impl_->out_reader = std::thread(&Impl::reader, impl_.get(), std::ref(impl_->out), OutputRelay(m.name, "stdout"), false);
   impl_->err_reader = std::thread(&Impl::reader, impl_.get(), std::ref(impl_->err), OutputRelay(m.name, "stderr"), true);
