@@ -15,6 +15,14 @@ nn::Conv2d conv3x3(int in, int out, int stride = 1) {
   return nn::Conv2d(nn::Conv2dOptions(in, out, 3).stride(stride).padding(1));
 }
 
+// Two channels holding each pixel's x and y in [-1, 1].
+torch::Tensor coordinate_grid(const torch::Tensor& like) {
+  const auto batch = like.size(0), height = like.size(2), width = like.size(3);
+  auto ys = torch::linspace(-1, 1, height, like.options()).view({1, 1, height, 1}).expand({batch, 1, height, width});
+  auto xs = torch::linspace(-1, 1, width, like.options()).view({1, 1, 1, width}).expand({batch, 1, height, width});
+  return torch::cat({xs, ys}, 1);
+}
+
 }  // namespace
 
 ResBlockImpl::ResBlockImpl(int in_channels, int out_channels, int embed_dim)
@@ -43,15 +51,35 @@ CaptionEncoderImpl::CaptionEncoderImpl(std::int64_t vocab_size, int max_tokens, 
                                                                      .dropout(0.0)))),
       out_(register_module("out", nn::Linear(embed_dim, embed_dim))) {}
 
-torch::Tensor CaptionEncoderImpl::forward(torch::Tensor tokens) {
+EncodedCaption CaptionEncoderImpl::forward(torch::Tensor tokens) {
   auto x = (words_(tokens) + positions_).transpose(0, 1);  // L x B x D, as the layer wants
   auto padding = tokens.eq(Vocabulary::kPad);              // the start token is never padding
-  auto encoded = layer_->forward(x, /*src_mask=*/torch::Tensor(), padding).transpose(0, 1);  // B x L x D
+  auto encoded = layer_->forward(x, /*src_mask=*/torch::Tensor(), padding);
   // The mean over the caption's tokens gives every word a direct path to the
   // result. (Reading only the start token, training learned to attend to the
   // colour words and dropped "top left".)
-  auto keep = padding.logical_not().unsqueeze(-1).to(encoded.dtype());
-  return out_((encoded * keep).sum(1) / keep.sum(1));
+  auto keep = padding.logical_not().transpose(0, 1).unsqueeze(-1).to(encoded.dtype());  // L x B x 1
+  return {out_((encoded * keep).sum(0) / keep.sum(0)), encoded, padding};
+}
+
+CrossAttentionImpl::CrossAttentionImpl(int channels, int context_dim)
+    : norm_(register_module("norm", nn::GroupNorm(kGroups, channels))),
+      coordinates_(register_module("coordinates", nn::Conv2d(nn::Conv2dOptions(2, channels, 1)))),
+      attention_(register_module("attention", nn::MultiheadAttention(nn::MultiheadAttentionOptions(channels, 4)
+                                                                          .kdim(context_dim)
+                                                                          .vdim(context_dim)))),
+      out_(register_module("out", nn::Linear(channels, channels))) {
+  // Starts as the identity: the block adds nothing until training finds a use for it.
+  torch::NoGradGuard no_grad;
+  out_->weight.zero_();
+  out_->bias.zero_();
+}
+
+torch::Tensor CrossAttentionImpl::forward(torch::Tensor x, const EncodedCaption& caption) {
+  const auto batch = x.size(0), channels = x.size(1), height = x.size(2), width = x.size(3);
+  auto query = (norm_(x) + coordinates_(coordinate_grid(x))).flatten(2).permute({2, 0, 1});  // HW x B x C
+  auto attended = std::get<0>(attention_(query, caption.tokens, caption.tokens, caption.padding));
+  return x + out_(attended).permute({1, 2, 0}).reshape({batch, channels, height, width});
 }
 
 FlowModelImpl::FlowModelImpl(FlowModelOptions options) : options_(std::move(options)) {
@@ -74,6 +102,7 @@ FlowModelImpl::FlowModelImpl(FlowModelOptions options) : options_(std::move(opti
     if (level + 1 < levels) downsamples_->push_back(conv3x3(current, current, 2));
   }
   middle_ = register_module("middle", ResBlock(current, current, d));
+  middle_attention_ = register_module("middle_attention", CrossAttention(current, d));
   for (int level = levels - 1; level >= 0; --level) {
     if (level + 1 < levels) upsamples_->push_back(conv3x3(current, current));
     for (int b = 0; b < options_.blocks_per_level; ++b) {
@@ -103,12 +132,10 @@ torch::Tensor FlowModelImpl::timestep_features(const torch::Tensor& t) const {
 
 torch::Tensor FlowModelImpl::forward(torch::Tensor x, torch::Tensor t, torch::Tensor tokens) {
   const int levels = static_cast<int>(options_.channel_mults.size());
-  const auto batch = x.size(0), height = x.size(2), width = x.size(3);
-  auto ys = torch::linspace(-1, 1, height, x.options()).view({1, 1, height, 1}).expand({batch, 1, height, width});
-  auto xs = torch::linspace(-1, 1, width, x.options()).view({1, 1, 1, width}).expand({batch, 1, height, width});
-  auto embedding = torch::silu(time_mlp_->forward(timestep_features(t)) + caption_(tokens));
+  auto caption = caption_(tokens);
+  auto embedding = torch::silu(time_mlp_->forward(timestep_features(t)) + caption.pooled);
 
-  auto h = conv_in_(torch::cat({x, xs, ys}, 1));
+  auto h = conv_in_(torch::cat({x, coordinate_grid(x)}, 1));
   std::vector<torch::Tensor> skips;
   std::size_t block = 0;
   for (int level = 0; level < levels; ++level) {
@@ -116,7 +143,7 @@ torch::Tensor FlowModelImpl::forward(torch::Tensor x, torch::Tensor t, torch::Te
     skips.push_back(h);
     if (level + 1 < levels) h = downsamples_[level]->as<nn::Conv2d>()->forward(h);
   }
-  h = middle_(h, embedding);
+  h = middle_attention_(middle_(h, embedding), caption);
   block = 0;
   std::size_t upsample = 0;
   for (int level = levels - 1; level >= 0; --level) {

@@ -9,8 +9,9 @@
 //   torch::Tensor images = sample_images(model, tokens, 30, 3.0, rng);
 //
 // A compact UNet: residual blocks at each resolution level, skip connections,
-// and FiLM conditioning (per-channel scale and shift) from one embedding of
-// the timestep plus the caption. The caption is encoded by one small
+// FiLM conditioning (per-channel scale and shift) from one embedding of the
+// timestep plus the caption, and cross-attention from the lowest resolution's
+// pixels to the caption's words. The caption is encoded by one small
 // transformer layer over word embeddings, so "a red circle on a white
 // background" and "a white circle on a red background" differ.
 #pragma once
@@ -45,11 +46,18 @@ class ResBlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(ResBlock);
 
-// Token ids (B x max_tokens) to one vector per caption (B x embed_dim).
+// An encoded caption: one vector for FiLM, and one per token for cross-attention.
+struct EncodedCaption {
+  torch::Tensor pooled;   // B x embed_dim
+  torch::Tensor tokens;   // max_tokens x B x embed_dim
+  torch::Tensor padding;  // B x max_tokens, true where there is no word
+};
+
+// Token ids (B x max_tokens) to an EncodedCaption.
 class CaptionEncoderImpl : public torch::nn::Module {
  public:
   CaptionEncoderImpl(std::int64_t vocab_size, int max_tokens, int embed_dim);
-  torch::Tensor forward(torch::Tensor tokens);
+  EncodedCaption forward(torch::Tensor tokens);
 
  private:
   torch::nn::Embedding words_{nullptr};
@@ -58,6 +66,21 @@ class CaptionEncoderImpl : public torch::nn::Module {
   torch::nn::Linear out_{nullptr};
 };
 TORCH_MODULE(CaptionEncoder);
+
+// Every pixel looks up the caption's words: where a shape goes ("top left")
+// is a spatial decision that one global FiLM vector made hard to learn.
+class CrossAttentionImpl : public torch::nn::Module {
+ public:
+  CrossAttentionImpl(int channels, int context_dim);
+  torch::Tensor forward(torch::Tensor x, const EncodedCaption& caption);
+
+ private:
+  torch::nn::GroupNorm norm_{nullptr};
+  torch::nn::Conv2d coordinates_{nullptr};  // the query knows where its pixel is
+  torch::nn::MultiheadAttention attention_{nullptr};
+  torch::nn::Linear out_{nullptr};
+};
+TORCH_MODULE(CrossAttention);
 
 class FlowModelImpl : public torch::nn::Module {
  public:
@@ -76,6 +99,7 @@ class FlowModelImpl : public torch::nn::Module {
   torch::nn::GroupNorm norm_out_{nullptr};
   torch::nn::ModuleList down_blocks_, downsamples_, up_blocks_, upsamples_;
   ResBlock middle_{nullptr};
+  CrossAttention middle_attention_{nullptr};
 };
 TORCH_MODULE(FlowModel);
 
