@@ -4,6 +4,7 @@
 
 #include "cli/commands.hpp"
 #include "common/log.hpp"
+#include "common/paths.hpp"
 #include "test_support.hpp"
 
 namespace bulkhead::testing {
@@ -62,6 +63,16 @@ TEST(Config, WrongTypeNamesFieldAndRule) {
 TEST(Config, ResolutionMustSuitTheModel) {
   auto message = config_error({{"resolution", 40}, {"model", {{"channel_mults", {1, 2, 2, 2, 2}}}}});
   EXPECT_NE(message.find("/resolution"), std::string::npos) << message;
+}
+
+TEST(Config, ExampleConfigsAreValid) {
+  int checked = 0;
+  for (auto& entry : fs::directory_iterator(paths::home() / "configs")) {
+    if (entry.path().extension() != ".json") continue;
+    EXPECT_NO_THROW(resolve_config(read_config_file(entry.path()), entry.path().string())) << entry.path();
+    ++checked;
+  }
+  EXPECT_GE(checked, 2);
 }
 
 TEST(TrainCommand, BadConfigExitsBeforeTraining) {
