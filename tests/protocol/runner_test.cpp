@@ -1,0 +1,218 @@
+// The happy path through real hosts: every catalogue hook round-trips, the handshake refuses
+// what it must, and a host never outlives its trainer.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "common/schemas.hpp"
+#include "plugins/checker.hpp"
+#include "plugins/plugin_runner.hpp"
+#include "test_support.hpp"
+
+namespace bulkhead {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path fresh_dir(const std::string& name) {
+  fs::path dir = fs::temp_directory_path() / ("bulkhead-test-" + name + "-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+RunInfo run_in(const fs::path& dir) {
+  RunInfo run;
+  run.project_name = "test";
+  run.run_dir = dir;
+  return run;
+}
+
+// A plugin written on the spot: a folder with a plugin.json whose exec entry is this Python source.
+fs::path python_plugin(const fs::path& dir, const std::string& name, const std::string& source) {
+  fs::create_directories(dir / name);
+  std::ofstream(dir / name / "plugin.json") << Json{{"name", name}, {"version", "1.0.0"}, {"description", "test plugin"},
+                                                    {"runtime", "exec"}, {"entry", "main.py"}, {"hooks", Json::array()}}
+                                                  .dump();
+  std::ofstream(dir / name / "main.py") << "#!/usr/bin/python3\n" << source;
+  fs::permissions(dir / name / "main.py", fs::perms::owner_all);
+  return dir / name;
+}
+
+TEST(Runner, EveryCatalogueHookRoundTripsThroughARealHost) {
+  fs::path dir = fresh_dir("roundtrip");
+  PluginSettings recorder;
+  recorder.entry = test::test_plugin("recorder").string();
+  recorder.options = {{"record_to", (dir / "calls.jsonl").string()}};
+  {
+    PluginRunner runner({recorder}, run_in(dir));
+    const auto& hooks = Schemas::instance().hook_catalogue()["hooks"];
+    for (const auto& [hook, spec] : hooks.items()) {
+      Json params = example_for_schema(spec["params"]);
+      const std::string kind = spec["kind"];
+      if (hook == "transform_caption") {
+        EXPECT_EQ(runner.transform_caption("a, b"), "a, b");
+      } else if (hook == "transform_pil_image") {
+        Image image{8, 4, "RGB", std::vector<std::uint8_t>(96, 7)};
+        EXPECT_EQ(runner.transform_pil_image(image).data, image.data);
+      } else if (kind == "notify") {
+        runner.notify(hook, params);
+      } else {
+        runner.call(hook, params);
+      }
+    }
+    runner.call("on_training_end", example_for_schema(hooks["on_training_end"]["params"]));  // after every notify
+    Json report = runner.report();
+    for (const auto& [hook, spec] : hooks.items())
+      EXPECT_GE(report["plugins"][0]["hooks"][hook]["ok"].get<long>(), 1) << hook;
+  }
+  std::ifstream calls(dir / "calls.jsonl");
+  std::set<std::string> seen;
+  for (std::string line; std::getline(calls, line);) seen.insert(Json::parse(line)["hook"].get<std::string>());
+  for (const auto& [hook, spec] : Schemas::instance().hook_catalogue()["hooks"].items()) EXPECT_TRUE(seen.count(hook)) << hook;
+}
+
+TEST(Runner, HandshakeRefusesAnotherProtocolVersionNamingBoth) {
+  fs::path dir = fresh_dir("version");
+  fs::path plugin = python_plugin(dir, "future", R"(
+import os, zmq, msgpack
+s = zmq.Context().socket(zmq.DEALER); s.connect(os.environ["BULKHEAD_ENDPOINT"])
+s.send(msgpack.packb([0, 0, "hello", {"protocol": 2, "token": os.environ["BULKHEAD_TOKEN"],
+    "plugin": {"name": "future", "version": "1.0.0"}, "hooks": [], "runtime": {"name": "python"}}]))
+s.poll(5000)
+)");
+  PluginSettings settings;
+  settings.entry = plugin.string();
+  try {
+    PluginRunner runner({settings}, run_in(dir));
+    FAIL() << "a protocol 2 plugin was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("trainer speaks protocol 1"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("plugin speaks protocol 2"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Runner, HandshakeRefusesAWrongToken) {
+  fs::path dir = fresh_dir("token");
+  fs::path plugin = python_plugin(dir, "impostor", R"(
+import os, zmq, msgpack
+s = zmq.Context().socket(zmq.DEALER); s.connect(os.environ["BULKHEAD_ENDPOINT"])
+s.send(msgpack.packb([0, 0, "hello", {"protocol": 1, "token": "guessed",
+    "plugin": {"name": "impostor", "version": "1.0.0"}, "hooks": [], "runtime": {"name": "python"}}]))
+s.poll(5000)
+)");
+  PluginSettings settings;
+  settings.entry = plugin.string();
+  EXPECT_THROW(PluginRunner({settings}, run_in(dir)), std::runtime_error);
+}
+
+TEST(Runner, AnUnknownPluginIsAClearErrorNamingTheEntry) {
+  PluginSettings settings;
+  settings.entry = "no-such-plugin";
+  try {
+    PluginRunner runner({settings}, run_in(fresh_dir("unknown")));
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("'no-such-plugin' not found"), std::string::npos) << e.what();
+  }
+  settings.entry = "plugins.no_such_module.Missing";  // an EveryDream2 class path that does not resolve
+  try {
+    PluginRunner runner({settings}, run_in(fresh_dir("unknown2")));
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("plugins.no_such_module.Missing"), std::string::npos) << e.what();
+  }
+}
+
+std::vector<pid_t> children_of(pid_t pid) {
+  std::vector<pid_t> children;
+  for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+    std::ifstream in(task.path() / "children");
+    for (pid_t child; in >> child;) children.push_back(child);
+  }
+  return children;
+}
+
+bool gone(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string skip, state;
+  return !(stat >> skip >> skip >> state) || state == "Z";
+}
+
+TEST(Runner, HostDiesWhenTheTrainerIsKilledWithSigkill) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  pid_t trainer = fork();
+  if (trainer == 0) {
+    close(fds[0]);
+    PluginSettings settings;
+    settings.entry = "hook-logger";
+    PluginRunner runner({settings}, run_in(fresh_dir("sigkill")));
+    for (pid_t host : children_of(getpid())) [[maybe_unused]] auto n = write(fds[1], &host, sizeof host);
+    close(fds[1]);
+    pause();
+    _exit(0);
+  }
+  close(fds[1]);
+  std::vector<pid_t> hosts;
+  for (pid_t host; read(fds[0], &host, sizeof host) == sizeof host;) hosts.push_back(host);
+  ASSERT_FALSE(hosts.empty());
+  kill(trainer, SIGKILL);
+  waitpid(trainer, nullptr, 0);
+  for (pid_t host : hosts) {
+    for (int i = 0; i < 300 && !gone(host); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_TRUE(gone(host)) << "host " << host << " outlived its trainer";
+  }
+}
+
+TEST(PluginsCommand, CheckPassesEveryBundledPlugin) {
+  PluginCatalog catalog;
+  ASSERT_GE(catalog.plugins().size(), 3u);
+  for (const auto& manifest : catalog.plugins()) {
+    auto result = test::run((test::bin_dir() / "bulkhead").string() + " plugins check " + manifest.name);
+    EXPECT_EQ(result.status, 0) << result.output;
+    EXPECT_NE(result.output.find("PASS: " + manifest.name), std::string::npos) << result.output;
+  }
+}
+
+TEST(PluginsCommand, CheckFailsAWrongPluginNamingTheHook) {
+  fs::path dir = fresh_dir("wrong");
+  fs::create_directories(dir / "thrower");
+  std::ofstream(dir / "thrower" / "plugin.json")
+      << Json{{"name", "thrower"}, {"version", "1.0.0"}, {"description", "fails its caption hook"}, {"runtime", "cpp"},
+              {"entry", "libbulkhead_test_fault.so"}, {"hooks", {"transform_caption", "on_epoch_end"}},
+              {"options", {{"fault", "throw"}, {"hooks", {"transform_caption"}}}}}
+             .dump();
+  auto result = test::run((test::bin_dir() / "bulkhead").string() + " plugins check " + (dir / "thrower").string());
+  EXPECT_EQ(result.status, 1) << result.output;
+  EXPECT_NE(result.output.find("transform_caption       FAIL"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("injected failure in transform_caption"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("on_epoch_end            pass"), std::string::npos) << result.output;
+}
+
+TEST(PluginsCommand, ListReportsBrokenManifestsAndDuplicateNamesWithoutHidingOthers) {
+  fs::path dir = fresh_dir("list");
+  fs::create_directories(dir / "broken");
+  std::ofstream(dir / "broken" / "plugin.json") << R"({"name": "Broken Name", "version": "1"})";
+  fs::create_directories(dir / "twin");
+  std::ofstream(dir / "twin" / "plugin.json")
+      << Json{{"name", "hook-logger"}, {"version", "1.0.0"}, {"description", "a twin"}, {"runtime", "cpp"},
+              {"entry", "x.so"}, {"hooks", Json::array()}}
+             .dump();
+  auto result = test::run((test::bin_dir() / "bulkhead").string() + " plugins --plugins-dir " + dir.string() + " list");
+  EXPECT_EQ(result.status, 1) << result.output;
+  EXPECT_NE(result.output.find("caption-tag-shuffle"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find((dir / "broken" / "plugin.json").string()), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("/name"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("two plugins are named 'hook-logger'"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find((dir / "twin" / "plugin.json").string()), std::string::npos) << result.output;
+}
+
+}  // namespace
+}  // namespace bulkhead
