@@ -5,7 +5,7 @@
 //
 // The floor's peer is this same binary started as `runner_bench --echo ENDPOINT`: a DEALER that
 // sends back every message it gets. The runner's benchmarks use real plugin hosts: the recorder
-// test plugin (C++, does nothing with record_to ""), image-colour (C++) and color_grade (Python).
+// test plugin (C++, does nothing with record_to ""), image_colour (C++) and color_grade (Python).
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -158,7 +158,7 @@ void image_transform(benchmark::State& state, const std::string& entry, Json opt
 
 void BM_Runner_TransformImage256_CppPassThrough(benchmark::State& state) { image_transform(state, "recorder"); }
 void BM_Runner_TransformImage256_CppImageColour(benchmark::State& state) {
-  image_transform(state, "image-colour", {{"gamma", 1.1}, {"saturation", 1.1}});
+  image_transform(state, "image_colour", {{"gamma", 1.1}, {"saturation", 1.1}});
 }
 void BM_Runner_TransformImage256_PythonColorGrade(benchmark::State& state) { image_transform(state, "color_grade"); }
 

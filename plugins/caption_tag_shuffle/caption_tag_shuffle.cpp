@@ -1,4 +1,4 @@
-// caption-tag-shuffle: "a, b, c, d" -> "a, d, b, c" — the first keep_tags stay, the rest are shuffled.
+// caption_tag_shuffle: "a, b, c, d" -> "a, d, b, c" — the first keep_tags stay, the rest are shuffled.
 // Seeded by the caption's own text and the seed option, so a caption shuffles the same way
 // whichever loader worker sees it: training stays deterministic.
 #include <algorithm>
@@ -36,5 +36,5 @@ class CaptionTagShuffle : public bulkhead::Plugin {
 
 }  // namespace
 
-BULKHEAD_PLUGIN(CaptionTagShuffle, "caption-tag-shuffle", "1.0.0",
+BULKHEAD_PLUGIN(CaptionTagShuffle, "caption_tag_shuffle", "1.0.0",
                 "Shuffles a caption's comma-separated tags, keeping the first N in place")

@@ -1,4 +1,4 @@
-// hook-logger: logs each hook's arguments, so you can see what a plugin is given.
+// hook_logger: logs each hook's arguments, so you can see what a plugin is given.
 #include <bulkhead/plugin.hpp>
 
 namespace {
@@ -36,4 +36,4 @@ class HookLogger : public bulkhead::Plugin {
 
 }  // namespace
 
-BULKHEAD_PLUGIN(HookLogger, "hook-logger", "1.0.0", "Logs every hook and its arguments")
+BULKHEAD_PLUGIN(HookLogger, "hook_logger", "1.0.0", "Logs every hook and its arguments")

@@ -1,4 +1,4 @@
-// image-colour: gamma and saturation, the adjustments EveryDream2's docs suggest for transform_pil_image.
+// image_colour: gamma and saturation, the adjustments EveryDream2's docs suggest for transform_pil_image.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -41,4 +41,4 @@ class ImageColour : public bulkhead::Plugin {
 
 }  // namespace
 
-BULKHEAD_PLUGIN(ImageColour, "image-colour", "1.0.0", "Gamma and saturation adjustment of training images")
+BULKHEAD_PLUGIN(ImageColour, "image_colour", "1.0.0", "Gamma and saturation adjustment of training images")

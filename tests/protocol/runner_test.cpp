@@ -152,7 +152,7 @@ TEST(Runner, HostDiesWhenTheTrainerIsKilledWithSigkill) {
   if (trainer == 0) {
     close(fds[0]);
     PluginSettings settings;
-    settings.entry = "hook-logger";
+    settings.entry = "hook_logger";
     PluginRunner runner({settings}, run_in(fresh_dir("sigkill")));
     for (pid_t host : children_of(getpid())) [[maybe_unused]] auto n = write(fds[1], &host, sizeof host);
     close(fds[1]);
@@ -202,15 +202,15 @@ TEST(PluginsCommand, ListReportsBrokenManifestsAndDuplicateNamesWithoutHidingOth
   std::ofstream(dir / "broken" / "plugin.json") << R"({"name": "Broken Name", "version": "1"})";
   fs::create_directories(dir / "twin");
   std::ofstream(dir / "twin" / "plugin.json")
-      << Json{{"name", "hook-logger"}, {"version", "1.0.0"}, {"description", "a twin"}, {"runtime", "cpp"},
+      << Json{{"name", "hook_logger"}, {"version", "1.0.0"}, {"description", "a twin"}, {"runtime", "cpp"},
               {"entry", "x.so"}, {"hooks", Json::array()}}
              .dump();
   auto result = test::run((test::bin_dir() / "bulkhead").string() + " plugins --plugins-dir " + dir.string() + " list");
   EXPECT_EQ(result.status, 1) << result.output;
-  EXPECT_NE(result.output.find("caption-tag-shuffle"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("caption_tag_shuffle"), std::string::npos) << result.output;
   EXPECT_NE(result.output.find((dir / "broken" / "plugin.json").string()), std::string::npos) << result.output;
   EXPECT_NE(result.output.find("/name"), std::string::npos) << result.output;
-  EXPECT_NE(result.output.find("two plugins are named 'hook-logger'"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("two plugins are named 'hook_logger'"), std::string::npos) << result.output;
   EXPECT_NE(result.output.find((dir / "twin" / "plugin.json").string()), std::string::npos) << result.output;
 }
 

@@ -65,6 +65,14 @@ TEST(Config, ResolutionMustSuitTheModel) {
   EXPECT_NE(message.find("/resolution"), std::string::npos) << message;
 }
 
+TEST(Config, UnknownPluginIsAConfigError) {
+  auto message = config_error({{"plugins", {"hook_logger", {{"name", "caption-tag-shufle"}}}}});
+  EXPECT_NE(message.find("my-train.json"), std::string::npos) << message;
+  EXPECT_NE(message.find("/plugins/1: plugin 'caption-tag-shufle' not found"), std::string::npos) << message;
+  EXPECT_EQ(message.find("/plugins/0"), std::string::npos) << message;
+}
+
+// Every example config, plugin entries included, is ready to run as shipped.
 TEST(Config, ExampleConfigsAreValid) {
   int checked = 0;
   for (auto& entry : fs::directory_iterator(paths::home() / "configs")) {

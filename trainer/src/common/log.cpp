@@ -1,5 +1,6 @@
 #include "common/log.hpp"
 
+#include <cstdlib>
 #include <mutex>
 #include <vector>
 
@@ -11,17 +12,35 @@ namespace {
 
 std::mutex mutex;
 
+// Sinks every logger writes to: the console, and the run's train.log once it is known.
 std::vector<spdlog::sink_ptr>& shared_sinks() {
   static std::vector<spdlog::sink_ptr> sinks{std::make_shared<spdlog::sinks::stderr_color_sink_mt>()};
   return sinks;
 }
+
+// Plugins talk a lot (EveryDream2's example plugin logs every step): on the console their lines
+// start at warning, so that the progress stays readable; train.log keeps every line.
+// BULKHEAD_PLUGIN_CONSOLE_LEVEL (trace, debug, info, warning, error, off) changes that.
+spdlog::sink_ptr plugin_console_sink() {
+  static spdlog::sink_ptr sink = [] {
+    auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+    const char* level = std::getenv("BULKHEAD_PLUGIN_CONSOLE_LEVEL");
+    console->set_level(level ? spdlog::level::from_str(level) : spdlog::level::warn);
+    return console;
+  }();
+  return sink;
+}
+
+bool is_plugin_component(const std::string& component) { return component.rfind("plugin:", 0) == 0; }
 
 }  // namespace
 
 std::shared_ptr<spdlog::logger> logger(const std::string& component) {
   std::lock_guard<std::mutex> lock(mutex);
   if (auto existing = spdlog::get(component)) return existing;
-  auto created = std::make_shared<spdlog::logger>(component, shared_sinks().begin(), shared_sinks().end());
+  std::vector<spdlog::sink_ptr> sinks = shared_sinks();
+  if (is_plugin_component(component)) sinks.front() = plugin_console_sink();
+  auto created = std::make_shared<spdlog::logger>(component, sinks.begin(), sinks.end());
   created->set_pattern("[%H:%M:%S.%e] [%n] [%^%l%$] %v");
   created->set_level(spdlog::get_level());
   spdlog::register_logger(created);

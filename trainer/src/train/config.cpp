@@ -5,6 +5,8 @@
 #include <sstream>
 
 #include "common/schemas.hpp"
+#include "plugins/manifest.hpp"
+#include "plugins/plugin_runner.hpp"
 
 namespace bulkhead {
 namespace {
@@ -96,6 +98,17 @@ void check_consistency(const TrainConfig& c, std::vector<std::string>& problems)
     problems.push_back("/resolution: " + std::to_string(c.resolution) + " must be divisible by " +
                        std::to_string(factor) + " (2^(levels-1) for model.channel_mults with " +
                        std::to_string(levels) + " levels)");
+  // A misspelt plugin name must fail here, not after the data is loaded. EveryDream2 class paths
+  // resolve here too; whether their module imports is the Python host's to say, at start-up.
+  PluginCatalog catalog(plugin_dirs_from_environment());
+  auto entries = plugin_settings_from_config(c.json.at("plugins"));
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    try {
+      catalog.resolve(entries[i].entry, c.source_dir);
+    } catch (const std::exception& e) {
+      problems.push_back("/plugins/" + std::to_string(i) + ": " + e.what());
+    }
+  }
 }
 
 TrainConfig typed(const Json& j) {
