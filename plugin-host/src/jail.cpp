@@ -34,13 +34,15 @@ void refuse_network() {
   scmp_filter_ctx filter = seccomp_init(SCMP_ACT_ALLOW);
   if (filter == nullptr) throw std::runtime_error("seccomp_init failed");
   for (int domain : {AF_INET, AF_INET6, AF_PACKET, AF_NETLINK}) {
-    if (seccomp_rule_add(filter, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, domain)) != 0) {
+    if (seccomp_rule_add(filter, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(domain))) != 0) {
       seccomp_release(filter);
       throw std::runtime_error("seccomp_rule_add failed");
     }
   }
   for (int call : {SCMP_SYS(ptrace), SCMP_SYS(mount), SCMP_SYS(umount2), SCMP_SYS(reboot), SCMP_SYS(kexec_load),
-                   SCMP_SYS(init_module), SCMP_SYS(finit_module), SCMP_SYS(setns), SCMP_SYS(unshare)})
+                   SCMP_SYS(init_module), SCMP_SYS(finit_module), SCMP_SYS(setns), SCMP_SYS(unshare),
+                   // The group is how the warden and the trainer reach every descendant: no leaving it.
+                   SCMP_SYS(setsid), SCMP_SYS(setpgid)})
     seccomp_rule_add(filter, SCMP_ACT_ERRNO(EPERM), call, 0);
   const int loaded = seccomp_load(filter);
   seccomp_release(filter);
@@ -52,6 +54,7 @@ void refuse_network() {
 void enter_jail(const JailLimits& limits, int trainer_pid) {
   // The trainer kills the whole group on restart, so every child of the plugin goes too.
   if (getpgrp() != getpid() && setpgid(0, 0) != 0) fail("setpgid");
+  // Until the warden takes over (warden.hpp), die with the trainer outright.
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail("prctl(PR_SET_PDEATHSIG)");
   // The trainer may have died before the line above: then our parent is already someone else.
   if (trainer_pid > 0 && getppid() != trainer_pid) _exit(0);

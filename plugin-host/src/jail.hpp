@@ -12,7 +12,7 @@ struct JailLimits {
 
 // Own process group, death with the trainer (parent-death signal, and a check that the
 // parent is still the trainer), no core dumps, resource limits, no-new-privs, and a seccomp
-// filter that refuses network sockets. Survives exec. Throws std::runtime_error on failure.
+// filter that refuses network sockets and leaving the process group. Survives fork and exec. Throws std::runtime_error on failure.
 void enter_jail(const JailLimits& limits, int trainer_pid);
 
 }  // namespace bulkhead::host

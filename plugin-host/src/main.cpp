@@ -3,8 +3,9 @@
 //   bulkhead-plugin-host --runtime cpp|python|node|exec --entry ENTRY [--plugin-dir DIR] [--limit-... N]
 //
 // Started by the trainer with BULKHEAD_ENDPOINT, BULKHEAD_TOKEN and BULKHEAD_PARENT_PID in its
-// environment. It first sets up the jail (jail.hpp), then either serves a C++ plugin library in
-// this process (cpp_loader.hpp) or execs another runtime's host inside the same jail (runtime_exec.hpp).
+// environment. It first sets up the jail (jail.hpp), then forks: the first process stays as the
+// plugin's warden (warden.hpp), the second either serves a C++ plugin library (cpp_loader.hpp) or
+// execs another runtime's host inside the same jail (runtime_exec.hpp).
 #include <cstdlib>
 #include <iostream>
 #include <map>
@@ -13,6 +14,7 @@
 #include "cpp_loader.hpp"
 #include "jail.hpp"
 #include "runtime_exec.hpp"
+#include "warden.hpp"
 
 namespace {
 
@@ -51,21 +53,22 @@ int main(int argc, char** argv) {
   }
 
   const char* parent = std::getenv("BULKHEAD_PARENT_PID");
+  const int trainer_pid = parent != nullptr ? std::atoi(parent) : 0;
   try {
-    bulkhead::host::enter_jail(limits, parent != nullptr ? std::atoi(parent) : 0);
+    bulkhead::host::enter_jail(limits, trainer_pid);
   } catch (const std::exception& e) {
     std::cerr << "bulkhead-plugin-host: cannot set up the jail: " << e.what() << std::endl;
     return 71;
   }
 
-  const std::string& runtime = args["runtime"];
-  if (runtime == "cpp") {
+  return bulkhead::host::run_warded(trainer_pid, [&] {
+    const std::string& runtime = args["runtime"];
+    if (runtime != "cpp") return bulkhead::host::exec_runtime(runtime, args["entry"], args["plugin-dir"]);
     try {
       return bulkhead::host::serve_cpp_plugin(args["entry"]);
     } catch (const std::exception& e) {
       std::cerr << "bulkhead-plugin-host: " << args["entry"] << ": " << e.what() << std::endl;
       return 78;
     }
-  }
-  return bulkhead::host::exec_runtime(runtime, args["entry"], args["plugin-dir"]);
+  });
 }

@@ -171,6 +171,91 @@ TEST(Runner, HostDiesWhenTheTrainerIsKilledWithSigkill) {
   }
 }
 
+// A Python plugin that starts a child and a grandchild that try to outlive it, and records
+// their pids and whether leaving the process group (setsid) was refused.
+fs::path spawning_plugin(const fs::path& dir) {
+  fs::create_directories(dir / "spawner");
+  std::ofstream(dir / "spawner" / "plugin.json")
+      << Json{{"name", "spawner"}, {"version", "1.0.0"}, {"description", "starts children"},
+              {"runtime", "python"}, {"entry", "spawner.Spawner"}, {"hooks", Json::array()}}
+             .dump();
+  std::ofstream(dir / "spawner" / "spawner.py") << R"(import os, subprocess
+from bulkhead_plugin import BasePlugin
+
+class Spawner(BasePlugin):
+    def configure(self):
+        child = subprocess.Popen(["sleep", "600"])
+        grandchild = subprocess.Popen(["sh", "-c", "sleep 600 & echo $!"], stdout=subprocess.PIPE)
+        orphan = int(grandchild.stdout.readline())
+        try:
+            subprocess.Popen(["sleep", "600"], start_new_session=True)
+            setsid = "allowed"
+        except OSError:
+            setsid = "refused"
+        with open(os.path.join(self.scratch_dir, "pids.tmp"), "w") as out:
+            out.write("%d %d %s" % (child.pid, orphan, setsid))
+        os.rename(os.path.join(self.scratch_dir, "pids.tmp"), os.path.join(self.scratch_dir, "pids"))
+)";
+  return dir / "spawner";
+}
+
+struct SpawnedPids {
+  pid_t child = 0, orphan = 0;
+  std::string setsid;
+};
+
+// Waits up to 10 s for the spawning plugin's record in its scratch folder.
+SpawnedPids read_spawned(const fs::path& run_dir) {
+  const fs::path file = run_dir / "plugin-scratch" / "pids";
+  for (int i = 0; i < 1000 && !fs::exists(file); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  SpawnedPids pids;
+  std::ifstream(file) >> pids.child >> pids.orphan >> pids.setsid;
+  return pids;
+}
+
+void expect_gone_soon(pid_t pid) {
+  for (int i = 0; i < 300 && !gone(pid); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_TRUE(gone(pid)) << "process " << pid << ", started by a plugin, outlived its trainer";
+}
+
+TEST(Runner, NoProcessAPluginStartedOutlivesAKilledTrainer) {
+  fs::path dir = fresh_dir("spawn");
+  fs::path plugin = spawning_plugin(dir);
+  pid_t trainer = fork();
+  if (trainer == 0) {
+    PluginSettings settings;
+    settings.entry = plugin.string();
+    PluginRunner runner({settings}, run_in(dir / "run"));
+    pause();
+    _exit(0);
+  }
+  SpawnedPids pids = read_spawned(dir / "run");
+  ASSERT_GT(pids.orphan, 0) << "the plugin never recorded its children";
+  EXPECT_EQ(pids.setsid, "refused") << "a plugin's child may not leave the process group";
+  EXPECT_FALSE(gone(pids.child));
+  EXPECT_FALSE(gone(pids.orphan));
+
+  kill(trainer, SIGKILL);
+  waitpid(trainer, nullptr, 0);
+  expect_gone_soon(pids.child);
+  expect_gone_soon(pids.orphan);
+}
+
+TEST(Runner, NoProcessAPluginStartedOutlivesShutdown) {
+  fs::path dir = fresh_dir("spawn-shutdown");
+  fs::path plugin = spawning_plugin(dir);
+  SpawnedPids pids;
+  {
+    PluginSettings settings;
+    settings.entry = plugin.string();
+    PluginRunner runner({settings}, run_in(dir / "run"));
+    pids = read_spawned(dir / "run");
+    ASSERT_GT(pids.orphan, 0) << "the plugin never recorded its children";
+  }
+  expect_gone_soon(pids.child);
+  expect_gone_soon(pids.orphan);
+}
+
 TEST(PluginsCommand, CheckPassesEveryBundledPlugin) {
   PluginCatalog catalog;
   ASSERT_GE(catalog.plugins().size(), 3u);
