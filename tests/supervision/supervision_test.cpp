@@ -41,19 +41,30 @@ TEST(Handshake, LoadFailureExplainsItself) {
   EXPECT_NE(error.find("refusing to load"), std::string::npos) << error;
 }
 
-// These two wait out the 10 s hello timeout.
-TEST(Handshake, NoHelloTimesOut) {
+// These two wait out the 10 s hello timeout. A missing hello is a fault, not a loading error:
+// under "abort" training does not begin; under "skip" it begins without the plugin, which is
+// started again when a hook next needs it.
+TEST(Handshake, NoHelloTimesOutAndAbortRefusesToStart) {
   const auto started = std::chrono::steady_clock::now();
-  const auto error = start_error(settings(raw_mode("no-hello")));
+  auto s = settings(raw_mode("no-hello"));
+  s.abort_on_failure = true;
+  const auto error = start_error(s);
   EXPECT_NE(error.find("no hello within 10 s"), std::string::npos) << error;
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(14));
   EXPECT_EQ(children().size(), 0u);
 }
 
-TEST(Handshake, LateHelloTimesOut) {
-  const auto error = start_error(settings(raw_mode("late-hello")));
-  EXPECT_NE(error.find("no hello within 10 s"), std::string::npos) << error;
+TEST(Handshake, LateHelloTimesOutAndSkipStartsWithoutThePlugin) {
+  auto s = settings(raw_mode("late-hello"));
+  s.restart_backoff_ms = 60000;  // no second start during this test
+  auto runner = make_runner(s);
   EXPECT_EQ(children().size(), 0u);
+  EXPECT_EQ(runner->transform_caption("a cat"), "a cat");
+  const Json r = plugin_report(*runner);
+  EXPECT_EQ(r["hooks"]["(start)"]["errors"].get<long>(), 1) << r.dump(2);
+  EXPECT_NE(r["hooks"]["(start)"]["last_fault"].get<std::string>().find("no hello within 10 s"), std::string::npos) << r.dump(2);
+  EXPECT_EQ(counter(*runner, "transform_caption", "skipped"), 1) << r.dump(2);
+  EXPECT_FALSE(runner->abort_reason());
 }
 
 // A host that starts once, then exits 78 (cannot load) on restart, is quarantined at once.

@@ -94,7 +94,7 @@ PluginRunner::PluginRunner(std::vector<PluginSettings> settings, RunInfo run) : 
           std::lock_guard<std::mutex> lock(impl->mutex);
           if (!impl->abort_reason) impl->abort_reason = reason;
         });
-    plugin->start();
+    plugin->launch();
     impl->plugins.push_back(std::move(plugin));
   }
 }
@@ -170,7 +170,7 @@ Json PluginRunner::report() const {
 std::string PluginRunner::report_table() const {
   std::ostringstream out;
   out << std::left << std::setw(22) << "plugin" << std::setw(22) << "hook" << std::right << std::setw(8) << "calls"
-      << std::setw(9) << "p50 ms" << std::setw(9) << "p99 ms" << std::setw(9) << "timeouts" << std::setw(8) << "crashes"
+      << std::setw(8) << "skipped" << std::setw(9) << "p50 ms" << std::setw(9) << "p99 ms" << std::setw(9) << "timeouts" << std::setw(8) << "crashes"
       << std::setw(8) << "invalid" << std::setw(7) << "errors" << "\n";
   auto number = [](const Json& value) {
     std::ostringstream text;
@@ -182,7 +182,7 @@ std::string PluginRunner::report_table() const {
     Json r = p->report();
     for (const auto& [hook, c] : r["hooks"].items())
       out << std::left << std::setw(22) << r["name"].get<std::string>() << std::setw(22) << hook << std::right << std::setw(8)
-          << c["calls"].get<long>() << std::setw(9) << number(c["p50_ms"]) << std::setw(9) << number(c["p99_ms"])
+          << c["calls"].get<long>() << std::setw(8) << c["skipped"].get<long>() << std::setw(9) << number(c["p50_ms"]) << std::setw(9) << number(c["p99_ms"])
           << std::setw(9) << c["timeouts"].get<long>() << std::setw(8) << c["crashes"].get<long>() << std::setw(8)
           << c["invalid_replies"].get<long>() << std::setw(7) << c["errors"].get<long>() << "\n";
     out << "  " << r["name"].get<std::string>() << ": " << r["restarts"].get<long>() << " restarts";

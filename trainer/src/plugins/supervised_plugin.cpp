@@ -54,8 +54,9 @@ std::string join_errors(const std::vector<SchemaError>& errors) {
   return text;
 }
 
-// The host exited 78 before its hello: the plugin cannot load (bad library, import error). Starting
-// it again will not help, so the plugin is quarantined at once instead of restarted.
+// The host exited 78 before its hello (bad library, import error), or its hello cannot be
+// accepted (another protocol version, a wrong token, out of schema): starting it again will not help, so the plugin is
+// quarantined at once instead of restarted, and at the first start training does not begin.
 struct LoadFailure : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
@@ -85,12 +86,30 @@ SupervisedPlugin::SupervisedPlugin(Manifest manifest, PluginSettings settings, R
       control_(std::move(control)),
       abort_(std::move(abort)),
       log_(logger("plugins")),
-      backoff_(std::max(0, settings_.restart_backoff_ms)) {}
+      // Until a hello says otherwise, the manifest's hooks (or, for a bare EveryDream2 class path,
+      // every hook), so that a plugin whose first start failed is still called and restarted.
+      hooks_(manifest_.hooks),
+      backoff_(std::max(0, settings_.restart_backoff_ms)) {
+  if (hooks_.empty())
+    for (const auto& [hook, spec] : Schemas::instance().hook_catalogue()["hooks"].items()) hooks_.push_back(hook);
+}
 
 SupervisedPlugin::~SupervisedPlugin() { stop(); }
 
 bool SupervisedPlugin::implements(const std::string& hook) const {
+  std::lock_guard<std::mutex> lock(mutex_);
   return std::find(hooks_.begin(), hooks_.end(), hook) != hooks_.end();
+}
+
+void SupervisedPlugin::launch() {
+  try {
+    start();
+  } catch (const LoadFailure&) {
+    throw;
+  } catch (const std::exception& e) {
+    if (settings_.abort_on_failure) throw;
+    start_failed(e);
+  }
 }
 
 std::chrono::milliseconds SupervisedPlugin::deadline(const std::string& hook) const {
@@ -170,18 +189,18 @@ void SupervisedPlugin::start() {
   auto errors = Schemas::instance().validate("protocol/hello.schema.json", *hello);
   if (!errors.empty()) {
     generation->connection->answer_hello({{"code", "bad_params"}, {"message", join_errors(errors)}}, nullptr);
-    fail("its hello breaks protocol/hello.schema.json: " + join_errors(errors));
+    fail("its hello breaks protocol/hello.schema.json: " + join_errors(errors), true);
   }
   const int protocol = (*hello)["protocol"].get<int>();
   if (protocol != wire::kProtocolVersion) {
     const std::string why = "protocol version mismatch: the trainer speaks protocol " +
                             std::to_string(wire::kProtocolVersion) + ", the plugin speaks protocol " + std::to_string(protocol);
     generation->connection->answer_hello({{"code", "protocol_mismatch"}, {"message", why}}, nullptr);
-    fail(why);
+    fail(why, true);
   }
   if ((*hello)["token"] != token) {
     generation->connection->answer_hello({{"code", "bad_token"}, {"message", "the token does not match"}}, nullptr);
-    fail("its hello carried a wrong token");
+    fail("its hello carried a wrong token", true);
   }
   Json options = manifest_.options;
   options.merge_patch(settings_.options);
@@ -204,7 +223,7 @@ void SupervisedPlugin::start() {
 }
 
 void SupervisedPlugin::stop() {
-  std::future<void> restarting;
+  std::shared_future<void> restarting;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     restarting = std::move(restart_task_);
@@ -222,10 +241,7 @@ void SupervisedPlugin::stop() {
   }
 }
 
-// The current generation, restarted first when its backoff has passed; null while the plugin is off.
-// wait: restart in this thread (call hooks, which wait anyway); otherwise (notify hooks, which must
-// never block the caller) the restart runs in the background and this call is skipped.
-std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::ready_generation(bool wait) {
+std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::ready_generation(std::chrono::milliseconds wait) {
   std::shared_ptr<Generation> idle_dead;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -243,25 +259,27 @@ std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::ready_generation
     fault("(idle)", "crashed between calls: " + idle_dead->process->exit_description(), idle_dead->number, true);
   }
   std::shared_ptr<Generation> old;
-  std::future<void> previous;  // a finished background restart; released outside the lock
+  std::shared_future<void> previous;  // a finished restart; released outside the lock
+  std::shared_future<void> restarting;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (quarantined_ || starting_) return nullptr;
+    if (quarantined_) return nullptr;
     if (current_ && !current_->dead) return current_;
-    if (Clock::now() < next_start_) return nullptr;
-    starting_ = true;  // other threads skip while this one restarts
-    old = std::move(current_);
-    if (!wait) {
+    if (!starting_) {
+      if (Clock::now() < next_start_) return nullptr;
+      // Never in the caller's thread: a start may wait seconds for a hello, and the caller is a
+      // loader worker or the training loop.
+      starting_ = true;
+      old = std::move(current_);
       previous = std::move(restart_task_);
-      restart_task_ = std::async(std::launch::async, [this, old = std::move(old)]() mutable {
-        old.reset();
-        restart();
-      });
-      return nullptr;
+      restart_task_ = std::async(std::launch::async, [this] { restart(); }).share();
     }
+    restarting = restart_task_;
   }
   old.reset();
-  return restart();
+  if (wait.count() > 0) restarting.wait_for(wait);
+  std::lock_guard<std::mutex> lock(mutex_);
+  return current_ && !current_->dead ? current_ : nullptr;
 }
 
 std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::restart() {
@@ -283,38 +301,44 @@ std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::restart() {
     starting_ = false;
     return nullptr;
   } catch (const std::exception& e) {
-    log_->error("{}", e.what());
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      ++counters_["(start)"].errors;
-      next_start_ = Clock::now() + backoff_;
-      backoff_ = std::min(std::max(backoff_ * 2, std::chrono::milliseconds(1)), kMaxBackoff);
-    }
-    fault("(start)", e.what(), generation_, false);
+    start_failed(e);
     std::lock_guard<std::mutex> lock(mutex_);
     starting_ = false;
     return nullptr;
   }
 }
 
-std::optional<Json> SupervisedPlugin::invoke(const std::string& hook, const Json& params) {
-  auto generation = ready_generation();
-  if (!generation) return std::nullopt;
+// A start that crashed or timed out: a fault, and the next start waits for the backoff.
+void SupervisedPlugin::start_failed(const std::exception& e) {
+  log_->error("{}", e.what());
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    ++counters_[hook].calls;
+    ++counters_["(start)"].errors;
+    next_start_ = Clock::now() + backoff_;
+    backoff_ = std::min(std::max(backoff_ * 2, std::chrono::milliseconds(1)), kMaxBackoff);
   }
-  Reply reply = generation->connection->call(hook, params, deadline(hook));
+  fault("(start)", e.what(), generation_, false);
+}
+
+bool SupervisedPlugin::count_call(const std::string& hook, bool sent) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++(sent ? counters_[hook].calls : counters_[hook].skipped);
+  return sent;
+}
+
+std::optional<Json> SupervisedPlugin::invoke(const std::string& hook, const Json& params) {
+  const auto began = Clock::now();
+  auto generation = ready_generation(deadline(hook));
+  if (!count_call(hook, generation != nullptr)) return std::nullopt;
+  // Time spent waiting for a restart comes out of the call's deadline.
+  const auto left = deadline(hook) - std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - began);
+  Reply reply = generation->connection->call(hook, params, std::max(left, std::chrono::milliseconds(1)));
   return conclude(hook, params, reply, generation->number);
 }
 
 void SupervisedPlugin::send(const std::string& hook, const Json& params) {
-  auto generation = ready_generation(false);
-  if (!generation) return;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    ++counters_[hook].calls;
-  }
+  auto generation = ready_generation(std::chrono::milliseconds(0));  // a notify hook never waits
+  if (!count_call(hook, generation != nullptr)) return;
   const int number = generation->number;
   generation->connection->request(hook, params, deadline(hook),
                                   [this, hook, number](Reply reply) { conclude(hook, Json(), reply, number); });
@@ -480,7 +504,7 @@ Json SupervisedPlugin::report() const {
       if (sorted.empty()) return nullptr;
       return sorted[std::min(sorted.size() - 1, std::size_t(p * double(sorted.size())))];
     };
-    hooks[hook] = {{"calls", c.calls},       {"ok", c.ok},           {"errors", c.errors},
+    hooks[hook] = {{"calls", c.calls},       {"skipped", c.skipped}, {"ok", c.ok},  {"errors", c.errors},
                    {"timeouts", c.timeouts}, {"crashes", c.crashes}, {"invalid_replies", c.invalid},
                    {"p50_ms", percentile(0.50)}, {"p99_ms", percentile(0.99)},
                    {"last_fault", c.last_fault.empty() ? Json(nullptr) : Json(c.last_fault)}};

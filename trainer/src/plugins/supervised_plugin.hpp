@@ -2,7 +2,8 @@
 // deadlines, reply validation, restarts with backoff, quarantine, and its counters.
 //
 // invoke() never throws and never hangs past the hook's deadline: it returns the plugin's
-// result, or nothing when the plugin failed (the caller then passes the value through).
+// result, or nothing when the plugin failed or is being restarted (the caller then passes the
+// value through). Restarts run in the background; a call waits for one at most its deadline.
 #pragma once
 
 #include <chrono>
@@ -27,6 +28,7 @@ namespace bulkhead {
 
 struct HookCounters {
   long calls = 0, ok = 0, errors = 0, timeouts = 0, crashes = 0, invalid = 0;
+  long skipped = 0;  // not sent: the plugin was restarting, backing off or quarantined
   std::vector<float> latencies_ms;
   std::string last_fault;
 };
@@ -40,7 +42,14 @@ class SupervisedPlugin {
                    ControlSink control, AbortSink abort);
   ~SupervisedPlugin();
 
-  // Starts the host and completes the handshake. Throws std::runtime_error naming the entry on failure.
+  // The first start. A plugin that cannot load, or speaks another protocol version, throws
+  // std::runtime_error naming the entry: restarting cannot help, so training must not begin.
+  // Any other failure (a crash or no hello in time) is a fault like any later one: under
+  // on_failure "abort" it throws too; under "skip" it is counted and the plugin is started again,
+  // after its backoff, when a hook next needs it.
+  void launch();
+  // Starts the host and completes the handshake; throws std::runtime_error naming the entry on any
+  // failure (what `plugins check` wants: no second chances).
   void start();
   // Shutdown message, then SIGTERM after 2 s, then SIGKILL after 5 s.
   void stop();
@@ -59,8 +68,13 @@ class SupervisedPlugin {
 
  private:
   struct Generation;
-  std::shared_ptr<Generation> ready_generation(bool wait = true);
+  // The running generation, or null. A dead one is restarted in the background once its backoff
+  // has passed; the caller waits for that restart up to `wait`.
+  std::shared_ptr<Generation> ready_generation(std::chrono::milliseconds wait);
   std::shared_ptr<Generation> restart();
+  void start_failed(const std::exception& e);
+  // Counts a call as sent, or as skipped when there was no generation to send it to; returns sent.
+  bool count_call(const std::string& hook, bool sent);
   std::chrono::milliseconds deadline(const std::string& hook) const;
   // Validates an ok reply; returns the reason it is invalid, or empty.
   std::string check_reply(const std::string& hook, const Json& params, const Json& result);
@@ -83,8 +97,8 @@ class SupervisedPlugin {
   std::vector<std::string> hooks_;
   std::chrono::steady_clock::time_point next_start_{};
   std::chrono::milliseconds backoff_{100};  // the next restart's delay (settings_.restart_backoff_ms, doubling)
-  bool starting_ = false;                   // one thread restarts; the others skip meanwhile
-  std::future<void> restart_task_;          // a restart started by a notify hook, in the background
+  bool starting_ = false;                   // a restart is under way in restart_task_
+  std::shared_future<void> restart_task_;   // the latest background restart
   std::deque<std::chrono::steady_clock::time_point> recent_faults_;
   bool quarantined_ = false;
   std::string quarantine_reason_;
