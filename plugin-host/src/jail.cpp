@@ -18,13 +18,13 @@ namespace {
 
 [[noreturn]] void fail(const std::string& what) { throw std::runtime_error(what + ": " + std::strerror(errno)); }
 
-void limit(int resource, rlim_t value, const char* name) {
-  rlimit rl{value, value};
+void limit(int resource, rlim_t value, const char* name, rlim_t hard_margin = 0) {
+  rlimit rl{value, value + hard_margin};
   if (setrlimit(resource, &rl) != 0) {
     // An unprivileged process may not raise its hard limit: keep the lower of the two.
     rlimit current{};
     getrlimit(resource, &current);
-    rl = {std::min(value, current.rlim_max), std::min(value, current.rlim_max)};
+    rl = {std::min(value, current.rlim_max), std::min(value + hard_margin, current.rlim_max)};
     if (setrlimit(resource, &rl) != 0) fail(std::string("setrlimit ") + name);
   }
 }
@@ -61,7 +61,8 @@ void enter_jail(const JailLimits& limits, int trainer_pid) {
 
   limit(RLIMIT_CORE, 0, "RLIMIT_CORE");
   limit(RLIMIT_AS, rlim_t(limits.address_space_mb) << 20, "RLIMIT_AS");
-  limit(RLIMIT_CPU, rlim_t(limits.cpu_time_s), "RLIMIT_CPU");
+  // SIGXCPU at the limit, so that the trainer reports why; SIGKILL a second later, if it is caught.
+  limit(RLIMIT_CPU, rlim_t(limits.cpu_time_s), "RLIMIT_CPU", 1);
   limit(RLIMIT_NOFILE, rlim_t(limits.open_files), "RLIMIT_NOFILE");
   limit(RLIMIT_NPROC, rlim_t(limits.processes), "RLIMIT_NPROC");
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail("prctl(PR_SET_NO_NEW_PRIVS)");

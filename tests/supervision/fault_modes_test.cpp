@@ -1,5 +1,6 @@
-// Every fault mode of the C++ fault plugin and of the raw (Python, no SDK) raw-fault plugin, in a
-// transform hook, a call observer and a notify observer, under on_failure skip and abort.
+// Every fault mode of the C++ fault plugin, of the Python SDK's fault-python plugin and of the raw
+// (Python, no SDK) raw-fault plugin, in the transform hooks, a call observer and a notify
+// observer, under on_failure skip and abort.
 #include <gtest/gtest.h>
 
 #include "support.hpp"
@@ -20,7 +21,7 @@ const char* counter_name(Counter c) {
 }
 
 struct FaultCase {
-  std::string plugin;      // fault | raw-fault
+  std::string plugin;      // fault | fault-python | raw-fault
   std::string mode;        // the "fault" option
   std::string hook;        // transform_caption | transform_pil_image | on_epoch_start | on_step_end
   Counter counter;         // where the fault is counted (none: not a fault, the call succeeds)
@@ -71,7 +72,7 @@ PluginSettings case_settings(const FaultCase& c, bool abort, int every) {
   Json options = c.extra;
   options["fault"] = c.mode;
   options["every"] = every;
-  if (c.plugin == "fault") options["hooks"] = {c.hook};
+  if (c.plugin != "raw-fault") options["hooks"] = {c.hook};
   PluginSettings s = settings(c.plugin, options);
   s.abort_on_failure = abort;
   s.timeout_ms = c.timeout_ms;
@@ -129,7 +130,7 @@ std::vector<FaultCase> cpp_cases() {
   std::vector<FaultCase> cases;
   PluginLimits small_memory;
   small_memory.address_space_mb = 512;
-  for (const std::string hook : {"transform_caption", "on_epoch_start", "on_step_end"}) {
+  for (const std::string hook : {"transform_caption", "transform_pil_image", "on_epoch_start", "on_step_end"}) {
     cases.push_back({"fault", "segfault", hook, Counter::crashes, true, "signal 11"});
     cases.push_back({"fault", "abort", hook, Counter::crashes, true, "signal 6"});
     cases.push_back({"fault", "exit0", hook, Counter::crashes, true, "exit status 0"});
@@ -142,7 +143,29 @@ std::vector<FaultCase> cpp_cases() {
     cases.push_back({"fault", "hog", hook, Counter::crashes, true, "crashed", 0, 5000, {}, small_memory});
   }
   cases.push_back({"fault", "wrong_size", "transform_pil_image", Counter::invalid_replies, false, "the image came back"});
-  cases.push_back({"fault", "segfault", "transform_pil_image", Counter::crashes, true, "signal 11"});
+  return cases;
+}
+
+// The same faults raised through the Python SDK: a Python exception is an error reply with its
+// traceback; running out of address space is a MemoryError, which the SDK reports the same way.
+std::vector<FaultCase> python_cases() {
+  std::vector<FaultCase> cases;
+  PluginLimits small_memory;
+  small_memory.address_space_mb = 1024;
+  for (const std::string hook : {"transform_caption", "transform_pil_image", "on_epoch_start", "on_step_end"}) {
+    cases.push_back({"fault-python", "segfault", hook, Counter::crashes, true, "signal 11", 0, 3000});
+    cases.push_back({"fault-python", "abort", hook, Counter::crashes, true, "signal 6", 0, 3000});
+    cases.push_back({"fault-python", "exit0", hook, Counter::crashes, true, "exit status 0", 0, 3000});
+    cases.push_back({"fault-python", "exit3", hook, Counter::crashes, true, "exit status 3", 0, 3000});
+    cases.push_back({"fault-python", "throw", hook, Counter::errors, false, "injected failure in " + hook, 0, 3000});
+    cases.push_back({"fault-python", "hang", hook, Counter::timeouts, true, "missed its deadline of 500 ms", 0, 500});
+    cases.push_back({"fault-python", "sleep", hook, Counter::timeouts, true, "missed its deadline of 500 ms", 0, 500,
+                     {{"sleep_ms", 1500}}});
+    cases.push_back({"fault-python", "flood", hook, Counter::none, false, "", 0, 10000});
+    cases.push_back({"fault-python", "hog", hook, Counter::errors, false, "MemoryError", 0, 10000, {}, small_memory});
+  }
+  cases.push_back({"fault-python", "wrong_size", "transform_pil_image", Counter::invalid_replies, false,
+                   "the image came back", 0, 3000});
   return cases;
 }
 
@@ -174,6 +197,7 @@ std::vector<FaultCase> raw_cases() {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cpp, FaultModes, testing::ValuesIn(cpp_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(Python, FaultModes, testing::ValuesIn(python_cases()), case_name);
 INSTANTIATE_TEST_SUITE_P(Raw, FaultModes, testing::ValuesIn(raw_cases()), case_name);
 
 }  // namespace

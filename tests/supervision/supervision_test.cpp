@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <fstream>
 
 #include "support.hpp"
 
@@ -327,6 +328,56 @@ TEST(Limits, MemoryHogIsAFault) {
   EXPECT_EQ(runner->transform_caption("a cat"), "a cat");
   EXPECT_EQ(counter(*runner, "transform_caption", "crashes"), 1) << plugin_report(*runner).dump(2);
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
+}
+
+TEST(Limits, CpuTimeIsAFault) {
+  auto s = settings("fault", {{"fault", "spin"}, {"hooks", {"transform_caption"}}});
+  s.limits.cpu_time_s = 1;
+  s.timeout_ms = 10000;
+  auto runner = make_runner(s);
+  EXPECT_EQ(runner->transform_caption("a cat"), "a cat");
+  const Json r = plugin_report(*runner);
+  EXPECT_EQ(counter(*runner, "transform_caption", "crashes"), 1) << r.dump(2);
+  EXPECT_NE(r["hooks"]["transform_caption"]["last_fault"].get<std::string>().find("CPU time limit exceeded"),
+            std::string::npos) << r.dump(2);
+}
+
+// The most memory this process has held at once (ctest runs each test in its own process).
+std::size_t peak_resident_kib() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoul(line.substr(6));
+  return 0;
+}
+
+// Floods on stdout and stderr are logged at a bounded rate, and neither the plugin nor the
+// trainer waits for them; 64 MiB with no newline does not grow the trainer's memory.
+TEST(Output, FloodsAreRateLimitedAndNeverBlock) {
+  for (const char* mode : {"flood", "stderr_flood"}) {
+    LogCapture capture("plugin:fault");
+    auto s = settings("fault", {{"fault", mode}, {"hooks", {"transform_caption"}}});
+    s.timeout_ms = 5000;
+    auto runner = make_runner(s);
+    EXPECT_EQ(runner->transform_caption("a cat"), "a cat");
+    EXPECT_EQ(counter(*runner, "transform_caption", "ok"), 1) << mode << plugin_report(*runner).dump(2);
+    runner.reset();  // the streams end: the relay reports what it dropped
+    // 100 000 lines were written; the relay shows 200 a second and says how many it dropped.
+    EXPECT_GE(capture.sink->count("more lines dropped"), 1) << mode;
+    EXPECT_LT(capture.sink->count("flood line"), 2000) << mode;
+  }
+}
+
+TEST(Output, ALineWithoutEndDoesNotGrowTheTrainer) {
+  LogCapture capture("plugin:fault");
+  auto s = settings("fault", {{"fault", "spew"}, {"hooks", {"transform_caption"}}});
+  s.timeout_ms = 10000;
+  auto runner = make_runner(s);
+  const std::size_t before = peak_resident_kib();
+  EXPECT_EQ(runner->transform_caption("a cat"), "a cat");
+  EXPECT_EQ(counter(*runner, "transform_caption", "ok"), 1) << plugin_report(*runner).dump(2);
+  runner.reset();  // the host exits: the unfinished line is logged, cut short
+  EXPECT_LT(peak_resident_kib(), before + 16 * 1024) << "64 MiB without a newline reached the trainer's memory";
+  EXPECT_EQ(capture.sink->count("xxxxxxxx…"), 1);
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // fault (test plugin): misbehaves on purpose, for real. Options:
-//   fault:  segfault | abort | exit0 | exit3 | throw | hang | sleep | wrong_size | flood | hog | fds | none
-//           (fds: opens files until refused, then fails the hook saying how many it got)
+//   fault:  segfault | abort | exit0 | exit3 | throw | hang | sleep | wrong_size | flood | stderr_flood |
+//           spew | hog | spin | fds | none
+//           (spew: 64 MiB on stdout with no newline; spin: burns CPU until the CPU-time limit;
+//            fds: opens files until refused, then fails the hook saying how many it got)
 //   hooks:  the hooks that misbehave (default: all)
 //   every:  misbehave on every k-th call of those hooks (default 1: every call)
 //   sleep_ms: for "sleep"
@@ -75,6 +77,16 @@ class Fault : public bulkhead::Plugin {
       std::this_thread::sleep_for(std::chrono::milliseconds(context().options().value("sleep_ms", 10000L)));
     if (fault == "flood")
       for (int i = 0; i < 100000; ++i) std::cout << "flood line " << i << " from " << hook << "\n";
+    if (fault == "stderr_flood")
+      for (int i = 0; i < 100000; ++i) std::cerr << "flood line " << i << " from " << hook << "\n";
+    if (fault == "spew") {
+      const std::string chunk(1 << 20, 'x');
+      for (int i = 0; i < 64; ++i) std::cout << chunk;
+      std::cout << std::flush;
+    }
+    if (fault == "spin")
+      for (volatile unsigned long i = 0;; ++i) {
+      }
     if (fault == "fds") {
       std::vector<int> fds;
       int error = 0;

@@ -34,7 +34,7 @@ class OutputRelay {
   void line(const std::string& text) {
     const auto now = std::chrono::steady_clock::now();
     if (now - window_start_ > std::chrono::seconds(1)) {
-      if (dropped_ > 0) log_->warn("{}: {} more lines dropped (over {} lines/s)", stream_, dropped_, kLinesPerSecond);
+      report_dropped();
       window_start_ = now;
       lines_in_window_ = 0;
       dropped_ = 0;
@@ -50,9 +50,16 @@ class OutputRelay {
       log_->info("{}", shown);
   }
 
+  // Says how many lines were dropped since the last report (at the next line, or when the stream ends).
+  void report_dropped() {
+    if (dropped_ > 0) log_->warn("{}: {} more lines dropped (over {} lines/s)", stream_, dropped_, kLinesPerSecond);
+    dropped_ = 0;
+  }
+
+  static constexpr std::size_t kMaxLineBytes = 2000;
+
  private:
   static constexpr int kLinesPerSecond = 200;
-  static constexpr std::size_t kMaxLineBytes = 2000;
   std::shared_ptr<spdlog::logger> log_;
   std::string stream_;
   std::chrono::steady_clock::time_point window_start_ = std::chrono::steady_clock::now();
@@ -125,14 +132,27 @@ struct HostProcess::Impl {
   std::optional<int> raw_status;  // from waitpid, once reaped
   std::string last_error_line;
 
+  // Line by line, each line cut a little past what the relay shows: a plugin that writes
+  // without newlines cannot grow the trainer's memory.
   void reader(bp::ipstream& stream, OutputRelay relay, bool remember) {
-    for (std::string text; std::getline(stream, text);) {
+    std::string text;
+    auto emit = [&] {
       relay.line(text);
       if (remember) {
         std::lock_guard<std::mutex> lock(mutex);
         last_error_line = text;
       }
+      text.clear();
+    };
+    std::streambuf* buffer = stream.rdbuf();
+    for (int c; (c = buffer->sbumpc()) != std::char_traits<char>::eof();) {
+      if (c == '\n')
+        emit();
+      else if (text.size() <= OutputRelay::kMaxLineBytes)
+        text.push_back(char(c));
     }
+    if (!text.empty()) emit();
+    relay.report_dropped();
   }
 
   // Reaps the child without blocking; Boost.Process's own bookkeeping is bypassed so that we
