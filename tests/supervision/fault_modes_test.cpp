@@ -191,6 +191,13 @@ std::vector<FaultCase> raw_cases() {
   cases.push_back({"raw-fault", "schema", "transform_pil_image", Counter::invalid_replies, false, "breaks schemas/hooks.json", 0, 3000});
   cases.push_back({"raw-fault", "wrong_type", "transform_pil_image", Counter::invalid_replies, false, "breaks schemas/hooks.json", 0, 3000});
   cases.push_back({"raw-fault", "nan", "transform_pil_image", Counter::invalid_replies, false, "NaN", 0, 3000});
+  cases.push_back({"raw-fault", "inf", "transform_pil_image", Counter::invalid_replies, false, "infinity", 0, 3000});
+  cases.push_back({"raw-fault", "inf", "transform_caption", Counter::invalid_replies, false, "infinity", 0, 3000});
+  cases.push_back({"raw-fault", "wrong_mode", "transform_pil_image", Counter::invalid_replies, false,
+                   "the image came back L 8x8, not RGB 8x8", 0, 3000});
+  cases.push_back({"raw-fault", "bad_utf8", "transform_caption", Counter::invalid_replies, false, "not valid UTF-8", 0, 3000});
+  cases.push_back({"raw-fault", "long_caption", "transform_caption", Counter::invalid_replies, false,
+                   "the caption has 5000 bytes, over the limit of 4096", 0, 3000});
   cases.push_back({"raw-fault", "exit", "on_step_end", Counter::crashes, true, "exit status 3", 0, 3000});
   cases.push_back({"raw-fault", "garbage", "on_step_end", Counter::invalid_replies, false, "invalid reply", 1, 3000});
   return cases;

@@ -220,7 +220,7 @@ TEST(Hygiene, TwoHundredRestartsLeakNothing) {
   runner->transform_caption("a cat");
   ASSERT_TRUE(wait_until([&] { return plugin_report(*runner)["restarts"].get<long>() >= 1; }, std::chrono::seconds(10),
                          [&] { runner->call("on_epoch_start", epoch_kwargs()); }));
-  const std::size_t fds_before = open_fds(), threads_before = threads();
+  const std::size_t fds_before = open_fds(), threads_before = threads(), memory_before = memory_kib("VmRSS");
   long restarts = 0;
   for (int i = 0; i < 200; ++i) {
     const long before = plugin_report(*runner)["restarts"].get<long>();
@@ -235,6 +235,7 @@ TEST(Hygiene, TwoHundredRestartsLeakNothing) {
   EXPECT_LE(children().size(), 1u);
   EXPECT_LE(open_fds(), fds_before + 2) << "fds " << fds_before << " -> " << open_fds();
   EXPECT_LE(threads(), threads_before + 1) << "threads " << threads_before << " -> " << threads();
+  EXPECT_LE(memory_kib("VmRSS"), memory_before + 8 * 1024) << "resident KiB " << memory_before << " -> " << memory_kib("VmRSS");
 }
 
 // A host killed from outside (OOM killer, an operator) is noticed and restarted.
@@ -342,14 +343,6 @@ TEST(Limits, CpuTimeIsAFault) {
             std::string::npos) << r.dump(2);
 }
 
-// The most memory this process has held at once (ctest runs each test in its own process).
-std::size_t peak_resident_kib() {
-  std::ifstream status("/proc/self/status");
-  for (std::string line; std::getline(status, line);)
-    if (line.rfind("VmHWM:", 0) == 0) return std::stoul(line.substr(6));
-  return 0;
-}
-
 // Floods on stdout and stderr are logged at a bounded rate, and neither the plugin nor the
 // trainer waits for them; 64 MiB with no newline does not grow the trainer's memory.
 TEST(Output, FloodsAreRateLimitedAndNeverBlock) {
@@ -372,12 +365,29 @@ TEST(Output, ALineWithoutEndDoesNotGrowTheTrainer) {
   auto s = settings("fault", {{"fault", "spew"}, {"hooks", {"transform_caption"}}});
   s.timeout_ms = 10000;
   auto runner = make_runner(s);
-  const std::size_t before = peak_resident_kib();
+  const std::size_t before = memory_kib("VmHWM");  // the peak (ctest runs each test in its own process)
   EXPECT_EQ(runner->transform_caption("a cat"), "a cat");
   EXPECT_EQ(counter(*runner, "transform_caption", "ok"), 1) << plugin_report(*runner).dump(2);
   runner.reset();  // the host exits: the unfinished line is logged, cut short
-  EXPECT_LT(peak_resident_kib(), before + 16 * 1024) << "64 MiB without a newline reached the trainer's memory";
+  EXPECT_LT(memory_kib("VmHWM"), before + 16 * 1024) << "64 MiB without a newline reached the trainer's memory";
   EXPECT_EQ(capture.sink->count("xxxxxxxx…"), 1);
+}
+
+// A plugin whose manifest declares resizes_images may return another size; others may not.
+TEST(Semantics, AResizingPluginMayChangeTheImageSize) {
+  const fs::path dir = fs::temp_directory_path() / ("bulkhead-resizer-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  Json manifest = Json::parse(std::ifstream(plugins_dir() / "fault" / "plugin.json"));
+  manifest["name"] = "resizer";
+  manifest["entry"] = (paths::library_dir() / "libbulkhead_test_fault.so").string();
+  manifest["resizes_images"] = true;
+  std::ofstream(dir / "plugin.json") << manifest.dump();
+  auto runner = make_runner(settings(dir.string(), {{"fault", "wrong_size"}, {"hooks", {"transform_pil_image"}}}));
+  const Image out = runner->transform_pil_image(test_image(8, 8));
+  EXPECT_EQ(out.width, 4);
+  EXPECT_EQ(out.height, 8);
+  EXPECT_EQ(counter(*runner, "transform_pil_image", "ok"), 1) << plugin_report(*runner).dump(2);
+  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -166,6 +166,14 @@ inline std::size_t count_entries(const char* path) {
 inline std::size_t open_fds() { return count_entries("/proc/self/fd"); }
 inline std::size_t threads() { return count_entries("/proc/self/task"); }
 
+// A line of /proc/self/status in KiB, e.g. "VmRSS" (resident now) or "VmHWM" (its peak).
+inline std::size_t memory_kib(const std::string& field) {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind(field + ":", 0) == 0) return std::stoul(line.substr(field.size() + 1));
+  return 0;
+}
+
 // Collects what a logger writes, for assertions on loud messages.
 class CaptureSink : public spdlog::sinks::base_sink<std::mutex> {
  public:

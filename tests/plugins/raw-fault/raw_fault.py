@@ -16,8 +16,9 @@ read from the plugin's name, BULKHEAD_PLUGIN_NAME, set from each manifest:
 
 Options of raw-fault (all hooks it implements: transform_caption, transform_pil_image, on_step_end,
 on_epoch_start):
-  fault: none | garbage | schema | wrong_type | nan | nan_control | huge | unsolicited | duplicate
+  fault: none | garbage | schema | wrong_type | nan | inf | nan_control | huge | unsolicited | duplicate
          | flood | error | unknown_id | truncated | envelope | exit | exit78 | hang
+         | bad_utf8 | long_caption (transform_caption) | wrong_mode (transform_pil_image)
   every: misbehave on every k-th call (default 1)
 """
 import math
@@ -87,6 +88,24 @@ def bad_reply(sock, fault, msg_id, method, params):
             return [pack([RESPONSE, msg_id, None, {"image": image}])]
         return [pack([RESPONSE, msg_id, None, {"control": [
             {"action": "set_arg", "name": "grad_accum", "value": math.nan}]}])]
+    if fault == "inf":
+        if method == "transform_pil_image":
+            image = dict(params["image"])
+            image["height"] = math.inf
+            return [pack([RESPONSE, msg_id, None, {"image": image}])]
+        return [pack([RESPONSE, msg_id, None, {"caption": params.get("caption", ""), "control": [
+            {"action": "set_arg", "name": "grad_accum", "value": -math.inf}]}])]
+    if fault == "bad_utf8" and method == "transform_caption":
+        # msgpack-python packs only valid str: pack a stand-in of the same length, then swap the bytes
+        stand_in = "BAD-UTF8"
+        return [pack([RESPONSE, msg_id, None, {"caption": stand_in}]).replace(stand_in.encode(), b"\xff\xfe\xfd\xfc\xc3\x28\xa0\xa1")]
+    if fault == "long_caption" and method == "transform_caption":
+        return [pack([RESPONSE, msg_id, None, {"caption": "word " * 1000}])]
+    if fault == "wrong_mode" and method == "transform_pil_image":
+        image = dict(params["image"])
+        image["mode"] = "L"
+        image["data"] = bytes(image["width"] * image["height"])
+        return [pack([RESPONSE, msg_id, None, {"image": image}])]
     if fault == "nan_control":
         # NaN in a control notification, then a good reply
         return [pack([NOTIFICATION, "control", {"requests": [
