@@ -5,7 +5,10 @@
 //
 // The floor's peer is this same binary started as `runner_bench --echo ENDPOINT`: a DEALER that
 // sends back every message it gets. The runner's benchmarks use real plugin hosts: the recorder
-// test plugin (C++, does nothing with record_to ""), image_colour (C++) and color_grade (Python).
+// test plugin (C++, does nothing with record_to ""), noop-python and noop-node (the same nothing
+// through the Python and JavaScript SDKs), image_colour (C++) and color_grade (Python).
+// Supervision's own cost: the same call hook over a bare Connection to the same host, without
+// the runner (no deadline bookkeeping, reply validation, counters or restarts).
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,6 +27,9 @@
 #include <bulkhead/wire.hpp>
 
 #include "common/paths.hpp"
+#include "plugins/connection.hpp"
+#include "plugins/host_process.hpp"
+#include "plugins/manifest.hpp"
 #include "plugins/plugin_runner.hpp"
 
 namespace fs = std::filesystem;
@@ -126,6 +132,47 @@ void BM_Runner_CallHook_Cpp(benchmark::State& state) {
   check_no_faults(state, *runner);
 }
 
+// The same call hook over a bare Connection to the same kind of host: what the runner's
+// supervision (validation, counters, fault handling) adds is the difference.
+void BM_Unsupervised_CallHook_Cpp(benchmark::State& state) {
+  setenv("BULKHEAD_PLUGINS_PATH", (bulkhead::paths::home() / "tests" / "plugins").c_str(), 1);
+  const fs::path dir = fs::temp_directory_path() / ("runner-bench-bare-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  bulkhead::HostLaunch launch;
+  launch.manifest = bulkhead::PluginCatalog(bulkhead::plugin_dirs_from_environment()).resolve("recorder");
+  launch.endpoint = "ipc://" + (dir / "bare.sock").string();
+  launch.token = "bench";
+  launch.scratch_dir = dir;
+  {
+    bulkhead::Connection connection(launch.endpoint, 64 << 20, {});
+    bulkhead::HostProcess host(launch);
+    if (!connection.await_hello(std::chrono::seconds(10), [&] { return host.running(); })) {
+      state.SkipWithError("the host sent no hello");
+      return;
+    }
+    connection.answer_hello(nullptr, {{"protocol", 1}, {"options", Json::object()}, {"scratch_dir", dir.string()}});
+    const Json kwargs = epoch_kwargs();
+    long failed = 0;
+    for (auto _ : state)
+      failed += connection.call("on_epoch_start", kwargs, std::chrono::seconds(2)).status != bulkhead::Reply::Status::ok;
+    if (failed > 0) state.SkipWithError("calls failed");
+    connection.notify("shutdown", {{"reason", "benchmark done"}});
+    host.wait_for_exit(std::chrono::seconds(2));
+  }
+  fs::remove_all(dir);
+}
+
+// A step hook, waited for, through each runtime's SDK: the round trip a plugin author pays for.
+void step_hook(benchmark::State& state, const std::string& entry) {
+  auto runner = runner_for(entry);
+  const Json kwargs = step_kwargs();
+  for (auto _ : state) runner->call("on_step_end", kwargs);
+  check_no_faults(state, *runner);
+}
+void BM_Runner_StepHook_Cpp(benchmark::State& state) { step_hook(state, "recorder"); }
+void BM_Runner_StepHook_Python(benchmark::State& state) { step_hook(state, "noop-python"); }
+void BM_Runner_StepHook_Node(benchmark::State& state) { step_hook(state, "noop-node"); }
+
 // A transform through the runner to a C++ plugin: the same bytes as the floor's payload.
 void BM_Runner_TransformCaption_Cpp(benchmark::State& state) {
   auto runner = runner_for("recorder");
@@ -160,16 +207,24 @@ void BM_Runner_TransformImage256_CppPassThrough(benchmark::State& state) { image
 void BM_Runner_TransformImage256_CppImageColour(benchmark::State& state) {
   image_transform(state, "image_colour", {{"gamma", 1.1}, {"saturation", 1.1}});
 }
+void BM_Runner_TransformImage256_PythonPassThrough(benchmark::State& state) { image_transform(state, "noop-python"); }
+void BM_Runner_TransformImage256_NodePassThrough(benchmark::State& state) { image_transform(state, "noop-node"); }
 void BM_Runner_TransformImage256_PythonColorGrade(benchmark::State& state) { image_transform(state, "color_grade"); }
 
 }  // namespace
 
 BENCHMARK(BM_Floor_RawZmqRoundTrip)->UseRealTime();
+BENCHMARK(BM_Unsupervised_CallHook_Cpp)->UseRealTime();
 BENCHMARK(BM_Runner_CallHook_Cpp)->UseRealTime();
+BENCHMARK(BM_Runner_StepHook_Cpp)->UseRealTime();
+BENCHMARK(BM_Runner_StepHook_Python)->UseRealTime();
+BENCHMARK(BM_Runner_StepHook_Node)->UseRealTime();
 BENCHMARK(BM_Runner_TransformCaption_Cpp)->UseRealTime();
 BENCHMARK(BM_Runner_NotifyHook_CallerCost)->UseRealTime()->Iterations(20000);
 BENCHMARK(BM_Floor_RawZmqRoundTrip_Image256)->UseRealTime();
 BENCHMARK(BM_Runner_TransformImage256_CppPassThrough)->UseRealTime();
+BENCHMARK(BM_Runner_TransformImage256_PythonPassThrough)->UseRealTime();
+BENCHMARK(BM_Runner_TransformImage256_NodePassThrough)->UseRealTime();
 BENCHMARK(BM_Runner_TransformImage256_CppImageColour)->UseRealTime();
 BENCHMARK(BM_Runner_TransformImage256_PythonColorGrade)->UseRealTime();
 
