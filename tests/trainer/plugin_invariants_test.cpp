@@ -1,0 +1,276 @@
+// Supervision's promises, kept through real (tiny) training runs with real plugin hosts:
+// faulty plugins never stop training under "skip"; "abort" stops it cleanly with a checkpoint;
+// a plugin that crashes now and then changes nothing; every sample is trained on once per
+// epoch; no process a plugin started outlives the trainer; the report says what happened.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "common/paths.hpp"
+#include "test_support.hpp"
+
+namespace bulkhead::testing {
+namespace {
+
+fs::path test_plugin(const std::string& name) { return paths::home() / "tests" / "plugins" / name; }
+
+Json fault_entry(const std::string& plugin, const std::string& fault, const std::string& hook, int every,
+                 const std::string& on_failure = "skip") {
+  return {{"name", test_plugin(plugin).string()},
+          {"options", {{"fault", fault}, {"hooks", {hook}}, {"every", every}}},
+          {"on_failure", on_failure},
+          {"timeout_ms", 300},
+          {"restart_backoff_ms", 10}};
+}
+
+Json read_json(const fs::path& file) { return Json::parse(std::ifstream(file)); }
+
+long hook_faults(const Json& plugin_report, const std::string& hook) {
+  if (!plugin_report["hooks"].contains(hook)) return 0;
+  const Json& c = plugin_report["hooks"][hook];
+  return c["errors"].get<long>() + c["timeouts"].get<long>() + c["crashes"].get<long>() +
+         c["invalid_replies"].get<long>();
+}
+
+struct SkipCase {
+  std::string plugin, fault, hook;
+  int every;
+};
+
+void PrintTo(const SkipCase& c, std::ostream* out) { *out << c.plugin << " " << c.fault << " in " << c.hook; }
+
+class FaultyPluginUnderSkip : public ::testing::TestWithParam<SkipCase> {};
+
+// Training finishes every step, and the report counts the faults.
+TEST_P(FaultyPluginUnderSkip, TrainingCompletes) {
+  const SkipCase& c = GetParam();
+  auto dir = scratch("run");
+  Json config = tiny_config(dir, 1);
+  config["plugins"] = {fault_entry(c.plugin, c.fault, c.hook, c.every)};
+  auto summary = train(config);
+  EXPECT_EQ(summary.outcome, RunOutcome::completed);
+  EXPECT_EQ(read_metrics(dir).size(), 14u) << "every step of the epoch was trained";
+  EXPECT_TRUE(fs::exists(summary.last_checkpoint));
+  const Json report = read_json(dir / "plugin-report.json")["plugins"][0];
+  EXPECT_GT(hook_faults(report, c.hook), 0) << report.dump(2);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Faults, FaultyPluginUnderSkip,
+    ::testing::Values(SkipCase{"fault", "segfault", "transform_caption", 40}, SkipCase{"fault", "hang", "transform_caption", 100},
+                      SkipCase{"fault", "abort", "transform_pil_image", 40}, SkipCase{"fault", "wrong_size", "transform_pil_image", 3},
+                      SkipCase{"fault", "throw", "on_step_end", 2}, SkipCase{"fault", "exit3", "on_epoch_start", 1},
+                      SkipCase{"fault", "sleep", "on_step_start", 4}, SkipCase{"fault-python", "segfault", "transform_caption", 60},
+                      SkipCase{"fault-python", "throw", "on_step_end", 3}),
+    [](const ::testing::TestParamInfo<SkipCase>& info) {
+      std::string name = info.param.plugin + "_" + info.param.fault + "_" + info.param.hook;
+      std::replace(name.begin(), name.end(), '-', '_');
+      return name;
+    });
+
+// on_failure "abort": training stops at once, saves an "errored" checkpoint that loads, and the
+// error names the plugin and the fault.
+TEST(FaultyPluginUnderAbort, StopsCleanlyWithACheckpoint) {
+  for (const auto& [fault, hook, expected] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"segfault", "transform_caption", "signal 11"}, {"throw", "on_step_end", "injected failure in on_step_end"}}) {
+    auto dir = scratch(fault);
+    Json config = tiny_config(dir, 2);
+    config["plugins"] = {fault_entry("fault", fault, hook, 3, "abort")};
+    try {
+      train(config);
+      ADD_FAILURE() << fault << ": training went on";
+    } catch (const TrainingAborted& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("plugin 'fault' (on_failure: abort)"), std::string::npos) << what;
+      EXPECT_NE(what.find(hook), std::string::npos) << what;
+      EXPECT_NE(what.find(expected), std::string::npos) << what;
+    }
+    const auto checkpoint = resolve_checkpoint_path(dir);
+    EXPECT_EQ(checkpoint.filename().string().rfind("errored-", 0), 0u) << checkpoint;
+    EXPECT_EQ(Checkpoint(checkpoint).info().reason, "errored");
+    EXPECT_LT(read_metrics(dir).size(), 28u) << fault << ": stopped before the end";
+    EXPECT_TRUE(fs::exists(dir / "plugin-report.json"));
+    for (const auto& file : fs::directory_iterator(dir / "checkpoints"))
+      EXPECT_EQ(file.path().string().find(".tmp"), std::string::npos) << "a partial checkpoint: " << file.path();
+  }
+}
+
+// The captions of every batch, per epoch, sorted: the multiset of samples each epoch trained on.
+struct EpochCaptions {
+  std::map<int, std::vector<std::string>> by_epoch;
+  Trainer::HookObserver observer() {
+    return [this](const std::string& hook, const Json& kwargs) {
+      if (hook == "on_step_end")
+        for (const auto& caption : kwargs["batch"]["captions"]) by_epoch[kwargs["epoch"].get<int>()].push_back(caption);
+      return std::vector<Json>{};
+    };
+  }
+  void sort() {
+    for (auto& [epoch, captions] : by_epoch) std::sort(captions.begin(), captions.end());
+  }
+};
+
+// A plugin that returns its input unchanged but crashes every 7th call changes nothing: the same
+// losses, the same weights, and every sample trained on once per epoch, as with no plugin at all.
+TEST(CrashingIdentityPlugin, ChangesNothing) {
+  auto plain_dir = scratch("plain");
+  EpochCaptions plain;
+  auto plain_summary = train(tiny_config(plain_dir, 2), std::nullopt, plain.observer());
+
+  auto faulty_dir = scratch("faulty");
+  Json config = tiny_config(faulty_dir, 2);
+  Json entry = fault_entry("fault", "segfault", "transform_caption", 7);
+  entry["options"]["hooks"] = {"transform_caption", "transform_pil_image"};
+  entry["max_restarts"] = 1000;  // keep it crashing for the whole run, never quarantined
+  config["plugins"] = {entry};
+  EpochCaptions faulty;
+  auto faulty_summary = train(config, std::nullopt, faulty.observer());
+
+  const Json report = read_json(faulty_dir / "plugin-report.json")["plugins"][0];
+  // Fewer crashes than calls / 7: calls made while the host restarts (after a backoff that
+  // doubles per crash) are skipped, and the two hooks share the plugin's call count.
+  const Json& hooks = report["hooks"];
+  EXPECT_GE(hooks["transform_caption"]["crashes"].get<long>() + hooks["transform_pil_image"]["crashes"].get<long>(), 3)
+      << report.dump(2);
+  EXPECT_GE(hooks["transform_pil_image"]["ok"].get<long>(), 6) << report.dump(2);
+  EXPECT_FALSE(report["quarantined"].get<bool>());
+
+  const auto plain_steps = read_metrics(plain_dir), faulty_steps = read_metrics(faulty_dir);
+  ASSERT_EQ(plain_steps.size(), faulty_steps.size());
+  for (std::size_t i = 0; i < plain_steps.size(); ++i)
+    EXPECT_EQ(plain_steps[i]["loss"].get<double>(), faulty_steps[i]["loss"].get<double>()) << "step " << i;
+  EXPECT_TRUE(same_weights(plain_summary.last_checkpoint, faulty_summary.last_checkpoint));
+
+  plain.sort();
+  faulty.sort();
+  ASSERT_EQ(faulty.by_epoch.size(), 2u);
+  for (const auto& [epoch, captions] : faulty.by_epoch) {
+    EXPECT_EQ(captions.size(), 427u) << "epoch " << epoch;
+    EXPECT_EQ(captions, plain.by_epoch[epoch]) << "epoch " << epoch << " trained on other samples";
+  }
+  // Each transform call reached the plugin or was skipped while it restarted: one per sample.
+  const Json& captions = report["hooks"]["transform_caption"];
+  EXPECT_EQ(captions["calls"].get<long>() + captions["skipped"].get<long>(), 2 * 427) << report.dump(2);
+}
+
+// ---- the real program -------------------------------------------------------------------------
+
+// A Python plugin that starts a child process and records its pid and its own in the scratch folder.
+fs::path child_starting_plugin(const fs::path& dir) {
+  fs::create_directories(dir / "parent");
+  std::ofstream(dir / "parent" / "plugin.json")
+      << Json{{"name", "parent"}, {"version", "1.0.0"}, {"description", "starts a child"}, {"runtime", "python"},
+              {"entry", "parent.Parent"}, {"hooks", {"on_step_end"}}}
+             .dump();
+  std::ofstream(dir / "parent" / "parent.py") << R"(import os, subprocess
+from bulkhead_plugin import BasePlugin
+
+class Parent(BasePlugin):
+    def configure(self):
+        child = subprocess.Popen(["sleep", "600"])
+        with open(os.path.join(self.scratch_dir, "pids-%d" % os.getpid()), "w") as out:
+            out.write("%d %d" % (os.getpid(), child.pid))
+)";
+  return dir / "parent";
+}
+
+std::vector<pid_t> recorded_pids(const fs::path& scratch_dir) {
+  std::vector<pid_t> pids;
+  if (!fs::exists(scratch_dir)) return pids;
+  for (const auto& file : fs::directory_iterator(scratch_dir)) {
+    if (file.path().filename().string().rfind("pids-", 0) != 0) continue;
+    std::ifstream in(file.path());
+    for (pid_t pid; in >> pid;) pids.push_back(pid);
+  }
+  return pids;
+}
+
+bool alive(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string skip, state;
+  return (stat >> skip >> skip >> state) && state != "Z";
+}
+
+// A SIGKILL takes effect a moment after it is sent: allow up to 3 s.
+bool gone_soon(pid_t pid) {
+  for (int i = 0; i < 300 && alive(pid); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return !alive(pid);
+}
+
+// Starts `bulkhead train` with stdout and stderr going to a file.
+pid_t start_trainer(const fs::path& config, const fs::path& output) {
+  const pid_t child = fork();
+  if (child == 0) {
+    if (!freopen(output.c_str(), "w", stderr) || dup2(fileno(stderr), STDOUT_FILENO) < 0) _exit(126);
+    execl(BULKHEAD_EXE, BULKHEAD_EXE, "train", "--config", config.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  return child;
+}
+
+std::string read_text(const fs::path& file) {
+  std::ifstream in(file);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// A normal run with a crashing plugin and a plugin with a child process: the run finishes, the
+// report table shows the crashes and restarts, and no process the plugins started remains.
+TEST(RealProgram, NormalExitLeavesNoProcessAndReportsCrashes) {
+  auto dir = scratch("run");
+  Json config = tiny_config(dir / "run", 1);
+  config["plugins"] = {child_starting_plugin(dir).string(), fault_entry("fault", "segfault", "transform_caption", 50)};
+  std::ofstream(dir / "train.json") << config.dump();
+  const pid_t trainer = start_trainer(dir / "train.json", dir / "output.txt");
+  int status = 0;
+  waitpid(trainer, &status, 0);
+  const std::string output = read_text(dir / "output.txt");
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << output;
+
+  const auto pids = recorded_pids(dir / "run" / "plugin-scratch");
+  ASSERT_EQ(pids.size(), 2u) << "the plugin recorded itself and its child";
+  for (pid_t pid : pids) EXPECT_TRUE(gone_soon(pid)) << "process " << pid << " outlived the trainer";
+
+  // The table at the end: one row per plugin and hook, then each plugin's restarts.
+  const auto table = output.substr(output.find("plugins:"));
+  EXPECT_NE(table.find("plugin                hook"), std::string::npos) << table;
+  const auto row = table.find("fault                 transform_caption");
+  ASSERT_NE(row, std::string::npos) << table;
+  std::istringstream fields(table.substr(row, table.find('\n', row) - row));
+  std::string plugin, hook;
+  long calls = 0, skipped = 0, timeouts = 0, crashes = 0;
+  std::string p50, p99;
+  fields >> plugin >> hook >> calls >> skipped >> p50 >> p99 >> timeouts >> crashes;
+  EXPECT_GT(crashes, 0) << table;
+  const auto restarts_line = table.find("  fault: ");
+  ASSERT_NE(restarts_line, std::string::npos) << table;
+  EXPECT_GT(std::stol(table.substr(restarts_line + 9)), 0) << table;
+}
+
+TEST(RealProgram, CtrlCLeavesNoProcess) {
+  auto dir = scratch("run");
+  Json config = tiny_config(dir / "run", 200);
+  config["plugins"] = {child_starting_plugin(dir).string()};
+  std::ofstream(dir / "train.json") << config.dump();
+  const pid_t trainer = start_trainer(dir / "train.json", dir / "output.txt");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (read_metrics(dir / "run").size() < 3 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const auto pids = recorded_pids(dir / "run" / "plugin-scratch");
+  ASSERT_EQ(pids.size(), 2u);
+  for (pid_t pid : pids) EXPECT_TRUE(alive(pid));
+  kill(trainer, SIGINT);
+  int status = 0;
+  waitpid(trainer, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 130) << read_text(dir / "output.txt");
+  for (pid_t pid : pids) EXPECT_TRUE(gone_soon(pid)) << "process " << pid << " outlived the trainer";
+}
+
+}  // namespace
+}  // namespace bulkhead::testing
