@@ -160,6 +160,38 @@ TEST(CrashingIdentityPlugin, ChangesNothing) {
   EXPECT_EQ(captions["calls"].get<long>() + captions["skipped"].get<long>(), 2 * 427) << report.dump(2);
 }
 
+// An EveryDream2 plugin file, unmodified in style, in a plugins/ folder next to train.json:
+// resolved by class path, its arg_update_callback('grad_accum', 2) changes the next epoch's
+// grad_accum, and an unsupported argument raises inside the plugin while training goes on.
+TEST(EveryDream2Plugin, RunsUnmodifiedInATrainingRun) {
+  auto dir = scratch("project");
+  fs::create_directories(dir / "plugins");
+  std::ofstream(dir / "plugins" / "accum_plugin.py") << R"(from plugins.plugins import BasePlugin
+
+class AccumPlugin(BasePlugin):
+    def on_epoch_end(self, **kwargs):
+        print(f"epoch {kwargs['epoch']} ended at step {kwargs['global_step']}")
+        kwargs["arg_update_callback"]("grad_accum", 2)
+
+    def on_epoch_start(self, **kwargs):
+        kwargs["arg_update_callback"]("learning_rate_of_doom", 7)  # EveryDream2 raises here too
+)";
+  Json config = tiny_config(dir / "run", 2);
+  config["plugins"] = {"plugins.accum_plugin.AccumPlugin"};
+  std::ofstream(dir / "train.json") << config.dump();
+  auto summary = train(read_config_file(dir / "train.json"), std::nullopt, {}, dir / "train.json");
+  EXPECT_EQ(summary.outcome, RunOutcome::completed);
+  const auto steps = read_metrics(dir / "run");
+  ASSERT_EQ(steps.size(), 28u);
+  EXPECT_EQ(steps.front()["grad_accum"], 1);
+  EXPECT_EQ(steps.back()["grad_accum"], 2);
+  const Json report = read_json(dir / "run" / "plugin-report.json")["plugins"][0];
+  EXPECT_EQ(report["hooks"]["on_epoch_start"]["errors"].get<long>(), 2) << report.dump(2);
+  EXPECT_NE(report["hooks"]["on_epoch_start"]["last_fault"].get<std::string>().find("Unrecognized arg: learning_rate_of_doom"),
+            std::string::npos) << report.dump(2);
+  EXPECT_EQ(report["hooks"]["on_epoch_end"]["ok"].get<long>(), 2) << report.dump(2);
+}
+
 // ---- the real program -------------------------------------------------------------------------
 
 // A Python plugin that starts a child process and records its pid and its own in the scratch folder.

@@ -45,9 +45,11 @@ inline Json tiny_config(const fs::path& run_dir, int max_epochs = 2) {
           {"model", {{"channels", 8}, {"channel_mults", {1, 2}}, {"embed_dim", 32}}}};
 }
 
+// config_file: where the config "lives", for what resolves against its folder (data, plugins).
 inline RunSummary train(const Json& user, std::optional<fs::path> resume = std::nullopt,
-                        Trainer::HookObserver observer = {}) {
-  Trainer trainer(resolve_config(user, "test"), std::move(resume));
+                        Trainer::HookObserver observer = {}, const fs::path& config_file = {}) {
+  Trainer trainer(resolve_config(user, config_file.empty() ? "test" : config_file.string(), config_file.parent_path()),
+                  std::move(resume));
   if (observer) trainer.set_hook_observer(std::move(observer));
   return trainer.run();
 }

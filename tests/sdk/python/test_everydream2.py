@@ -100,6 +100,36 @@ class EveryDream2Test(unittest.TestCase):
         self.assertTrue(msg[2]["message"].startswith("plugins.nothing_here.Foo: module 'plugins.nothing_here' not found"))
         self.assertEqual(p.wait(5), 78)
 
+    def _write(self, name, source):
+        with open(os.path.join(self.config_dir, "plugins", name), "w") as f:
+            f.write(textwrap.dedent(source))
+
+    def test_class_that_is_not_a_plugin_names_the_entry(self):
+        self._write("not_plugin.py", """
+            class NotAPlugin:
+                def transform_caption(self, caption):
+                    return caption
+        """)
+        p = self.peer("plugins.not_plugin.NotAPlugin")
+        msg = p.recv()
+        self.assertTrue(msg[2]["message"].startswith("plugins.not_plugin.NotAPlugin: "), msg)
+        self.assertIn("does not extend BasePlugin", msg[2]["message"])
+        self.assertEqual(p.wait(5), 78)
+
+    def test_exception_in_init_names_the_entry_and_the_error(self):
+        self._write("broken_init.py", """
+            from plugins.plugins import BasePlugin
+
+            class BrokenInit(BasePlugin):
+                def __init__(self):
+                    raise FileNotFoundError("my_config.json")
+        """)
+        p = self.peer("plugins.broken_init.BrokenInit")
+        msg = p.recv()
+        self.assertTrue(msg[2]["message"].startswith("plugins.broken_init.BrokenInit: "), msg)
+        self.assertIn("BrokenInit() raised FileNotFoundError: my_config.json", msg[2]["message"])
+        self.assertEqual(p.wait(5), 78)
+
     def test_meta_defaults_when_no_manifest(self):
         p = self.peer("plugins.my_plugin.MyPlugin")
         hello = p.handshake()

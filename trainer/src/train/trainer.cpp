@@ -401,7 +401,9 @@ void Trainer::apply_control(const std::string& source, const Json& request) {
   } else if (action == "set_arg") {
     // Only grad_accum is allowed (the schema says so); it changes at the next epoch boundary.
     position_.next_grad_accum = request.at("value");
-    log_->info("{} set grad_accum to {} from epoch {}", source, position_.next_grad_accum, position_.epoch + 2);
+    // Between epochs (on_epoch_end) position_.epoch is already the next one; within one, it is the current one.
+    const int next_epoch = position_.batches_done == 0 ? position_.epoch : position_.epoch + 1;
+    log_->info("{} set grad_accum to {} from epoch {}", source, position_.next_grad_accum, next_epoch + 1);
   }
 }
 
