@@ -390,5 +390,25 @@ TEST(Semantics, AResizingPluginMayChangeTheImageSize) {
   fs::remove_all(dir);
 }
 
+// A reload (bulkhead plugins restart) lifts a quarantine: the user fixed the plugin.
+TEST(Reload, LiftsQuarantineAndStartsAfresh) {
+  auto s = settings("fault", {{"fault", "throw"}, {"hooks", {"transform_caption"}}});
+  s.max_restarts = 1;
+  auto runner = make_runner(s);
+  runner->transform_caption("a cat");
+  runner->transform_caption("a cat");
+  ASSERT_TRUE(plugin_report(*runner)["quarantined"].get<bool>()) << plugin_report(*runner).dump(2);
+  runner->transform_caption("a cat");
+  EXPECT_EQ(counter(*runner, "transform_caption", "calls"), 2);
+
+  EXPECT_FALSE(runner->reload("no-such-plugin"));
+  ASSERT_TRUE(runner->reload("fault"));
+  EXPECT_FALSE(plugin_report(*runner)["quarantined"].get<bool>());
+  EXPECT_TRUE(wait_until([&] { return counter(*runner, "transform_caption", "calls") == 3; }, std::chrono::seconds(10),
+                         [&] { runner->transform_caption("a cat"); }))
+      << plugin_report(*runner).dump(2);
+  EXPECT_EQ(plugin_report(*runner)["reloads"].get<long>(), 1);
+}
+
 }  // namespace
 }  // namespace bulkhead::test

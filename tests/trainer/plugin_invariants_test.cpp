@@ -304,5 +304,61 @@ TEST(RealProgram, CtrlCLeavesNoProcess) {
   for (pid_t pid : pids) EXPECT_TRUE(gone_soon(pid)) << "process " << pid << " outlived the trainer";
 }
 
+// A plugin whose code is fixed during a run is restarted with `bulkhead plugins restart`: the
+// training goes on, and from then on the new code runs.
+TEST(RealProgram, APluginRestartedMidRunRunsItsNewCode) {
+  auto dir = scratch("run");
+  fs::create_directories(dir / "versioned");
+  std::ofstream(dir / "versioned" / "plugin.json")
+      << Json{{"name", "versioned"}, {"version", "1.0.0"}, {"description", "records its code's version"},
+              {"runtime", "python"}, {"entry", "versioned.Versioned"}, {"hooks", {"on_step_end"}}}
+             .dump();
+  auto write_code = [&](int version) {
+    std::ofstream(dir / "versioned" / "versioned.py.tmp") << R"(import os
+from bulkhead_plugin import BasePlugin
+VERSION = )" << version << R"(
+
+class Versioned(BasePlugin):
+    def on_step_end(self, **kwargs):
+        with open(os.path.join(self.scratch_dir, "version-%d" % VERSION), "w") as out:
+            out.write(str(kwargs["global_step"]))
+)";
+    fs::rename(dir / "versioned" / "versioned.py.tmp", dir / "versioned" / "versioned.py");
+  };
+  write_code(1);
+  Json config = tiny_config(dir / "run", 200);
+  config["plugins"] = {(dir / "versioned").string()};
+  std::ofstream(dir / "train.json") << config.dump();
+  const pid_t trainer = start_trainer(dir / "train.json", dir / "output.txt");
+  const fs::path scratch_dir = dir / "run" / "plugin-scratch";
+  auto wait_for = [](const fs::path& file) {
+    for (int i = 0; i < 3000 && !fs::exists(file); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return fs::exists(file);
+  };
+  ASSERT_TRUE(wait_for(scratch_dir / "version-1")) << read_text(dir / "output.txt");
+
+  write_code(2);
+  const std::string restart = std::string(BULKHEAD_EXE) + " plugins restart versioned --run " + (dir / "run").string();
+  FILE* pipe = popen((restart + " 2>&1").c_str(), "r");
+  char line[512] = {};
+  const bool answered = std::fgets(line, sizeof line, pipe) != nullptr;
+  const int restart_status = pclose(pipe);
+  EXPECT_TRUE(answered);
+  EXPECT_EQ(std::string(line).rfind("restarted versioned at step ", 0), 0u) << line;
+  EXPECT_EQ(WEXITSTATUS(restart_status), 0) << line;
+  EXPECT_TRUE(wait_for(scratch_dir / "version-2")) << "the new code never ran";
+
+  const std::string unknown = std::string(BULKHEAD_EXE) + " plugins restart nosuch --run " + (dir / "run").string();
+  EXPECT_EQ(WEXITSTATUS(std::system((unknown + " > /dev/null 2>&1").c_str())), 1);
+
+  kill(trainer, SIGINT);
+  int status = 0;
+  waitpid(trainer, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 130) << read_text(dir / "output.txt");
+  const Json report = read_json(dir / "run" / "plugin-report.json")["plugins"][0];
+  EXPECT_EQ(report["reloads"].get<long>(), 1) << report.dump(2);
+  EXPECT_NE(read_text(dir / "run" / "train.log").find("restart asked for an unknown plugin 'nosuch'"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace bulkhead::testing

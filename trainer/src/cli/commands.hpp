@@ -7,6 +7,6 @@ namespace bulkhead {
 
 void add_train_command(CLI::App& app);    // bulkhead train --config train.json ...
 void add_sample_command(CLI::App& app);   // bulkhead sample --checkpoint PATH --prompt TEXT --out FILE.png
-void add_plugins_command(CLI::App& app);  // bulkhead plugins list | check PLUGIN
+void add_plugins_command(CLI::App& app);  // bulkhead plugins list | check PLUGIN | restart PLUGIN --run DIR
 
 }  // namespace bulkhead

@@ -6,6 +6,7 @@
 #include "cli/commands.hpp"
 #include "plugins/checker.hpp"
 #include "plugins/manifest.hpp"
+#include "plugins/restart_request.hpp"
 
 namespace bulkhead {
 namespace {
@@ -49,6 +50,31 @@ void add_plugins_command(CLI::App& app) {
     }
     std::cout.flush();
     std::exit(ok ? 0 : 1);
+  });
+
+  static std::string restart_name;
+  static std::string run_dir;
+  static int wait_s = 60;
+  auto* restart = plugins->add_subcommand(
+      "restart", "Restart one plugin of a running training (say, after fixing its code); training goes on");
+  restart->add_option("plugin", restart_name, "The plugin's name, as the run's log and report show it")->required();
+  restart->add_option("--run", run_dir, "The run folder of the training")->required()->check(CLI::ExistingDirectory);
+  restart->add_option("--wait", wait_s, "Seconds to wait for the trainer's answer (default 60)");
+  restart->callback([] {
+    try {
+      restart_request::post(run_dir, restart_name);
+    } catch (const std::exception& e) {
+      std::cerr << "error: " << e.what() << "\n";
+      std::exit(2);
+    }
+    auto answer = restart_request::await_answer(run_dir, restart_name, std::chrono::seconds(wait_s));
+    if (!answer) {
+      std::cerr << "no answer within " << wait_s << " s: is the training in " << run_dir
+                << " running? The request stays; the trainer takes it at its next step.\n";
+      std::exit(1);
+    }
+    std::cout << *answer << "\n";
+    std::exit(answer->rfind("restarted ", 0) == 0 ? 0 : 1);
   });
 }
 

@@ -151,6 +151,15 @@ Image PluginRunner::transform_pil_image(Image image) {
   return image;
 }
 
+bool PluginRunner::reload(const std::string& name) {
+  for (auto& p : impl_->plugins)
+    if (p->name() == name) {
+      p->reload();
+      return true;
+    }
+  return false;
+}
+
 std::vector<ControlRequest> PluginRunner::take_control_requests() {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   return std::exchange(impl_->control, {});

@@ -82,6 +82,10 @@ class PluginRunner {
   std::string transform_caption(std::string caption);
   Image transform_pil_image(Image image);
 
+  // Restarts the named plugin now, on the user's request (bulkhead plugins restart): fresh host,
+  // faults forgiven, quarantine lifted. False when no plugin has that name.
+  bool reload(const std::string& name);
+
   std::vector<ControlRequest> take_control_requests();
   // Set when a plugin with on_failure "abort" failed: names the plugin and the fault.
   std::optional<std::string> abort_reason() const;

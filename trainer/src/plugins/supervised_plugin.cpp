@@ -241,6 +241,22 @@ void SupervisedPlugin::stop() {
   }
 }
 
+void SupervisedPlugin::reload() {
+  std::shared_ptr<Generation> old;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++reloads_;
+    quarantined_ = false;
+    quarantine_reason_.clear();
+    recent_faults_.clear();
+    backoff_ = std::chrono::milliseconds(std::max(0, settings_.restart_backoff_ms));
+    next_start_ = {};
+    if (current_ && !current_->dead) old = current_, current_->dead = true;
+  }
+  if (old) old->process->kill_group();
+  log_->warn("{}: restarting at the user's request (reload {})", manifest_.name, reloads_);
+}
+
 std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::ready_generation(std::chrono::milliseconds wait) {
   std::shared_ptr<Generation> idle_dead;
   {
@@ -515,6 +531,7 @@ Json SupervisedPlugin::report() const {
           {"version", manifest_.version},
           {"on_failure", settings_.abort_on_failure ? "abort" : "skip"},
           {"restarts", restarts_},
+          {"reloads", reloads_},
           {"protocol_errors", protocol_errors_},
           {"quarantined", quarantined_},
           {"quarantine_reason", quarantined_ ? Json(quarantine_reason_) : Json(nullptr)},

@@ -53,6 +53,9 @@ class SupervisedPlugin {
   void start();
   // Shutdown message, then SIGTERM after 2 s, then SIGKILL after 5 s.
   void stop();
+  // On the user's request (its code changed): the host is killed and started afresh when a hook
+  // next needs it, with its faults forgiven, its backoff reset and its quarantine lifted.
+  void reload();
 
   const std::string& name() const { return manifest_.name; }
   const Manifest& manifest() const { return manifest_; }
@@ -103,6 +106,7 @@ class SupervisedPlugin {
   bool quarantined_ = false;
   std::string quarantine_reason_;
   long restarts_ = 0;
+  long reloads_ = 0;
   long protocol_errors_ = 0;
   std::string last_log_error_;
   std::map<std::string, HookCounters> counters_;

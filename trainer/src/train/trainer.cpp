@@ -6,9 +6,12 @@
 #include <ctime>
 #include <sstream>
 
+#include <fmt/ranges.h>
+
 #include "common/log.hpp"
 #include "common/schemas.hpp"
 #include "plugins/plugin_runner.hpp"
+#include "plugins/restart_request.hpp"
 #include "train/sampling.hpp"
 
 namespace bulkhead {
@@ -382,6 +385,14 @@ void Trainer::notify(const std::string& hook, const Json& kwargs) {
 void Trainer::handle_control_requests() {
   for (auto& request : plugins_->take_control_requests()) apply_control(request.plugin, request.request);
   for (auto& [source, request] : std::exchange(observer_requests_, {})) apply_control(source, request);
+  for (const auto& plugin : restart_request::take(run_dir_)) {
+    const bool known = plugins_->reload(plugin);
+    const std::string names = fmt::format("{}", fmt::join(plugins_->names(), ", "));
+    restart_request::answer(run_dir_, plugin,
+                            known ? "restarted " + plugin + " at step " + std::to_string(position_.global_step)
+                                  : "no plugin named " + plugin + " in this run (plugins: " + names + ")");
+    if (!known) log_->warn("restart asked for an unknown plugin '{}' (plugins: {})", plugin, names);
+  }
 }
 
 void Trainer::apply_control(const std::string& source, const Json& request) {
