@@ -30,7 +30,7 @@ std::vector<PluginSettings> plugin_settings_from_config(const Json& plugins) {
     }
     s.entry = item.at("name");
     s.options = item.value("options", Json::object());
-    s.abort_on_failure = item.value("on_failure", "skip") == "abort";
+    if (item.contains("on_failure")) s.abort_on_failure = item["on_failure"] == "abort";
     if (item.contains("timeout_ms")) s.timeout_ms = item["timeout_ms"].get<int>();
     s.max_restarts = item.value("max_restarts", s.max_restarts);
     s.restart_window_s = item.value("restart_window_s", s.restart_window_s);
@@ -57,9 +57,15 @@ struct PluginRunner::Impl {
   std::optional<std::string> abort_reason;
   bool strict = std::getenv("BULKHEAD_STRICT_HOOKS") != nullptr;
 
-  // Outgoing kwargs must match the catalogue; checked when BULKHEAD_STRICT_HOOKS is set (tests, plugins check).
-  void check_params(const std::string& hook, const Json& params) const {
+  // Outgoing hooks must match the catalogue, kind and kwargs; checked when BULKHEAD_STRICT_HOOKS is
+  // set (the trainer's tests set it; a benchmark may wait on a notify hook on purpose).
+  void check_params(const std::string& hook, const std::string& kind, const Json& params) const {
     if (!strict) return;
+    const auto& hooks = Schemas::instance().hook_catalogue()["hooks"];
+    if (!hooks.contains(hook)) throw std::logic_error("the trainer runs '" + hook + "', which is not in schemas/hooks.json");
+    if (hooks[hook]["kind"] != kind)
+      throw std::logic_error("the trainer runs " + hook + " as a " + kind + " hook; schemas/hooks.json says " +
+                             hooks[hook]["kind"].get<std::string>());
     auto errors = Schemas::instance().validate("hooks.json#/hooks/" + hook + "/params", params);
     if (errors.empty()) return;
     std::string text;
@@ -122,13 +128,13 @@ std::vector<std::string> PluginRunner::names() const {
 }
 
 void PluginRunner::notify(const std::string& hook, const Json& kwargs) {
-  impl_->check_params(hook, kwargs);
+  impl_->check_params(hook, "notify", kwargs);
   for (auto& p : impl_->plugins)
     if (p->implements(hook)) p->send(hook, kwargs);
 }
 
 void PluginRunner::call(const std::string& hook, const Json& kwargs) {
-  impl_->check_params(hook, kwargs);
+  impl_->check_params(hook, "call", kwargs);
   for (auto& p : impl_->plugins)
     if (p->implements(hook)) p->invoke(hook, kwargs);
 }

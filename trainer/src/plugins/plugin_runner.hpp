@@ -37,7 +37,8 @@ struct PluginLimits {
 struct PluginSettings {
   std::string entry;                   // as written: a name, a folder, a plugin.json, or an EveryDream2 class path
   Json options = Json::object();
-  bool abort_on_failure = false;       // on_failure: "abort"
+  // on_failure: "abort" (true) or "skip" (false); unset, each hook's own default from schemas/hooks.json.
+  std::optional<bool> abort_on_failure;
   std::optional<int> timeout_ms;       // overrides every hook's catalogue deadline
   int max_restarts = 5;                // faults tolerated within restart_window_s before quarantine
   double restart_window_s = 60;

@@ -107,9 +107,15 @@ void SupervisedPlugin::launch() {
   } catch (const LoadFailure&) {
     throw;
   } catch (const std::exception& e) {
-    if (settings_.abort_on_failure) throw;
+    if (aborts_on("(start)")) throw;
     start_failed(e);
   }
+}
+
+bool SupervisedPlugin::aborts_on(const std::string& hook) const {
+  if (settings_.abort_on_failure) return *settings_.abort_on_failure;
+  const auto& hooks = Schemas::instance().hook_catalogue()["hooks"];
+  return hooks.contains(hook) && hooks[hook].value("on_failure", "skip") == "abort";
 }
 
 std::chrono::milliseconds SupervisedPlugin::deadline(const std::string& hook) const {
@@ -468,7 +474,7 @@ void SupervisedPlugin::fault(const std::string& hook, const std::string& what, i
       quarantine_message = quarantine_reason_;
       if (current_) to_kill = current_, current_->dead = true;
     }
-    if (settings_.abort_on_failure) abort_message = "plugin '" + manifest_.name + "' (on_failure: abort): " + hook + " " + what;
+    if (aborts_on(hook)) abort_message = "plugin '" + manifest_.name + "' (on_failure: abort): " + hook + " " + what;
   }
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -492,7 +498,7 @@ void SupervisedPlugin::quarantine(const std::string& hook, const std::string& wh
     quarantine_reason_ = why;
     counters_[hook].last_fault = why;
     if (current_) to_kill = current_, current_->dead = true;
-    if (settings_.abort_on_failure) abort_message = "plugin '" + manifest_.name + "' (on_failure: abort): " + hook + " " + why;
+    if (aborts_on(hook)) abort_message = "plugin '" + manifest_.name + "' (on_failure: abort): " + hook + " " + why;
   }
   if (to_kill) to_kill->process->kill_group();
   log_->error("PLUGIN QUARANTINED: '{}' is off for the rest of this run ({})", manifest_.name, why);
@@ -529,7 +535,7 @@ Json SupervisedPlugin::report() const {
           {"entry", settings_.entry},
           {"runtime", manifest_.runtime},
           {"version", manifest_.version},
-          {"on_failure", settings_.abort_on_failure ? "abort" : "skip"},
+          {"on_failure", !settings_.abort_on_failure ? "per hook" : *settings_.abort_on_failure ? "abort" : "skip"},
           {"restarts", restarts_},
           {"reloads", reloads_},
           {"protocol_errors", protocol_errors_},

@@ -79,6 +79,8 @@ class SupervisedPlugin {
   // Counts a call as sent, or as skipped when there was no generation to send it to; returns sent.
   bool count_call(const std::string& hook, bool sent);
   std::chrono::milliseconds deadline(const std::string& hook) const;
+  // The plugin's on_failure, or else the hook's default from schemas/hooks.json.
+  bool aborts_on(const std::string& hook) const;
   // Validates an ok reply; returns the reason it is invalid, or empty.
   std::string check_reply(const std::string& hook, const Json& params, const Json& result);
   std::optional<Json> conclude(const std::string& hook, const Json& params, const Reply& reply, int generation);

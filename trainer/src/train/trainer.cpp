@@ -409,8 +409,11 @@ void Trainer::apply_control(const std::string& source, const Json& request) {
   } else if (action == "save_checkpoint") {
     checkpoint_requests_.push_back(request.value("tag", ""));
     log_->info("{} asked for a checkpoint{}", source, reason.empty() ? "" : ": " + reason);
+  } else if (action == "set_arg" && request.at("name") != "grad_accum") {
+    // The schema's whitelist may grow before the trainer learns the new name: refuse, never guess.
+    log_->warn("{} asked to set {}, which this trainer cannot change", source, request.at("name").get<std::string>());
   } else if (action == "set_arg") {
-    // Only grad_accum is allowed (the schema says so); it changes at the next epoch boundary.
+    // grad_accum changes at the next epoch boundary.
     position_.next_grad_accum = request.at("value");
     // Between epochs (on_epoch_end) position_.epoch is already the next one; within one, it is the current one.
     const int next_epoch = position_.batches_done == 0 ? position_.epoch : position_.epoch + 1;
