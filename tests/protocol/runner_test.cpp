@@ -266,6 +266,14 @@ TEST(PluginsCommand, CheckPassesEveryBundledPlugin) {
   }
 }
 
+// The plugin written against docs/protocol.md alone, with no SDK, conforms.
+TEST(PluginsCommand, CheckPassesThePluginWithNoSdk) {
+  auto result = test::run((test::bin_dir() / "bulkhead").string() + " plugins check " +
+                          test::test_plugin("raw-python").string());
+  EXPECT_EQ(result.status, 0) << result.output;
+  EXPECT_NE(result.output.find("conforms to protocol v1"), std::string::npos) << result.output;
+}
+
 TEST(PluginsCommand, CheckFailsAWrongPluginNamingTheHook) {
   fs::path dir = fresh_dir("wrong");
   fs::create_directories(dir / "thrower");

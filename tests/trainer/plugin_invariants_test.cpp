@@ -32,6 +32,11 @@ Json fault_entry(const std::string& plugin, const std::string& fault, const std:
 
 Json read_json(const fs::path& file) { return Json::parse(std::ifstream(file)); }
 
+std::string read_text(const fs::path& file) {
+  std::ifstream in(file);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 long hook_faults(const Json& plugin_report, const std::string& hook) {
   if (!plugin_report["hooks"].contains(hook)) return 0;
   const Json& c = plugin_report["hooks"][hook];
@@ -192,6 +197,19 @@ class AccumPlugin(BasePlugin):
   EXPECT_EQ(report["hooks"]["on_epoch_end"]["ok"].get<long>(), 2) << report.dump(2);
 }
 
+// train.json's "python" picks the interpreter of Python plugins (relative to the config's folder).
+TEST(PythonPlugins, RunOnTheInterpreterTheConfigNames) {
+  auto dir = scratch("project");
+  std::ofstream(dir / "my-python") << "#!/bin/sh\necho \"$@\" >> \"$(dirname \"$0\")/used\"\nexec /usr/bin/python3 \"$@\"\n";
+  fs::permissions(dir / "my-python", fs::perms::owner_all);
+  Json config = tiny_config(dir / "run", 1);
+  config["python"] = "my-python";
+  config["plugins"] = {"example_plugin"};
+  std::ofstream(dir / "train.json") << config.dump();
+  EXPECT_EQ(train(read_config_file(dir / "train.json"), std::nullopt, {}, dir / "train.json").outcome, RunOutcome::completed);
+  EXPECT_NE(read_text(dir / "used").find("-m bulkhead_plugin.host"), std::string::npos);
+}
+
 // ---- the real program -------------------------------------------------------------------------
 
 // A Python plugin that starts a child process and records its pid and its own in the scratch folder.
@@ -245,11 +263,6 @@ pid_t start_trainer(const fs::path& config, const fs::path& output) {
     _exit(127);
   }
   return child;
-}
-
-std::string read_text(const fs::path& file) {
-  std::ifstream in(file);
-  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 // A normal run with a crashing plugin and a plugin with a child process: the run finishes, the

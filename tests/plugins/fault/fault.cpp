@@ -7,6 +7,8 @@
 //   every:  misbehave on every k-th call of those hooks (default 1: every call)
 //   sleep_ms: for "sleep"
 //   delay_ms: wait this long before misbehaving (so that several requests are in flight)
+//   caption_suffix: appended by every transform_caption call that returns (default "": none), so
+//                   a test can tell the captions the plugin transformed from those that fell back
 // Otherwise every hook passes its input through unchanged, so training must be unaffected.
 #include <fcntl.h>
 #include <signal.h>
@@ -37,7 +39,7 @@ class Fault : public bulkhead::Plugin {
   void on_log(const bulkhead::Kwargs&) override { maybe_fail("on_log"); }
   std::string transform_caption(const std::string& caption) override {
     maybe_fail("transform_caption");
-    return caption;
+    return caption + context().options().value("caption_suffix", std::string());
   }
   bulkhead::Image transform_pil_image(bulkhead::Image image) override {
     if (maybe_fail("transform_pil_image") && mode() == "wrong_size") {

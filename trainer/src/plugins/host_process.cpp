@@ -180,6 +180,7 @@ HostProcess::HostProcess(const HostLaunch& launch) : impl_(std::make_unique<Impl
   child_env["BULKHEAD_PLUGIN_NAME"] = m.name;
   child_env["BULKHEAD_PLUGIN_VERSION"] = m.version;
   child_env["BULKHEAD_PLUGIN_DESCRIPTION"] = m.description;
+  if (!launch.python.empty()) child_env["BULKHEAD_PYTHON"] = launch.python.string();
   const auto& l = launch.limits;
   Launcher::instance().run([&] {
   impl_->child = bp::child(

@@ -21,6 +21,7 @@ struct HostLaunch {
   std::string token;
   std::filesystem::path scratch_dir;
   std::string search_path;  // BULKHEAD_SEARCH_PATH for EveryDream2 class paths
+  std::filesystem::path python;  // BULKHEAD_PYTHON when set (train.json's "python")
 };
 
 class HostProcess {

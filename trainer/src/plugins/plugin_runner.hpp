@@ -55,6 +55,7 @@ struct RunInfo {
   std::filesystem::path run_dir;       // log_folder
   std::filesystem::path config_dir;    // where train.json lives ("" when none)
   std::filesystem::path scratch_dir;   // plugins' writable folder; default <run_dir>/plugin-scratch
+  std::filesystem::path python;        // interpreter for Python plugins; "" = $BULKHEAD_PYTHON or /usr/bin/python3
 };
 
 // A validated control request from a plugin, e.g. {"action":"set_arg","name":"grad_accum","value":4}.

@@ -164,7 +164,7 @@ void SupervisedPlugin::start() {
     return g && g->process && !g->process->running() ? g->process->exit_description() : "";
   };
   generation->connection = std::make_unique<Connection>(endpoint, std::int64_t(settings_.limits.max_message_mb) << 20, events);
-  HostLaunch launch{manifest_, settings_.limits, endpoint, token, run_.scratch_dir, search_path(run_)};
+  HostLaunch launch{manifest_, settings_.limits, endpoint, token, run_.scratch_dir, search_path(run_), run_.python};
   generation->process = std::make_unique<HostProcess>(launch);
 
   auto fail = [&](const std::string& why, bool load_failure = false) {

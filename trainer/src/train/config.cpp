@@ -137,6 +137,7 @@ TrainConfig typed(const Json& j) {
   c.amp = j.at("amp");
   c.num_workers = j.at("num_workers");
   c.num_threads = j.at("num_threads");
+  c.python = j.at("python");
   c.max_tokens = j.at("max_tokens");
   c.log_every_n_steps = j.at("log_every_n_steps");
   c.logdir = j.at("logdir");

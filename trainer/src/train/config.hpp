@@ -60,6 +60,7 @@ struct TrainConfig {
   bool amp = true;
   int num_workers = 1;
   int num_threads = 0;
+  std::string python;  // interpreter for Python plugins; "" = $BULKHEAD_PYTHON or /usr/bin/python3
   int max_tokens = 0;
   int log_every_n_steps = 0;
   std::string logdir;

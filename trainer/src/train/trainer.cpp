@@ -91,13 +91,19 @@ Trainer::Trainer(TrainConfig config, std::optional<fs::path> resume)
   build_model(resume);
 
   plugins_ = std::make_unique<PluginRunner>(plugin_settings_from_config(config_.json.at("plugins")),
-                                            RunInfo{config_.project_name, run_dir_, config_.source_dir, {}});
+                                            RunInfo{config_.project_name, run_dir_, config_.source_dir, {}, python_path()});
   log_->info("device {}{}, {} torch threads, {} training / {} validation images, {} steps per epoch, plugins: {}",
              device_.str(), amp_ ? " (bfloat16 autocast)" : "", torch::get_num_threads(), train_.examples.size(),
              validation_.examples.size(), epoch_length_, plugins_->empty() ? "none" : std::to_string(plugins_->names().size()));
 }
 
 Trainer::~Trainer() = default;
+
+fs::path Trainer::python_path() const {
+  if (config_.python.empty()) return {};
+  const fs::path python = config_.python;
+  return python.is_relative() && !config_.source_dir.empty() ? config_.source_dir / python : python;
+}
 
 void Trainer::create_run_folder() {
   run_dir_ = config_.run_dir.empty() ? fs::path(config_.logdir) / (config_.project_name + "-" + timestamp())
