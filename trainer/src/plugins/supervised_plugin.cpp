@@ -1,6 +1,7 @@
 #include "plugins/supervised_plugin.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <random>
 #include <sstream>
@@ -72,6 +73,9 @@ std::string search_path(const RunInfo& run) {
 struct SupervisedPlugin::Generation {
   int number = 0;
   std::unique_ptr<HostProcess> process;
+  // The connection's I/O thread reads the process through this, set once the process exists.
+  std::atomic<HostProcess*> started_process{nullptr};
+  // Declared after the process, so destroyed first: its I/O thread never outlives the process.
   std::unique_ptr<Connection> connection;
   Clock::time_point started = Clock::now();
   bool dead = false;  // killed or exited: calls skip it until it is replaced
@@ -158,14 +162,17 @@ void SupervisedPlugin::start() {
     std::lock_guard<std::mutex> lock(mutex_);
     ++protocol_errors_;
   };
-  std::weak_ptr<Generation> weak = generation;
-  events.exited = [weak]() -> std::string {
-    auto g = weak.lock();
-    return g && g->process && !g->process->running() ? g->process->exit_description() : "";
+  // A plain pointer, not a shared one: the I/O thread must never hold the last reference to the
+  // generation, or it would destroy its own connection and join itself.
+  Generation* raw = generation.get();
+  events.exited = [raw]() -> std::string {
+    HostProcess* process = raw->started_process.load();
+    return process && !process->running() ? process->exit_description() : "";
   };
   generation->connection = std::make_unique<Connection>(endpoint, std::int64_t(settings_.limits.max_message_mb) << 20, events);
   HostLaunch launch{manifest_, settings_.limits, endpoint, token, run_.scratch_dir, search_path(run_), run_.python};
   generation->process = std::make_unique<HostProcess>(launch);
+  generation->started_process = generation->process.get();
 
   auto fail = [&](const std::string& why, bool load_failure = false) {
     generation->process->kill_group();
@@ -236,10 +243,13 @@ void SupervisedPlugin::stop() {
   }
   if (restarting.valid()) restarting.wait();
   std::shared_ptr<Generation> generation;
+  std::vector<std::shared_ptr<Generation>> retired;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     generation = std::move(current_);
+    retired.swap(retired_);
   }
+  retired.clear();
   if (!generation) return;
   if (generation->process->running()) {
     generation->connection->notify("shutdown", {{"reason", "training ended"}});
@@ -263,7 +273,21 @@ void SupervisedPlugin::reload() {
   log_->warn("{}: restarting at the user's request (reload {})", manifest_.name, reloads_);
 }
 
+// fault() and quarantine() run on a connection's I/O thread; were they to drop the last reference
+// to that connection's generation, its destructor would join the thread it runs on. They park it
+// here instead, and ready_generation (never an I/O thread) lets it go.
+void SupervisedPlugin::retire(std::shared_ptr<Generation> generation) {
+  if (!generation) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  retired_.push_back(std::move(generation));
+}
+
 std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::ready_generation(std::chrono::milliseconds wait) {
+  std::vector<std::shared_ptr<Generation>> retired;  // released last, outside every lock
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    retired.swap(retired_);
+  }
   std::shared_ptr<Generation> idle_dead;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -482,6 +506,7 @@ void SupervisedPlugin::fault(const std::string& hook, const std::string& what, i
   }
   log_->warn("{}: {} {}", manifest_.name, hook, what);
   if (to_kill) to_kill->process->kill_group();
+  retire(std::move(to_kill));
   if (!quarantine_message.empty())
     log_->error("PLUGIN QUARANTINED: '{}' is off for the rest of this run ({})", manifest_.name, quarantine_message);
   if (!abort_message.empty()) abort_(abort_message);
@@ -501,6 +526,7 @@ void SupervisedPlugin::quarantine(const std::string& hook, const std::string& wh
     if (aborts_on(hook)) abort_message = "plugin '" + manifest_.name + "' (on_failure: abort): " + hook + " " + why;
   }
   if (to_kill) to_kill->process->kill_group();
+  retire(std::move(to_kill));
   log_->error("PLUGIN QUARANTINED: '{}' is off for the rest of this run ({})", manifest_.name, why);
   if (!abort_message.empty()) abort_(abort_message);
 }

@@ -76,6 +76,7 @@ class SupervisedPlugin {
   std::shared_ptr<Generation> ready_generation(std::chrono::milliseconds wait);
   std::shared_ptr<Generation> restart();
   void start_failed(const std::exception& e);
+  void retire(std::shared_ptr<Generation> generation);
   // Counts a call as sent, or as skipped when there was no generation to send it to; returns sent.
   bool count_call(const std::string& hook, bool sent);
   std::chrono::milliseconds deadline(const std::string& hook) const;
@@ -98,6 +99,7 @@ class SupervisedPlugin {
 
   mutable std::mutex mutex_;
   std::shared_ptr<Generation> current_;
+  std::vector<std::shared_ptr<Generation>> retired_;  // killed, released by ready_generation
   int generation_ = 0;
   std::vector<std::string> hooks_;
   std::chrono::steady_clock::time_point next_start_{};
