@@ -274,6 +274,24 @@ TEST(PluginsCommand, CheckPassesThePluginWithNoSdk) {
   EXPECT_NE(result.output.find("conforms to protocol v1"), std::string::npos) << result.output;
 }
 
+// A reply out of schema: the table names the hook and the field, once per hook.
+TEST(PluginsCommand, CheckNamesTheFieldOfAnOutOfSchemaReply) {
+  fs::path dir = fresh_dir("out-of-schema");
+  fs::create_directories(dir / "liar");
+  std::ofstream(dir / "liar" / "plugin.json")
+      << Json{{"name", "raw-fault"}, {"version", "1.0.0"}, {"description", "answers with the wrong types"},
+              {"runtime", "exec"}, {"entry", test::test_plugin("raw-fault").string() + "/raw_fault.py"},
+              {"hooks", {"transform_caption", "transform_pil_image"}}, {"options", {{"fault", "wrong_type"}}}}
+             .dump();
+  auto result = test::run((test::bin_dir() / "bulkhead").string() + " plugins check " + (dir / "liar").string() +
+                          " 2>/dev/null");
+  EXPECT_EQ(result.status, 1) << result.output;
+  EXPECT_NE(result.output.find("transform_caption       FAIL"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("/caption: Value type not permitted by 'type' constraint."), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("/image/width: Value type not permitted"), std::string::npos) << result.output;
+  EXPECT_EQ(result.output.find("Failed to validate"), std::string::npos) << result.output;
+}
+
 TEST(PluginsCommand, CheckFailsAWrongPluginNamingTheHook) {
   fs::path dir = fresh_dir("wrong");
   fs::create_directories(dir / "thrower");

@@ -49,9 +49,18 @@ bool valid_utf8(const std::string& text) {
   }
 }
 
+// The validator reports a failure again at every parent ("Failed to validate against ..."):
+// keep the specific ones, once each.
 std::string join_errors(const std::vector<SchemaError>& errors) {
+  std::vector<std::string> specific;
+  for (const auto& error : errors) {
+    const std::string line = error.to_string();
+    if (line.find("Failed to validate against") != std::string::npos) continue;
+    if (std::find(specific.begin(), specific.end(), line) == specific.end()) specific.push_back(line);
+  }
+  if (specific.empty() && !errors.empty()) specific.push_back(errors.front().to_string());
   std::string text;
-  for (const auto& error : errors) text += (text.empty() ? "" : "; ") + error.to_string();
+  for (const auto& line : specific) text += (text.empty() ? "" : "; ") + line;
   return text;
 }
 
