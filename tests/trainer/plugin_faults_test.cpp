@@ -239,7 +239,7 @@ struct SkipCase {
   Expect expect;
   bool restarts;          // the host is killed and started again
   std::string last_fault; // what the report says happened
-  int timeout_ms = 300;
+  int timeout_ms = 300;   // higher where a spurious timeout (a loaded machine) would spoil an exact count
   Json options = Json::object();
   Json limits = Json::object();
 };
@@ -284,24 +284,34 @@ TEST_P(SkipFault, TrainingCompletesAndTheReportCountsTheFaults) {
   const bool transform = c.hook.rfind("transform_", 0) == 0;
   const long expected_calls = transform ? train_size : c.hook == "on_step_end" ? steps : 1;
   EXPECT_EQ(h["calls"].get<long>() + h["skipped"].get<long>(), expected_calls) << dump;
-  if (c.hook != "on_step_end")  // a notify's last reply may still be on its way at shutdown
+  if (c.hook != "on_step_end") {  // a notify's last reply may still be on its way at shutdown
     EXPECT_EQ(h["ok"].get<long>() + faults(report, c.hook), h["calls"].get<long>()) << dump;
+  }
 
   if (c.expect == Expect::nothing) {
     EXPECT_EQ(faults(report, c.hook), 0) << dump;
     EXPECT_GT(h["ok"].get<long>(), 0) << dump;
   } else {
     EXPECT_GT(counter(report, c.hook, counter_name(c.expect)), 0) << dump;
-    ASSERT_TRUE(h["last_fault"].is_string()) << dump;
-    EXPECT_NE(h["last_fault"].get<std::string>().find(c.last_fault), std::string::npos) << dump;
+    // The report says what went wrong: in this hook's last_fault or, when the host died with other
+    // calls in flight, in the hook whose call noticed first (see CrashAttribution below).
+    bool named = false;
+    for (const auto& [hook, counters] : report["hooks"].items())
+      named |= counters["last_fault"].is_string() &&
+               counters["last_fault"].get<std::string>().find(c.last_fault) != std::string::npos;
+    EXPECT_TRUE(named) << "no last_fault says \"" << c.last_fault << "\"\n" << dump;
   }
   if (c.restarts)
     EXPECT_GT(report["restarts"].get<long>(), 0) << dump;
   else
     EXPECT_EQ(report["restarts"].get<long>(), 0) << dump;
   // Faults that keep the host: the plugin sees every call, so the count is exact.
-  if (c.fault == "throw" && transform) EXPECT_EQ(h["errors"].get<long>(), train_size / c.every) << dump;
-  if (c.fault == "wrong_size") EXPECT_EQ(h["invalid_replies"].get<long>(), train_size / c.every) << dump;
+  if (c.fault == "throw" && transform) {
+    EXPECT_EQ(h["errors"].get<long>(), train_size / c.every) << dump;
+  }
+  if (c.fault == "wrong_size") {
+    EXPECT_EQ(h["invalid_replies"].get<long>(), train_size / c.every) << dump;
+  }
 
   EXPECT_TRUE(no_child_left());
 }
@@ -315,18 +325,18 @@ std::vector<SkipCase> skip_cases() {
       {"abort", "transform_pil_image", 40, Expect::crashes, true, "signal 6"},
       {"exit0", "transform_caption", 40, Expect::crashes, true, "exit status 0"},
       {"exit3", "transform_pil_image", 40, Expect::crashes, true, "exit status 3"},
-      {"throw", "transform_caption", 5, Expect::errors, false, "injected failure in transform_caption"},
+      {"throw", "transform_caption", 5, Expect::errors, false, "injected failure in transform_caption", 2000},
       {"hang", "transform_caption", 40, Expect::timeouts, true, "missed its deadline of 300 ms"},
       {"sleep", "transform_pil_image", 40, Expect::timeouts, true, "missed its deadline of 300 ms", 300, one_second},
       {"flood", "transform_caption", 100, Expect::nothing, false, "", 5000},
       {"hog", "transform_pil_image", 100, Expect::crashes, true, "crashed", 5000, Json::object(), small_memory},
-      {"wrong_size", "transform_pil_image", 3, Expect::invalid_replies, false, "the image came back"},
+      {"wrong_size", "transform_pil_image", 3, Expect::invalid_replies, false, "the image came back", 2000},
       // observers: on_step_end (notify, 14 per epoch) and on_epoch_start (call, once)
       {"segfault", "on_step_end", 3, Expect::crashes, true, "signal 11"},
       {"abort", "on_step_end", 3, Expect::crashes, true, "signal 6"},
       {"exit0", "on_step_end", 3, Expect::crashes, true, "exit status 0"},
       {"exit3", "on_step_end", 3, Expect::crashes, true, "exit status 3"},
-      {"throw", "on_step_end", 3, Expect::errors, false, "injected failure in on_step_end"},
+      {"throw", "on_step_end", 3, Expect::errors, false, "injected failure in on_step_end", 2000},
       {"hang", "on_step_end", 3, Expect::timeouts, true, "missed its deadline of 300 ms"},
       {"sleep", "on_step_end", 3, Expect::timeouts, true, "missed its deadline of 300 ms", 300, one_second},
       {"flood", "on_step_end", 5, Expect::nothing, false, "", 5000},
@@ -371,15 +381,20 @@ TEST_P(AbortFault, StopsWithAnErroredCheckpointThatResumes) {
     what = e.what();
   }
   EXPECT_NE(what.find("plugin 'fault' (on_failure: abort)"), std::string::npos) << what;
-  EXPECT_NE(what.find(c.hook), std::string::npos) << what;
   EXPECT_NE(what.find(c.detail), std::string::npos) << what;
+  // The hook is named too, except when the crash is blamed on "(idle)" (CrashAttribution, below).
+  if (what.find("(idle)") == std::string::npos) {
+    EXPECT_NE(what.find(c.hook), std::string::npos) << what;
+  }
   EXPECT_TRUE(no_child_left());
 
   std::vector<fs::path> checkpoints;
-  for (const auto& file : fs::directory_iterator(dir / "checkpoints")) checkpoints.push_back(file.path());
+  for (const auto& file : fs::directory_iterator(dir / "checkpoints"))
+    if (file.path().filename() != "latest.txt") checkpoints.push_back(file.path());
   ASSERT_EQ(checkpoints.size(), 1u) << "one checkpoint, no partial or final one";
   const fs::path errored = checkpoints[0];
   EXPECT_EQ(errored.filename().string().rfind("errored-", 0), 0u) << errored;
+  EXPECT_EQ(resolve_checkpoint_path(dir), errored) << "latest.txt names the errored checkpoint";
   const long trained = static_cast<long>(read_metrics(dir).size());
   EXPECT_LT(trained, total_steps) << "stopped before the end";
   {
@@ -402,10 +417,10 @@ TEST_P(AbortFault, StopsWithAnErroredCheckpointThatResumes) {
 
 INSTANTIATE_TEST_SUITE_P(
     Faults, AbortFault,
-    ::testing::Values(AbortCase{"segfault", "transform_caption", 3, "crashed: signal 11"},
+    ::testing::Values(AbortCase{"segfault", "transform_caption", 3, "killed by signal 11"},
                       AbortCase{"throw", "on_step_end", 3, "injected failure in on_step_end"},
                       // the second epoch's start: between epochs, after a whole one
-                      AbortCase{"exit3", "on_epoch_start", 2, "crashed: exit status 3"}),
+                      AbortCase{"exit3", "on_epoch_start", 2, "exit status 3"}),
     [](const ::testing::TestParamInfo<AbortCase>& info) { return info.param.fault + "_in_" + info.param.hook; });
 
 // ---- 3. an identity plugin that crashes changes nothing ---------------------------------------
@@ -643,9 +658,30 @@ TEST(ReportTable, NamesAQuarantinedPluginAndWhy) {
             std::to_string(plugin["restarts"].get<long>()) + " restarts, QUARANTINED: " +
                 plugin["quarantine_reason"].get<std::string>())
       << log;
-  EXPECT_NE(plugin["quarantine_reason"].get<std::string>().find("transform_caption crashed"), std::string::npos)
+  EXPECT_NE(plugin["quarantine_reason"].get<std::string>().find("3 faults within 60 s"), std::string::npos)
       << plugin.dump(2);
+  EXPECT_NE(plugin["quarantine_reason"].get<std::string>().find("signal 11"), std::string::npos) << plugin.dump(2);
   EXPECT_NE(log.find("PLUGIN QUARANTINED: 'fault'"), std::string::npos) << log;
+}
+
+// ---- a crash during a call belongs to that call's hook ------------------------------------------
+// When the host dies during a call while another loader worker asks for it, the process is dead
+// before any call has concluded. That is not a death "between calls": the call in flight reports
+// it, with its hook, once; the other worker's call is skipped meanwhile.
+
+TEST(CrashAttribution, ACrashDuringACallIsNotCountedAsBetweenCalls) {
+  auto dir = scratch("run");
+  Json config = tiny_config(dir, 1);
+  Json entry = fault_entry("segfault", {"transform_caption"}, 1);
+  entry["max_restarts"] = 2;
+  config["plugins"] = {entry};
+  train(config);
+  const Json plugin = read_json(dir / "plugin-report.json")["plugins"][0];
+  // Only transform_caption crashes the host: nothing died between calls.
+  EXPECT_EQ(counter(plugin, "(idle)", "crashes"), 0) << plugin.dump(2);
+  EXPECT_TRUE(plugin["hooks"]["transform_caption"]["last_fault"].is_string()) << plugin.dump(2);
+  EXPECT_NE(plugin["quarantine_reason"].get<std::string>().find("last: transform_caption crashed"), std::string::npos)
+      << plugin.dump(2);
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
-// Supervision's promises, kept through real (tiny) training runs with real plugin hosts:
-// faulty plugins never stop training under "skip"; "abort" stops it cleanly with a checkpoint;
-// a plugin that crashes now and then changes nothing; every sample is trained on once per
-// epoch; no process a plugin started outlives the trainer; the report says what happened.
+// Plugins in real (tiny) training runs, beside plugin_faults_test.cpp (the C++ fault plugin's
+// invariants): Python SDK faults under "skip", EveryDream2 plugin files, the Python interpreter
+// setting, no process a plugin's own code started outliving `bulkhead train`, and restarting a
+// fixed plugin mid-run.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <map>
 #include <sstream>
 #include <thread>
 
@@ -69,101 +68,15 @@ TEST_P(FaultyPluginUnderSkip, TrainingCompletes) {
 
 INSTANTIATE_TEST_SUITE_P(
     Faults, FaultyPluginUnderSkip,
-    ::testing::Values(SkipCase{"fault", "segfault", "transform_caption", 40}, SkipCase{"fault", "hang", "transform_caption", 100},
-                      SkipCase{"fault", "abort", "transform_pil_image", 40}, SkipCase{"fault", "wrong_size", "transform_pil_image", 3},
-                      SkipCase{"fault", "throw", "on_step_end", 2}, SkipCase{"fault", "exit3", "on_epoch_start", 1},
-                      SkipCase{"fault", "sleep", "on_step_start", 4}, SkipCase{"fault-python", "segfault", "transform_caption", 60},
-                      SkipCase{"fault-python", "throw", "on_step_end", 3}),
+    ::testing::Values(SkipCase{"fault-python", "segfault", "transform_caption", 60},
+                      SkipCase{"fault-python", "throw", "on_step_end", 3},
+                      SkipCase{"fault-python", "wrong_size", "transform_pil_image", 5},
+                      SkipCase{"fault", "sleep", "on_step_start", 4}),
     [](const ::testing::TestParamInfo<SkipCase>& info) {
       std::string name = info.param.plugin + "_" + info.param.fault + "_" + info.param.hook;
       std::replace(name.begin(), name.end(), '-', '_');
       return name;
     });
-
-// on_failure "abort": training stops at once, saves an "errored" checkpoint that loads, and the
-// error names the plugin and the fault.
-TEST(FaultyPluginUnderAbort, StopsCleanlyWithACheckpoint) {
-  for (const auto& [fault, hook, expected] : std::vector<std::tuple<std::string, std::string, std::string>>{
-           {"segfault", "transform_caption", "signal 11"}, {"throw", "on_step_end", "injected failure in on_step_end"}}) {
-    auto dir = scratch(fault);
-    Json config = tiny_config(dir, 2);
-    config["plugins"] = {fault_entry("fault", fault, hook, 3, "abort")};
-    try {
-      train(config);
-      ADD_FAILURE() << fault << ": training went on";
-    } catch (const TrainingAborted& e) {
-      const std::string what = e.what();
-      EXPECT_NE(what.find("plugin 'fault' (on_failure: abort)"), std::string::npos) << what;
-      EXPECT_NE(what.find(hook), std::string::npos) << what;
-      EXPECT_NE(what.find(expected), std::string::npos) << what;
-    }
-    const auto checkpoint = resolve_checkpoint_path(dir);
-    EXPECT_EQ(checkpoint.filename().string().rfind("errored-", 0), 0u) << checkpoint;
-    EXPECT_EQ(Checkpoint(checkpoint).info().reason, "errored");
-    EXPECT_LT(read_metrics(dir).size(), 28u) << fault << ": stopped before the end";
-    EXPECT_TRUE(fs::exists(dir / "plugin-report.json"));
-    for (const auto& file : fs::directory_iterator(dir / "checkpoints"))
-      EXPECT_EQ(file.path().string().find(".tmp"), std::string::npos) << "a partial checkpoint: " << file.path();
-  }
-}
-
-// The captions of every batch, per epoch, sorted: the multiset of samples each epoch trained on.
-struct EpochCaptions {
-  std::map<int, std::vector<std::string>> by_epoch;
-  Trainer::HookObserver observer() {
-    return [this](const std::string& hook, const Json& kwargs) {
-      if (hook == "on_step_end")
-        for (const auto& caption : kwargs["batch"]["captions"]) by_epoch[kwargs["epoch"].get<int>()].push_back(caption);
-      return std::vector<Json>{};
-    };
-  }
-  void sort() {
-    for (auto& [epoch, captions] : by_epoch) std::sort(captions.begin(), captions.end());
-  }
-};
-
-// A plugin that returns its input unchanged but crashes every 7th call changes nothing: the same
-// losses, the same weights, and every sample trained on once per epoch, as with no plugin at all.
-TEST(CrashingIdentityPlugin, ChangesNothing) {
-  auto plain_dir = scratch("plain");
-  EpochCaptions plain;
-  auto plain_summary = train(tiny_config(plain_dir, 2), std::nullopt, plain.observer());
-
-  auto faulty_dir = scratch("faulty");
-  Json config = tiny_config(faulty_dir, 2);
-  Json entry = fault_entry("fault", "segfault", "transform_caption", 7);
-  entry["options"]["hooks"] = {"transform_caption", "transform_pil_image"};
-  entry["max_restarts"] = 1000;  // keep it crashing for the whole run, never quarantined
-  config["plugins"] = {entry};
-  EpochCaptions faulty;
-  auto faulty_summary = train(config, std::nullopt, faulty.observer());
-
-  const Json report = read_json(faulty_dir / "plugin-report.json")["plugins"][0];
-  // Fewer crashes than calls / 7: calls made while the host restarts (after a backoff that
-  // doubles per crash) are skipped, and the two hooks share the plugin's call count.
-  const Json& hooks = report["hooks"];
-  EXPECT_GE(hooks["transform_caption"]["crashes"].get<long>() + hooks["transform_pil_image"]["crashes"].get<long>(), 3)
-      << report.dump(2);
-  EXPECT_GE(hooks["transform_pil_image"]["ok"].get<long>(), 6) << report.dump(2);
-  EXPECT_FALSE(report["quarantined"].get<bool>());
-
-  const auto plain_steps = read_metrics(plain_dir), faulty_steps = read_metrics(faulty_dir);
-  ASSERT_EQ(plain_steps.size(), faulty_steps.size());
-  for (std::size_t i = 0; i < plain_steps.size(); ++i)
-    EXPECT_EQ(plain_steps[i]["loss"].get<double>(), faulty_steps[i]["loss"].get<double>()) << "step " << i;
-  EXPECT_TRUE(same_weights(plain_summary.last_checkpoint, faulty_summary.last_checkpoint));
-
-  plain.sort();
-  faulty.sort();
-  ASSERT_EQ(faulty.by_epoch.size(), 2u);
-  for (const auto& [epoch, captions] : faulty.by_epoch) {
-    EXPECT_EQ(captions.size(), 427u) << "epoch " << epoch;
-    EXPECT_EQ(captions, plain.by_epoch[epoch]) << "epoch " << epoch << " trained on other samples";
-  }
-  // Each transform call reached the plugin or was skipped while it restarted: one per sample.
-  const Json& captions = report["hooks"]["transform_caption"];
-  EXPECT_EQ(captions["calls"].get<long>() + captions["skipped"].get<long>(), 2 * 427) << report.dump(2);
-}
 
 // An EveryDream2 plugin file, unmodified in style, in a plugins/ folder next to train.json:
 // resolved by class path, its arg_update_callback('grad_accum', 2) changes the next epoch's

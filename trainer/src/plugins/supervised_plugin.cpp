@@ -307,11 +307,17 @@ std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::ready_generation
     }
   }
   if (idle_dead) {
+    // Calls still in flight on it will report the crash as theirs, with their hook: until they
+    // have, this call is skipped. With none in flight, it really died between calls.
+    if (idle_dead->connection->pending() > 0) return nullptr;
+    bool between_calls = false;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      ++counters_["(idle)"].crashes;
+      between_calls = current_ == idle_dead && !idle_dead->dead;
+      if (between_calls) ++counters_["(idle)"].crashes;
     }
-    fault("(idle)", "crashed between calls: " + idle_dead->process->exit_description(), idle_dead->number, true);
+    if (between_calls)
+      fault("(idle)", "crashed between calls: " + idle_dead->process->exit_description(), idle_dead->number, true);
   }
   std::shared_ptr<Generation> old;
   std::shared_future<void> previous;  // a finished restart; released outside the lock
