@@ -1,0 +1,53 @@
+"""The C++ SDK's messages validate against schemas/: the real bulkhead-plugin-host serving the
+fault test plugin (C++), driven by the schema-validating trainer peer."""
+import os
+import unittest
+
+from support import TrainerPeer, catalogue, image, sample_kwargs
+
+BIN = os.environ.get("BULKHEAD_BIN_DIR", "")
+LIB = os.environ.get("BULKHEAD_LIB_DIR", "")
+
+
+@unittest.skipUnless(BIN and LIB, "BULKHEAD_BIN_DIR and BULKHEAD_LIB_DIR name the build (ctest sets them)")
+class CppHostConformance(unittest.TestCase):
+    def peer(self, options):
+        command = ([os.path.join(BIN, "bulkhead-plugin-host"), "--runtime", "cpp",
+                    "--entry", os.path.join(LIB, "libbulkhead_test_fault.so")], {})
+        p = TrainerPeer("cpp", "fault", meta={"name": "fault", "version": "1.0.0", "description": "test"},
+                        command=command)
+        self.addCleanup(p.close)
+        p.start()
+        p.handshake(options=options)
+        return p
+
+    def test_every_hook_reply_hello_and_shutdown_match_the_schemas(self):
+        p = self.peer({"fault": "none"})
+        self.assertEqual(p.hello["runtime"]["name"], "cpp")
+        self.assertEqual(p.hello["hooks"], catalogue.hook_names())
+        for hook in catalogue.hook_names():
+            if hook == "transform_caption":
+                params = {"caption": "a red square"}
+            elif hook == "transform_pil_image":
+                params = {"image": image(4, 2)}
+            else:
+                params = sample_kwargs(hook)
+            err, result = p.call(hook, params)  # the peer validates each reply against the hook's schema
+            self.assertIsNone(err, hook)
+        self.assertEqual(p.call("transform_caption", {"caption": "a red square"})[1], {"caption": "a red square"})
+        self.assertEqual(p.shutdown(), 0)
+
+    def test_errors_match_the_schema(self):
+        p = self.peer({"fault": "throw", "hooks": ["on_epoch_end"]})
+        err, _ = p.call("on_epoch_end", sample_kwargs("on_epoch_end"))
+        self.assertEqual(err["code"], "hook_failed")
+        self.assertIn("injected failure in on_epoch_end", err["message"])
+        err, _ = p.call("on_nothing_at_all", {})
+        self.assertEqual(err["code"], "unknown_method")
+        err, _ = p.call("transform_caption", {"caption": 42})
+        self.assertEqual(err["code"], "bad_params")
+        self.assertIsNone(p.call("on_epoch_start", sample_kwargs("on_epoch_start"))[0], "it goes on serving")
+
+
+if __name__ == "__main__":
+    unittest.main()
