@@ -201,7 +201,11 @@ std::string PluginRunner::report_table() const {
           << std::setw(9) << c["timeouts"].get<long>() << std::setw(8) << c["crashes"].get<long>() << std::setw(8)
           << c["invalid_replies"].get<long>() << std::setw(7) << c["errors"].get<long>() << "\n";
     out << "  " << r["name"].get<std::string>() << ": " << r["restarts"].get<long>() << " restarts";
-    if (r["quarantined"].get<bool>()) out << ", QUARANTINED: " << r["quarantine_reason"].get<std::string>();
+    if (r["reloads"].get<long>() > 0) out << ", " << r["reloads"].get<long>() << " restarted on request";
+    if (r["quarantined"].get<bool>())
+      out << ", QUARANTINED: " << r["quarantine_reason"].get<std::string>();
+    else if (r["last_fault"].is_string())
+      out << ", last fault: " << r["last_fault"].get<std::string>();
     out << "\n";
   }
   return out.str();

@@ -518,6 +518,7 @@ void SupervisedPlugin::fault(const std::string& hook, const std::string& what, i
   {
     std::lock_guard<std::mutex> lock(mutex_);
     counters_[hook].last_fault = what;
+    last_fault_ = hook + " " + what;
   }
   log_->warn("{}: {} {}", manifest_.name, hook, what);
   if (to_kill) to_kill->process->kill_group();
@@ -537,6 +538,7 @@ void SupervisedPlugin::quarantine(const std::string& hook, const std::string& wh
     quarantined_ = true;
     quarantine_reason_ = why;
     counters_[hook].last_fault = why;
+    last_fault_ = hook + " " + why;
     if (current_) to_kill = current_, current_->dead = true;
     if (aborts_on(hook)) abort_message = "plugin '" + manifest_.name + "' (on_failure: abort): " + hook + " " + why;
   }
@@ -579,6 +581,7 @@ Json SupervisedPlugin::report() const {
           {"on_failure", !settings_.abort_on_failure ? "per hook" : *settings_.abort_on_failure ? "abort" : "skip"},
           {"restarts", restarts_},
           {"reloads", reloads_},
+          {"last_fault", last_fault_.empty() ? Json(nullptr) : Json(last_fault_)},
           {"protocol_errors", protocol_errors_},
           {"quarantined", quarantined_},
           {"quarantine_reason", quarantined_ ? Json(quarantine_reason_) : Json(nullptr)},

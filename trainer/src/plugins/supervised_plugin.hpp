@@ -113,6 +113,7 @@ class SupervisedPlugin {
   long reloads_ = 0;
   long protocol_errors_ = 0;
   std::string last_log_error_;
+  std::string last_fault_;  // "hook what", the latest fault of any hook
   std::map<std::string, HookCounters> counters_;
 };
 
