@@ -6,8 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "common/schemas.hpp"
@@ -169,6 +171,51 @@ TEST(Runner, HostDiesWhenTheTrainerIsKilledWithSigkill) {
     for (int i = 0; i < 300 && !gone(host); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     EXPECT_TRUE(gone(host)) << "host " << host << " outlived its trainer";
   }
+}
+
+// The bundled C++ plugins do what their manifests say.
+std::string shuffled(const Json& options, const std::string& caption) {
+  PluginSettings settings;
+  settings.entry = "caption_tag_shuffle";
+  settings.options = options;
+  PluginRunner runner({settings}, run_in(fresh_dir("shuffle")));
+  return runner.transform_caption(caption);
+}
+
+std::vector<std::string> sorted_tags(const std::string& caption) {
+  std::vector<std::string> tags;
+  std::stringstream parts(caption);
+  for (std::string tag; std::getline(parts, tag, ',');) tags.push_back(tag.substr(tag.find_first_not_of(' ')));
+  std::sort(tags.begin(), tags.end());
+  return tags;
+}
+
+TEST(BundledPlugins, CaptionTagShuffleKeepsTheFirstTagsAndIsSeeded) {
+  const std::string caption = "a photo of a cat, sitting, indoors, warm light, bokeh, film grain, 35mm";
+  const std::string once = shuffled({{"keep_tags", 2}, {"seed", 7}}, caption);
+  EXPECT_EQ(once.rfind("a photo of a cat, sitting, ", 0), 0u) << once;
+  EXPECT_NE(once, caption) << "the other tags were not shuffled";
+  EXPECT_EQ(sorted_tags(once), sorted_tags(caption));
+  EXPECT_EQ(shuffled({{"keep_tags", 2}, {"seed", 7}}, caption), once) << "the same seed, the same order";
+  EXPECT_NE(shuffled({{"keep_tags", 2}, {"seed", 8}}, caption), once) << "another seed, another order";
+}
+
+TEST(BundledPlugins, ImageColourAppliesGammaAndSaturation) {
+  auto transformed = [](const Json& options, const Image& image) {
+    PluginSettings settings;
+    settings.entry = "image_colour";
+    settings.options = options;
+    PluginRunner runner({settings}, run_in(fresh_dir("colour")));
+    return runner.transform_pil_image(image);
+  };
+  const Image image{2, 1, "RGB", {200, 100, 50, 64, 64, 64}};
+  EXPECT_EQ(transformed({{"gamma", 1.0}, {"saturation", 1.0}}, image).data, image.data) << "identity";
+  const Image brighter = transformed({{"gamma", 2.0}, {"saturation", 1.0}}, image);
+  EXPECT_GT(brighter.data[3], 64) << "gamma 2 lifts the midtones";
+  EXPECT_EQ(brighter.data[3], brighter.data[4]) << "a grey pixel stays grey";
+  const Image grey = transformed({{"gamma", 1.0}, {"saturation", 0.0}}, image);
+  EXPECT_EQ(grey.data[0], grey.data[1]);
+  EXPECT_EQ(grey.data[1], grey.data[2]) << "saturation 0 leaves no colour";
 }
 
 // A Python plugin that starts a child and a grandchild that try to outlive it, and records

@@ -108,6 +108,11 @@ class AccumPlugin(BasePlugin):
   EXPECT_NE(report["hooks"]["on_epoch_start"]["last_fault"].get<std::string>().find("Unrecognized arg: learning_rate_of_doom"),
             std::string::npos) << report.dump(2);
   EXPECT_EQ(report["hooks"]["on_epoch_end"]["ok"].get<long>(), 2) << report.dump(2);
+  // Its print and its traceback reach train.log, tagged with its name.
+  const std::string log = read_text(dir / "run" / "train.log");
+  EXPECT_NE(log.find("[plugin:AccumPlugin] [info] epoch 0 ended at step 14"), std::string::npos) << log;
+  EXPECT_NE(log.find("Traceback (most recent call last)"), std::string::npos) << log;
+  EXPECT_NE(log.find("accum_plugin.py\", line"), std::string::npos) << log;
 }
 
 // train.json's "python" picks the interpreter of Python plugins (relative to the config's folder).
