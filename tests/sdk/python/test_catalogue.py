@@ -65,8 +65,14 @@ class CatalogueTest(unittest.TestCase):
         codes = catalogue.load_schema("protocol/error.schema.json")["properties"]["code"]["enum"]
         for code in codes:
             self.assertIn("`%s`" % code, doc, code)
-        for var in ("BULKHEAD_ENDPOINT", "BULKHEAD_TOKEN", "BULKHEAD_ENTRY", "BULKHEAD_PLUGIN_DIR",
-                    "BULKHEAD_SEARCH_PATH", "BULKHEAD_SCRATCH_DIR", "BULKHEAD_PARENT_PID"):
+        # Every variable the trainer and the host give a plugin, read from their source, is documented.
+        exported = set()
+        for source, pattern in (("trainer/src/plugins/host_process.cpp", r'child_env\["(BULKHEAD_[A-Z_]+)"\]'),
+                                ("plugin-host/src/runtime_exec.cpp", r'setenv\("(BULKHEAD_[A-Z_]+)"')):
+            with open(os.path.join(HOME, source)) as f:
+                exported |= set(re.findall(pattern, f.read()))
+        self.assertGreaterEqual(len(exported), 10, exported)
+        for var in sorted(exported):
             self.assertIn(var, doc)
 
 
