@@ -303,6 +303,54 @@ TEST(Runner, NoProcessAPluginStartedOutlivesShutdown) {
   expect_gone_soon(pids.orphan);
 }
 
+// The jail, from inside: a plugin that tries to reach the network, dump core or gain privileges.
+TEST(Jail, APluginCannotReachTheNetworkDumpCoreOrGainPrivileges) {
+  fs::path dir = fresh_dir("jail");
+  fs::create_directories(dir / "prisoner");
+  std::ofstream(dir / "prisoner" / "plugin.json")
+      << Json{{"name", "prisoner"}, {"version", "1.0.0"}, {"description", "tries the bars"}, {"runtime", "python"},
+              {"entry", "prisoner.Prisoner"}, {"hooks", Json::array()}}
+             .dump();
+  std::ofstream(dir / "prisoner" / "prisoner.py") << R"(import json, os, resource, socket
+from bulkhead_plugin import BasePlugin
+
+def attempt(make):
+    try:
+        make().close()
+        return "allowed"
+    except OSError as e:
+        return "refused: " + e.strerror
+
+class Prisoner(BasePlugin):
+    def configure(self):
+        status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+        found = {
+            "inet": attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM)),
+            "inet6": attempt(lambda: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)),
+            "unix": attempt(lambda: socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)),
+            "core": list(resource.getrlimit(resource.RLIMIT_CORE)),
+            "no_new_privs": status["NoNewPrivs"].strip(),
+            "seccomp": status["Seccomp"].strip(),
+        }
+        with open(os.path.join(self.scratch_dir, "found.tmp"), "w") as out:
+            json.dump(found, out)
+        os.rename(os.path.join(self.scratch_dir, "found.tmp"), os.path.join(self.scratch_dir, "found.json"))
+)";
+  PluginSettings settings;
+  settings.entry = (dir / "prisoner").string();
+  PluginRunner runner({settings}, run_in(dir / "run"));
+  const fs::path found_file = dir / "run" / "plugin-scratch" / "found.json";
+  for (int i = 0; i < 1000 && !fs::exists(found_file); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(fs::exists(found_file));
+  const Json found = Json::parse(std::ifstream(found_file));
+  EXPECT_EQ(found["inet"], "refused: Permission denied") << found.dump();
+  EXPECT_EQ(found["inet6"], "refused: Permission denied") << found.dump();
+  EXPECT_EQ(found["unix"], "allowed") << "ZeroMQ's ipc needs local sockets";
+  EXPECT_EQ(found["core"], Json::array({0, 0})) << "no core dumps";
+  EXPECT_EQ(found["no_new_privs"], "1");
+  EXPECT_EQ(found["seccomp"], "2") << "a seccomp filter is loaded";
+}
+
 TEST(PluginsCommand, CheckPassesEveryBundledPlugin) {
   PluginCatalog catalog;
   ASSERT_GE(catalog.plugins().size(), 3u);
