@@ -361,6 +361,21 @@ TEST(PluginsCommand, CheckPassesEveryBundledPlugin) {
   }
 }
 
+// Plugin folders beyond the bundled one: --plugins-dir and $BULKHEAD_PLUGINS_PATH.
+TEST(PluginsCommand, ListSearchesTheFoldersTheUserNames) {
+  const std::string bulkhead = (test::bin_dir() / "bulkhead").string();
+  const std::string tests = (paths::home() / "tests" / "plugins").string();
+  auto bundled = test::run(bulkhead + " plugins list");
+  EXPECT_EQ(bundled.output.find("noop-python"), std::string::npos) << bundled.output;
+  for (const std::string& command : {"BULKHEAD_PLUGINS_PATH=" + tests + " " + bulkhead + " plugins list",
+                                     bulkhead + " plugins --plugins-dir " + tests + " list"}) {
+    auto result = test::run(command);
+    EXPECT_EQ(result.status, 0) << command << "\n" << result.output;
+    EXPECT_NE(result.output.find("noop-python"), std::string::npos) << command << "\n" << result.output;
+    EXPECT_NE(result.output.find("caption_case_js"), std::string::npos) << command << "\n" << result.output;
+  }
+}
+
 // The plugin written against docs/protocol.md alone, with no SDK, conforms.
 TEST(PluginsCommand, CheckPassesThePluginWithNoSdk) {
   auto result = test::run((test::bin_dir() / "bulkhead").string() + " plugins check " +
