@@ -29,12 +29,7 @@ Json fault_entry(const std::string& plugin, const std::string& fault, const std:
           {"restart_backoff_ms", 10}};
 }
 
-Json read_json(const fs::path& file) { return Json::parse(std::ifstream(file)); }
 
-std::string read_text(const fs::path& file) {
-  std::ifstream in(file);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 long hook_faults(const Json& plugin_report, const std::string& hook) {
   if (!plugin_report["hooks"].contains(hook)) return 0;
@@ -172,16 +167,6 @@ bool gone_soon(pid_t pid) {
   return !alive(pid);
 }
 
-// Starts `bulkhead train` with stdout and stderr going to a file.
-pid_t start_trainer(const fs::path& config, const fs::path& output) {
-  const pid_t child = fork();
-  if (child == 0) {
-    if (!freopen(output.c_str(), "w", stderr) || dup2(fileno(stderr), STDOUT_FILENO) < 0) _exit(126);
-    execl(BULKHEAD_EXE, BULKHEAD_EXE, "train", "--config", config.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  return child;
-}
 
 // A normal run with a crashing plugin and a plugin with a child process: the run finishes, the
 // report table shows the crashes and restarts, and no process the plugins started remains.

@@ -1,6 +1,9 @@
 // Shared helpers for the trainer tests: tiny configs, runs, metrics and weights.
 #pragma once
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -76,6 +79,29 @@ inline bool same_weights(const fs::path& a, const fs::path& b) {
   for (std::size_t i = 0; i < wa.size(); ++i)
     if (!torch::equal(wa[i], wb[i])) return false;
   return true;
+}
+
+inline Json read_json(const fs::path& file) {
+  std::ifstream in(file);
+  if (!in) return Json();
+  return Json::parse(in);
+}
+
+inline std::string read_text(const fs::path& file) {
+  std::ifstream in(file);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Starts the real `bulkhead train --config CONFIG`, its stdout and stderr going to `output`.
+inline pid_t start_trainer(const fs::path& config, const fs::path& output) {
+  const pid_t child = fork();
+  if (child == 0) {
+    const int fd = ::open(output.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0) _exit(126);
+    execl(BULKHEAD_EXE, BULKHEAD_EXE, "train", "--config", config.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  return child;
 }
 
 // A stop request from the observer when `when` says so.
