@@ -32,7 +32,7 @@ using namespace std::chrono_literals;
 
 // ---- plugins and reports ----------------------------------------------------------------------
 
-fs::path fault_plugin() { return paths::home() / "tests" / "plugins" / "fault"; }
+fs::path fault_plugin() { return test_plugin("fault"); }
 
 // A fault plugin entry that tolerates many faults (never quarantined in a tiny run).
 Json fault_entry(const std::string& fault, const std::vector<std::string>& hooks, int every,
@@ -495,7 +495,7 @@ TEST(EverySample, TrainedOncePerEpochTransformedOrOriginal) {
 Json program_config(const fs::path& run_dir, int max_epochs, int every) {
   Json config = tiny_config(run_dir, max_epochs);
   config["plugins"] = {fault_entry("segfault", {"transform_caption"}, every),
-                       (paths::home() / "tests" / "plugins" / "recorder").string()};
+                       test_plugin("recorder").string()};
   return config;
 }
 

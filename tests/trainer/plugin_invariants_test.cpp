@@ -18,8 +18,6 @@
 namespace bulkhead::testing {
 namespace {
 
-fs::path test_plugin(const std::string& name) { return paths::home() / "tests" / "plugins" / name; }
-
 Json fault_entry(const std::string& plugin, const std::string& fault, const std::string& hook, int every,
                  const std::string& on_failure = "skip") {
   return {{"name", test_plugin(plugin).string()},

@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "common/paths.hpp"
 #include "train/checkpoint.hpp"
 #include "train/config.hpp"
 #include "train/trainer.hpp"
@@ -80,6 +81,9 @@ inline bool same_weights(const fs::path& a, const fs::path& b) {
     if (!torch::equal(wa[i], wb[i])) return false;
   return true;
 }
+
+// A test plugin's folder (tests/plugins/NAME).
+inline fs::path test_plugin(const std::string& name) { return paths::home() / "tests" / "plugins" / name; }
 
 inline Json read_json(const fs::path& file) {
   std::ifstream in(file);

@@ -35,7 +35,12 @@ struct ModelConfig {
 // The resolved config: every key present, every value checked.
 struct TrainConfig {
   Json json;                           // what config.json in the run folder holds
-  std::filesystem::path source_dir;    // folder of train.json (relative data_root resolves here); "" for none
+  std::filesystem::path source_dir;    // folder of train.json (relative paths in it resolve here); "" for none
+
+  // A path written in train.json: relative ones are relative to its folder.
+  std::filesystem::path from_config(const std::filesystem::path& path) const {
+    return path.is_relative() && !source_dir.empty() ? source_dir / path : path;
+  }
 
   std::string project_name;
   std::string data_root;

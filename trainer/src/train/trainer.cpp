@@ -78,10 +78,8 @@ Trainer::Trainer(TrainConfig config, std::optional<fs::path> resume)
   torch::manual_seed(config_.seed);  // weight initialisation
   rng_ = at::make_generator<at::CPUGeneratorImpl>(config_.seed);
 
-  fs::path data_path = config_.data_root;
-  if (!config_.builtin_data() && data_path.is_relative() && !config_.source_dir.empty())
-    data_path = config_.source_dir / data_path;
-  data_root_ = config_.builtin_data() ? config_.data_root : data_path.lexically_normal().string();
+  data_root_ = config_.builtin_data() ? config_.data_root
+                                     : config_.from_config(config_.data_root).lexically_normal().string();
   create_run_folder();  // first, so that train.log also records data problems
 
   std::tie(train_, validation_) = split_validation(load_dataset(data_root_, config_.resolution, config_.num_workers),
@@ -91,19 +89,14 @@ Trainer::Trainer(TrainConfig config, std::optional<fs::path> resume)
   build_model(resume);
 
   plugins_ = std::make_unique<PluginRunner>(plugin_settings_from_config(config_.json.at("plugins")),
-                                            RunInfo{config_.project_name, run_dir_, config_.source_dir, {}, python_path()});
+                                            RunInfo{config_.project_name, run_dir_, config_.source_dir, {},
+                                                    config_.python.empty() ? fs::path() : config_.from_config(config_.python)});
   log_->info("device {}{}, {} torch threads, {} training / {} validation images, {} steps per epoch, plugins: {}",
              device_.str(), amp_ ? " (bfloat16 autocast)" : "", torch::get_num_threads(), train_.examples.size(),
              validation_.examples.size(), epoch_length_, plugins_->empty() ? "none" : std::to_string(plugins_->names().size()));
 }
 
 Trainer::~Trainer() = default;
-
-fs::path Trainer::python_path() const {
-  if (config_.python.empty()) return {};
-  const fs::path python = config_.python;
-  return python.is_relative() && !config_.source_dir.empty() ? config_.source_dir / python : python;
-}
 
 void Trainer::create_run_folder() {
   run_dir_ = config_.run_dir.empty() ? fs::path(config_.logdir) / (config_.project_name + "-" + timestamp())

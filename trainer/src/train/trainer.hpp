@@ -94,7 +94,6 @@ class Trainer {
   void handle_control_requests();
   void apply_control(const std::string& source, const nlohmann::json& request);
   void check_abort();
-  std::filesystem::path python_path() const;  // config's "python", resolved; "" when unset
   nlohmann::json run_kwargs() const;  // project_name, log_folder, data_root
   nlohmann::json batch_summary(const Batch& batch) const;
 
