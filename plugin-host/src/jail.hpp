@@ -1,4 +1,8 @@
 // jail.hpp — turns this process into a plugin jail before any plugin code runs.
+//
+// The outer walls (namespaces, the file-system view, cgroups) are built by the trainer with
+// bubblewrap before this process starts (docs/sandbox.md); what is set up here holds from the
+// inside and survives fork and exec: the plugin's own identity, limits, no-new-privs and seccomp.
 #pragma once
 
 namespace bulkhead::host {
@@ -10,9 +14,17 @@ struct JailLimits {
   long processes = 64;
 };
 
-// Own process group, death with the trainer (parent-death signal, and a check that the
-// parent is still the trainer), no core dumps, resource limits, no-new-privs, and a seccomp
-// filter that refuses network sockets and leaving the process group. Survives fork and exec. Throws std::runtime_error on failure.
-void enter_jail(const JailLimits& limits, int trainer_pid);
+struct JailPolicy {
+  JailLimits limits;
+  int trainer_pid = 0;     // >0: die when the trainer does (the unjailed "weak" mode; in the full jail the pid namespace does it)
+  int plugin_uid = -1;     // >=0 and running as root: become this user, then enter a user namespace of its own
+  int plugin_gid = -1;
+  bool network = false;    // granted: network sockets (AF_INET, AF_INET6, AF_NETLINK) are allowed
+};
+
+// Own process group, death with the trainer, the plugin's own unprivileged identity (when the
+// trainer is root), no capabilities, no core dumps, resource limits, no-new-privs, and a seccomp
+// filter (seccomp_filter.hpp). Throws std::runtime_error naming the step that failed.
+void enter_jail(const JailPolicy& policy);
 
 }  // namespace bulkhead::host

@@ -1,9 +1,11 @@
 // bulkhead-plugin-host — the process every plugin runs in.
 //
 //   bulkhead-plugin-host --runtime cpp|python|node|exec --entry ENTRY [--plugin-dir DIR] [--limit-... N]
+//                        [--plugin-uid UID --plugin-gid GID] [--network 0|1]
 //
-// Started by the trainer with BULKHEAD_ENDPOINT, BULKHEAD_TOKEN and BULKHEAD_PARENT_PID in its
-// environment. It first sets up the jail (jail.hpp), then forks: the first process stays as the
+// Started by the trainer, inside the bubblewrap sandbox it builds (docs/sandbox.md), with
+// BULKHEAD_ENDPOINT and BULKHEAD_TOKEN in its environment (and BULKHEAD_PARENT_PID when unjailed).
+// It first sets up the jail from the inside (jail.hpp), then forks: the first process stays as the
 // plugin's warden (warden.hpp), the second either serves a C++ plugin library (cpp_loader.hpp) or
 // execs another runtime's host inside the same jail (runtime_exec.hpp).
 #include <cstdlib>
@@ -23,7 +25,8 @@ constexpr int kUsageError = 64;
 int usage(const std::string& problem) {
   std::cerr << "bulkhead-plugin-host: " << problem << "\n"
             << "usage: bulkhead-plugin-host --runtime cpp|python|node|exec --entry ENTRY [--plugin-dir DIR]\n"
-            << "         [--limit-address-space-mb N] [--limit-cpu-s N] [--limit-open-files N] [--limit-processes N]\n";
+            << "         [--limit-address-space-mb N] [--limit-cpu-s N] [--limit-open-files N] [--limit-processes N]\n"
+            << "         [--plugin-uid UID --plugin-gid GID] [--network 0|1]\n";
   return kUsageError;
 }
 
@@ -39,23 +42,27 @@ int main(int argc, char** argv) {
   for (const char* required : {"runtime", "entry"})
     if (!args.count(required)) return usage(std::string("--") + required + " is required");
 
-  bulkhead::host::JailLimits limits;
+  bulkhead::host::JailPolicy policy;
   try {
-    auto number = [&](const char* key, long& field) {
+    auto number = [&](const char* key, auto& field) {
       if (args.count(key)) field = std::stol(args[key]);
     };
-    number("limit-address-space-mb", limits.address_space_mb);
-    number("limit-cpu-s", limits.cpu_time_s);
-    number("limit-open-files", limits.open_files);
-    number("limit-processes", limits.processes);
+    number("limit-address-space-mb", policy.limits.address_space_mb);
+    number("limit-cpu-s", policy.limits.cpu_time_s);
+    number("limit-open-files", policy.limits.open_files);
+    number("limit-processes", policy.limits.processes);
+    number("plugin-uid", policy.plugin_uid);
+    number("plugin-gid", policy.plugin_gid);
+    number("network", policy.network);
   } catch (const std::exception&) {
-    return usage("a --limit-... value is not a number");
+    return usage("a numeric argument is not a number");
   }
 
   const char* parent = std::getenv("BULKHEAD_PARENT_PID");
-  const int trainer_pid = parent != nullptr ? std::atoi(parent) : 0;
+  policy.trainer_pid = parent != nullptr ? std::atoi(parent) : 0;
+  const int trainer_pid = policy.trainer_pid;
   try {
-    bulkhead::host::enter_jail(limits, trainer_pid);
+    bulkhead::host::enter_jail(policy);
   } catch (const std::exception& e) {
     std::cerr << "bulkhead-plugin-host: cannot set up the jail: " << e.what() << std::endl;
     return 71;

@@ -67,6 +67,10 @@ class BasePlugin {
     if (tag !== undefined && tag !== null) req.tag = String(tag);
     this._control(req);
   }
+  // Deletes a checkpoint the trainer saved on this plugin's request (on_checkpoint_saved's path).
+  request_checkpoint_removal(path, reason = '') {
+    this._control({ action: 'delete_checkpoint', path: String(path), reason: String(reason) });
+  }
   set_arg(name, value, reason) { this._control(makeSetArg(name, value, reason)); }
 
   log(level, message) {

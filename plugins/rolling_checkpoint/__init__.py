@@ -3,14 +3,14 @@ the trainer to save a checkpoint tagged "rolling"; when the trainer reports a ne
 delete the previous one, so that at most one rolling save is on disk. Optionally delete the last one
 when training ends normally (the trainer writes its own final checkpoint then).
 
-The plugin never writes a model itself: it asks through a save_checkpoint control request, and
-learns the file's path from on_checkpoint_saved.
+The plugin never touches the run folder itself (its jail cannot see it): it asks through a
+save_checkpoint control request, learns the file's path from on_checkpoint_saved, and asks the
+trainer to delete it later (delete_checkpoint), which the trainer allows only for checkpoints it
+saved on this plugin's request.
 
 Options: every_n_steps (0 = off), every_n_epochs (0 = off), tag, delete_previous, delete_on_training_end.
 """
 import logging
-import os
-import shutil
 
 from plugins.plugins import BasePlugin
 
@@ -50,7 +50,7 @@ class RollingCheckpoint(BasePlugin):
         if kwargs.get("tag") != self.tag:
             return
         path = kwargs["path"]
-        if self.delete_previous and self.previous and os.path.abspath(self.previous) != os.path.abspath(path):
+        if self.delete_previous and self.previous and self.previous != path:
             self._delete(self.previous)
         self.previous = path
 
@@ -61,14 +61,5 @@ class RollingCheckpoint(BasePlugin):
             self.previous = None
 
     def _delete(self, path):
-        try:
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path)
-            elif os.path.lexists(path):
-                os.remove(path)
-            else:
-                log.info("previous rolling checkpoint %s is already gone", path)
-                return
-            log.info("deleted previous rolling checkpoint %s", path)
-        except OSError as e:
-            log.warning("could not delete rolling checkpoint %s: %s", path, e)
+        self.request_checkpoint_removal(path, "rolling checkpoint replaced")
+        log.info("asked the trainer to delete the previous rolling checkpoint %s", path)

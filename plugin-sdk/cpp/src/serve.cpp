@@ -34,6 +34,9 @@ class ServeContext final : public Context {
   void request_checkpoint(const std::string& tag, const std::string& reason) override {
     control_.push_back({{"action", "save_checkpoint"}, {"tag", tag}, {"reason", reason}});
   }
+  void request_checkpoint_removal(const std::string& path, const std::string& reason) override {
+    control_.push_back({{"action", "delete_checkpoint"}, {"path", path}, {"reason", reason}});
+  }
   void set_arg(const std::string& name, const Json& value) override {
     control_.push_back({{"action", "set_arg"}, {"name", name}, {"value", value}});
   }

@@ -140,6 +140,11 @@ class BasePlugin:
             req["tag"] = str(tag)
         self._control(req)
 
+    def request_checkpoint_removal(self, path, reason=""):
+        """Ask the trainer to delete a checkpoint it saved on this plugin's request (the path that
+        on_checkpoint_saved reported). Plugins cannot reach the run folder themselves."""
+        self._control({"action": "delete_checkpoint", "path": str(path), "reason": str(reason)})
+
     def set_arg(self, name, value, reason=None):
         """Ask the trainer to change a training argument (only ``grad_accum``, an int 1..4096)."""
         self._control(make_set_arg(name, value, reason))

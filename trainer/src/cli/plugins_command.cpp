@@ -14,9 +14,12 @@ namespace {
 int list_plugins(const PluginCatalog& catalog) {
   std::cout << std::left << std::setw(24) << "NAME" << std::setw(10) << "VERSION" << std::setw(8) << "RUNTIME"
             << "DESCRIPTION\n";
-  for (const auto& m : catalog.plugins())
+  for (const auto& m : catalog.plugins()) {
     std::cout << std::left << std::setw(24) << m.name << std::setw(10) << m.version << std::setw(8) << m.runtime
               << m.description << "\n";
+    // What a plugin asks beyond its jail is what a user must decide to grant: never hidden.
+    if (!m.permissions.empty()) std::cout << std::setw(42) << "" << "permissions: " << m.permissions.describe() << "\n";
+  }
   for (const auto& problem : catalog.problems())
     std::cerr << "warning: " << problem.path.string() << ": " << problem.reason << "\n";
   for (const auto& conflict : catalog.conflicts()) std::cerr << "error: " << conflict << "\n";

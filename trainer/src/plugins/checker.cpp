@@ -59,6 +59,7 @@ bool check_plugin(const std::string& entry, const PluginCatalog& catalog, std::o
   PluginSettings settings;
   settings.entry = entry;
   settings.max_restarts = 1000;  // the checker reports every fault; it never quarantines
+  settings.grant = manifest.permissions.to_json();  // checked in the jail it asks for
   RunInfo run;
   run.project_name = "plugins-check";
   run.scratch_dir = std::filesystem::temp_directory_path() / ("bulkhead-check-" + std::to_string(getpid()));
@@ -80,7 +81,8 @@ bool check_plugin(const std::string& entry, const PluginCatalog& catalog, std::o
       std::filesystem::remove_all(runtime_pattern);
       return false;
     }
-    out << manifest.name << " " << manifest.version << " (" << manifest.runtime << "): handshake ok\n";
+    out << manifest.name << " " << manifest.version << " (" << manifest.runtime << "): handshake ok\n"
+        << "permissions: " << manifest.permissions.describe() << " (checked inside a jail granting them)\n";
     const auto& catalogue = Schemas::instance().hook_catalogue()["hooks"];
     for (const auto& declared : manifest.hooks)
       if (!plugin.implements(declared)) {

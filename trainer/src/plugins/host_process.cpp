@@ -19,9 +19,11 @@
 
 #include "common/log.hpp"
 #include "common/paths.hpp"
+#include "plugins/resource_group.hpp"
 
 namespace bulkhead {
 namespace bp = boost::process;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -115,11 +117,77 @@ class Launcher {
   std::deque<std::packaged_task<void()>> queue_;
 };
 
-std::string describe_status(int status) {
+// Under bubblewrap a plugin killed by a signal comes back as an exit status of 128 + the signal.
+std::string describe_status(int status, bool jailed) {
+  if (WIFEXITED(status) && jailed && WEXITSTATUS(status) > 128 && WEXITSTATUS(status) <= 128 + SIGRTMAX)
+    return describe_status(WEXITSTATUS(status) - 128, false);  // a raw status of N: killed by signal N
   if (WIFEXITED(status)) return "exit status " + std::to_string(WEXITSTATUS(status));
   if (WIFSIGNALED(status))
     return "killed by signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
   return "status " + std::to_string(status);
+}
+
+std::string join(const std::vector<fs::path>& paths) {
+  std::string text;
+  for (const auto& path : paths) text += (text.empty() ? "" : ":") + path.string();
+  return text;
+}
+
+// An EveryDream2 class path (plugins.example_plugin.ExampleLoggingPlugin) names no folder: its
+// module's top folder (plugins/) or file is found on the search path, as the Python host will.
+std::pair<fs::path, fs::path> class_path_module(const std::string& entry, const std::vector<fs::path>& roots) {
+  const std::string top = entry.substr(0, entry.find('.'));
+  for (const auto& root : roots)
+    for (const auto& candidate : {root / top, root / (top + ".py")})
+      if (fs::exists(candidate)) return {root, candidate};
+  return {};
+}
+
+std::vector<std::string> host_arguments(const HostLaunch& launch, bool jailed) {
+  const auto& m = launch.manifest;
+  const auto& l = launch.limits;
+  std::vector<std::string> argv = {paths::plugin_host().string(), "--runtime", m.runtime, "--entry", m.resolved_entry(),
+                                   "--plugin-dir", m.dir.string(),
+                                   "--limit-address-space-mb", std::to_string(l.address_space_mb),
+                                   "--limit-cpu-s", std::to_string(l.cpu_time_s),
+                                   "--limit-open-files", std::to_string(l.open_files),
+                                   "--limit-processes", std::to_string(l.processes)};
+  if (jailed && launch.identity.uid >= 0)
+    argv.insert(argv.end(), {"--plugin-uid", std::to_string(launch.identity.uid), "--plugin-gid", std::to_string(launch.identity.gid)});
+  if (launch.granted.network) argv.insert(argv.end(), {"--network", "1"});
+  return argv;
+}
+
+// What the plugin sees besides the system: its own files, its runtime's SDK, the host, and what
+// train.json granted. Bulkhead's install, the run folder, the data and other plugins stay outside.
+JailView jail_view(const HostLaunch& launch) {
+  const auto& m = launch.manifest;
+  const fs::path home = paths::home();
+  JailView view;
+  view.socket_dir = launch.socket_dir;
+  view.tmp_mb = launch.limits.tmp_mb;
+  view.network = launch.granted.network;
+  view.gpu = launch.granted.gpu;
+  view.read_only = {paths::plugin_host(), home / "schemas"};
+  if (!m.dir.empty()) view.read_only.push_back(m.dir);
+  if (m.runtime == "cpp" && !m.dir.empty() && fs::path(m.resolved_entry()).parent_path() != m.dir)
+    view.read_only.push_back(m.resolved_entry());
+  if (m.runtime == "python") {
+    view.read_only.insert(view.read_only.end(), {home / "plugin-sdk" / "python", home / "plugins" / "plugins.py", home / "plugins" / "__init__.py"});
+    if (m.dir.empty()) {
+      auto [root, module] = class_path_module(m.entry, launch.search_path);
+      if (!module.empty()) view.read_only.push_back(module);
+      view.workdir = root;  // EveryDream2 runs its plugins from the folder of its train.json
+    }
+    // A virtual environment named by train.json's "python" lives outside /usr.
+    const fs::path python = launch.python.empty() ? fs::path("/usr/bin/python3") : launch.python;
+    if (python.parent_path().filename() == "bin" && python.parent_path().parent_path() != "/usr")
+      view.read_only.push_back(python.parent_path().parent_path());
+  }
+  if (m.runtime == "node") view.read_only.push_back(home / "plugin-sdk" / "node");
+  view.read_only.insert(view.read_only.end(), launch.granted.read.begin(), launch.granted.read.end());
+  view.writable = launch.granted.write;
+  return view;
 }
 
 }  // namespace
@@ -131,6 +199,21 @@ struct HostProcess::Impl {
   std::mutex mutex;
   std::optional<int> raw_status;  // from waitpid, once reaped
   std::string last_error_line;
+  bool jailed = false;
+  std::unique_ptr<ResourceGroup> group;  // null where cgroups cannot be used
+  std::mutex breach_mutex;
+  std::string breach;                    // the limit the group went past, once it did
+  std::chrono::steady_clock::time_point next_breach_check{};
+
+  // Polled with the child's state: a tree past its limits is killed, and that is why it ended.
+  void check_limits(HostProcess& host) {
+    if (!group) return;
+    std::lock_guard<std::mutex> lock(breach_mutex);
+    if (!breach.empty() || std::chrono::steady_clock::now() < next_breach_check) return;
+    next_breach_check = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
+    breach = group->breach();
+    if (!breach.empty()) host.kill_group();
+  }
 
   // Line by line, each line cut a little past what the relay shows: a plugin that writes
   // without newlines cannot grow the trainer's memory.
@@ -169,28 +252,44 @@ struct HostProcess::Impl {
 
 HostProcess::HostProcess(const HostLaunch& launch) : impl_(std::make_unique<Impl>()) {
   const auto& m = launch.manifest;
-  auto env = boost::this_process::environment();
-  bp::environment child_env = env;
-  child_env["BULKHEAD_ENDPOINT"] = launch.endpoint;
-  child_env["BULKHEAD_TOKEN"] = launch.token;
-  child_env["BULKHEAD_PARENT_PID"] = std::to_string(getpid());
-  child_env["BULKHEAD_HOME"] = paths::home().string();
-  child_env["BULKHEAD_SCRATCH_DIR"] = launch.scratch_dir.string();
-  child_env["BULKHEAD_SEARCH_PATH"] = launch.search_path;
-  child_env["BULKHEAD_PLUGIN_NAME"] = m.name;
-  child_env["BULKHEAD_PLUGIN_VERSION"] = m.version;
-  child_env["BULKHEAD_PLUGIN_DESCRIPTION"] = m.description;
-  if (!launch.python.empty()) child_env["BULKHEAD_PYTHON"] = launch.python.string();
-  const auto& l = launch.limits;
+  impl_->jailed = launch.jail.mode == JailSettings::Mode::full;
+  if (impl_->jailed) impl_->group = ResourceGroup::create(launch.group_name, {launch.limits.memory_mb, launch.limits.processes, launch.limits.cpu_time_s});
+
+  bp::environment env;
+  for (const auto& [name, value] : plugin_environment(launch.granted.env)) env[name] = value;
+  env["BULKHEAD_ENDPOINT"] = launch.endpoint;
+  env["BULKHEAD_TOKEN"] = launch.token;
+  // Inside the jail the trainer is in no namespace of the plugin's: its pid namespace's init is what dies with it.
+  if (!impl_->jailed) env["BULKHEAD_PARENT_PID"] = std::to_string(getpid());
+  env["BULKHEAD_HOME"] = paths::home().string();
+  env["BULKHEAD_SCRATCH_DIR"] = launch.scratch_dir.string();
+  env["BULKHEAD_SEARCH_PATH"] = join(launch.search_path);
+  env["BULKHEAD_PLUGIN_NAME"] = m.name;
+  env["BULKHEAD_PLUGIN_VERSION"] = m.version;
+  env["BULKHEAD_PLUGIN_DESCRIPTION"] = m.description;
+  env["HOME"] = launch.scratch_dir.string();
+  env["TMPDIR"] = "/tmp";
+  if (!launch.python.empty()) env["BULKHEAD_PYTHON"] = launch.python.string();
+
+  std::vector<std::string> argv = host_arguments(launch, impl_->jailed);
+  if (impl_->jailed) argv = jail_command(jail_view(launch), argv);
+  const std::vector<std::string> args(argv.begin() + 1, argv.end());
+  std::vector<const char*> join_files;
+  if (impl_->group)
+    for (const auto& file : impl_->group->join_files()) join_files.push_back(file.c_str());
+
   Launcher::instance().run([&] {
   impl_->child = bp::child(
-      paths::plugin_host().string(), "--runtime", m.runtime, "--entry", m.resolved_entry(), "--plugin-dir", m.dir.string(),
-      "--limit-address-space-mb", std::to_string(l.address_space_mb), "--limit-cpu-s", std::to_string(l.cpu_time_s),
-      "--limit-open-files", std::to_string(l.open_files), "--limit-processes", std::to_string(l.processes),
-      child_env, bp::std_in < bp::null, bp::std_out > impl_->out, bp::std_err > impl_->err,
+      bp::exe = argv.front(), bp::args = args, env, bp::std_in < bp::null, bp::std_out > impl_->out, bp::std_err > impl_->err,
       // Its own process group from the first instruction, so a restart kills every descendant.
-      bp::extend::on_exec_setup = [](auto&) {
+      bp::extend::on_exec_setup = [&join_files](auto&) {
         setpgid(0, 0);
+        // Into the resource group before anything else runs: every descendant is born inside.
+        for (const char* file : join_files) {
+          const int fd = ::open(file, O_WRONLY | O_CLOEXEC);
+          if (fd >= 0 && ::write(fd, "0", 1) < 0) ::_exit(71);
+          if (fd >= 0) ::close(fd);
+        }
         // The plugin gets stdin, stdout and stderr only: no other descriptor of the trainer's
         // (sockets, pipes, files) may leak into it. CLOEXEC rather than close, so that
         // Boost.Process's own exec-error pipe keeps working.
@@ -203,6 +302,39 @@ HostProcess::HostProcess(const HostLaunch& launch) : impl_(std::make_unique<Impl
   });
   impl_->out_reader = std::thread(&Impl::reader, impl_.get(), std::ref(impl_->out), OutputRelay(m.name, "stdout"), false);
   impl_->err_reader = std::thread(&Impl::reader, impl_.get(), std::ref(impl_->err), OutputRelay(m.name, "stderr"), true);
+}
+
+std::string HostProcess::full_jail_unavailable(const JailSettings& jail) {
+  static std::mutex mutex;
+  static std::optional<std::string> verdict;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (verdict) return *verdict;
+  const std::string advice =
+      ". Bulkhead runs no plugin without its jail; to run plugins in the weaker jail (seccomp, rlimits and an "
+      "environment allow-list, but no namespaces: a plugin could read and write what the trainer's user can), set "
+      "\"jail\": {\"mode\": \"weak\"} in train.json (docs/sandbox.md)";
+  const std::string bwrap = jail_command({}, {}).front();
+  if (bp::search_path(bwrap).empty() && !fs::exists(bwrap))
+    return *(verdict = "bubblewrap (bwrap) is not installed (Debian: apt-get install bubblewrap)" + advice);
+  // The real host around /bin/true, with the identity and filter a plugin gets.
+  fs::path sockets = fs::temp_directory_path() / ("bulkhead-probe-" + std::to_string(getpid()));
+  fs::create_directories(sockets);
+  HostLaunch probe;
+  probe.manifest.runtime = "exec";
+  probe.manifest.entry = "/bin/true";
+  probe.identity = plugin_identity(jail);
+  probe.socket_dir = sockets;
+  const auto argv = jail_command(jail_view(probe), host_arguments(probe, true));
+  bp::ipstream errors;
+  bp::child child(bp::exe = argv.front(), bp::args = std::vector<std::string>(argv.begin() + 1, argv.end()),
+                  bp::std_in < bp::null, bp::std_out > bp::null, bp::std_err > errors);
+  std::string line, last;
+  while (std::getline(errors, line))
+    if (!line.empty()) last = line;
+  child.wait();
+  fs::remove_all(sockets);
+  if (child.exit_code() == 0) return *(verdict = "");
+  return *(verdict = "plugins cannot be jailed on this machine: " + (last.empty() ? "bwrap exited " + std::to_string(child.exit_code()) : last) + advice);
 }
 
 HostProcess::~HostProcess() {
@@ -218,7 +350,11 @@ HostProcess::~HostProcess() {
 
 int HostProcess::pid() const { return impl_->child.id(); }
 
-bool HostProcess::running() { return !impl_->reap(false); }
+bool HostProcess::running() {
+  if (impl_->reap(false)) return false;
+  impl_->check_limits(*this);
+  return true;
+}
 
 std::optional<int> HostProcess::exit_status() {
   impl_->reap(false);
@@ -229,8 +365,12 @@ std::optional<int> HostProcess::exit_status() {
 
 std::string HostProcess::exit_description() {
   if (!impl_->reap(false)) return "";
+  {
+    std::lock_guard<std::mutex> lock(impl_->breach_mutex);
+    if (!impl_->breach.empty()) return impl_->breach;
+  }
   std::lock_guard<std::mutex> lock(impl_->mutex);
-  return describe_status(*impl_->raw_status);
+  return describe_status(*impl_->raw_status, impl_->jailed);
 }
 
 std::string HostProcess::last_error_line() const {

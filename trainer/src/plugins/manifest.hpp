@@ -7,6 +7,8 @@
 
 #include <bulkhead/plugin.hpp>
 
+#include "plugins/sandbox.hpp"
+
 namespace bulkhead {
 
 struct Manifest {
@@ -19,6 +21,7 @@ struct Manifest {
   Json options = Json::object();
   bool resizes_images = false;
   bool wants_tensors = false;
+  Permissions permissions;     // what it asks beyond the default view; train.json must grant each
   std::filesystem::path dir;   // the plugin's folder; empty for an EveryDream2 class path
   std::filesystem::path path;  // the plugin.json; empty for an EveryDream2 class path
 

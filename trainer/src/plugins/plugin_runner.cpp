@@ -12,7 +12,9 @@
 
 #include "common/log.hpp"
 #include "common/schemas.hpp"
+#include "plugins/host_process.hpp"
 #include "plugins/manifest.hpp"
+#include "plugins/resource_group.hpp"
 #include "plugins/supervised_plugin.hpp"
 
 namespace bulkhead {
@@ -35,12 +37,15 @@ std::vector<PluginSettings> plugin_settings_from_config(const Json& plugins) {
     s.max_restarts = item.value("max_restarts", s.max_restarts);
     s.restart_window_s = item.value("restart_window_s", s.restart_window_s);
     s.restart_backoff_ms = item.value("restart_backoff_ms", s.restart_backoff_ms);
+    s.grant = item.value("grant", Json::object());
     const Json limits = item.value("limits", Json::object());
     auto& l = s.limits;
     l.address_space_mb = limits.value("address_space_mb", l.address_space_mb);
     l.cpu_time_s = limits.value("cpu_time_s", l.cpu_time_s);
     l.open_files = limits.value("open_files", l.open_files);
     l.processes = limits.value("processes", l.processes);
+    l.memory_mb = limits.value("memory_mb", l.memory_mb);
+    l.tmp_mb = limits.value("tmp_mb", l.tmp_mb);
     l.max_message_mb = limits.value("max_message_mb", l.max_message_mb);
     l.max_caption_bytes = limits.value("max_caption_bytes", l.max_caption_bytes);
     settings.push_back(s);
@@ -48,8 +53,30 @@ std::vector<PluginSettings> plugin_settings_from_config(const Json& plugins) {
   return settings;
 }
 
+namespace {
+
+// What the report and the console say about the jail plugins run in.
+Json describe_jail(const JailSettings& jail) {
+  if (jail.mode == JailSettings::Mode::weak)
+    return {{"mode", "weak"},
+            {"warning", "PLUGINS ARE NOT FULLY JAILED (\"jail\": {\"mode\": \"weak\"}): no namespaces, so a plugin can read and "
+                        "write whatever this user can and reach the network through local sockets; only seccomp, rlimits and "
+                        "the environment allow-list hold (docs/sandbox.md)"}};
+  const std::string no_groups = ResourceGroup::unavailable();
+  Json json = {{"mode", "full"},
+               {"limits", no_groups.empty() ? "memory, processes and CPU time for each plugin's whole process tree (cgroups)"
+                                            : "per process only (" + no_groups + ")"}};
+  if (!no_groups.empty())
+    json["warning"] = "plugin memory and CPU limits hold per process only, not for a plugin's whole process tree: " + no_groups +
+                      " (docs/sandbox.md)";
+  return json;
+}
+
+}  // namespace
+
 struct PluginRunner::Impl {
   RunInfo run;
+  Json jail = Json::object();
   fs::path runtime_dir;  // 0700: only this user can reach the sockets in it
   std::vector<std::unique_ptr<SupervisedPlugin>> plugins;
   mutable std::mutex mutex;
@@ -79,6 +106,13 @@ PluginRunner::PluginRunner(std::vector<PluginSettings> settings, RunInfo run) : 
   if (impl_->run.scratch_dir.empty() && !impl_->run.run_dir.empty()) impl_->run.scratch_dir = impl_->run.run_dir / "plugin-scratch";
   if (settings.empty()) return;
   if (!impl_->run.scratch_dir.empty()) fs::create_directories(impl_->run.scratch_dir);
+  impl_->jail = describe_jail(impl_->run.jail);
+  if (impl_->run.jail.mode == JailSettings::Mode::full) {
+    const std::string why = HostProcess::full_jail_unavailable(impl_->run.jail);
+    if (!why.empty()) throw std::runtime_error(why);
+    if (!impl_->jail.contains("warning")) logger("plugins")->info("plugins are jailed: {}", impl_->jail["limits"].get<std::string>());
+  }
+  if (impl_->jail.contains("warning")) logger("plugins")->warn("{}", impl_->jail["warning"].get<std::string>());
 
   std::string pattern = (fs::temp_directory_path() / "bulkhead-XXXXXX").string();
   if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("cannot create a runtime folder in " + fs::temp_directory_path().string());
@@ -179,7 +213,7 @@ std::optional<std::string> PluginRunner::abort_reason() const {
 Json PluginRunner::report() const {
   Json plugins = Json::array();
   for (const auto& p : impl_->plugins) plugins.push_back(p->report());
-  return {{"plugins", plugins}};
+  return {{"jail", impl_->jail}, {"plugins", plugins}};
 }
 
 std::string PluginRunner::report_table() const {
@@ -208,6 +242,7 @@ std::string PluginRunner::report_table() const {
       out << ", last fault: " << r["last_fault"].get<std::string>();
     out << "\n";
   }
+  if (impl_->jail.contains("warning")) out << "WARNING: " << impl_->jail["warning"].get<std::string>() << "\n";
   return out.str();
 }
 

@@ -21,14 +21,18 @@
 
 #include <bulkhead/plugin.hpp>
 
+#include "plugins/sandbox.hpp"
+
 namespace bulkhead {
 
 // Resource limits of one plugin host (plugin-entry.schema.json, "limits").
 struct PluginLimits {
-  int address_space_mb = 4096;
-  int cpu_time_s = 3600;
+  int address_space_mb = 4096;  // per process (RLIMIT_AS)
+  int memory_mb = 2048;         // the whole process tree (cgroup), where the trainer can make cgroups
+  int cpu_time_s = 3600;        // per process, and for the whole tree where there are cgroups
   int open_files = 256;
-  int processes = 64;
+  int processes = 128;          // processes and threads of the whole tree
+  int tmp_mb = 256;             // size of the jail's /tmp and of its scratch folder, each
   int max_message_mb = 64;
   int max_caption_bytes = 4096;
 };
@@ -44,6 +48,7 @@ struct PluginSettings {
   double restart_window_s = 60;
   int restart_backoff_ms = 100;        // delay before the first restart; doubles per fault up to 10 s
   PluginLimits limits;
+  Json grant = Json::object();         // permissions train.json grants (paths relative to its folder)
 };
 
 // Parses train.json's "plugins" array (already valid against plugin-entry.schema.json).
@@ -56,6 +61,10 @@ struct RunInfo {
   std::filesystem::path config_dir;    // where train.json lives ("" when none)
   std::filesystem::path scratch_dir;   // plugins' writable folder; default <run_dir>/plugin-scratch
   std::filesystem::path python;        // interpreter for Python plugins; "" = $BULKHEAD_PYTHON or /usr/bin/python3
+  std::filesystem::path config_file;   // the train.json, to name in errors ("" when none)
+  JailSettings jail;                   // train.json's "jail"
+
+  std::string config_name() const { return config_file.empty() ? "train.json" : config_file.string(); }
 };
 
 // A validated control request from a plugin, e.g. {"action":"set_arg","name":"grad_accum","value":4}.

@@ -1,7 +1,11 @@
 #include "plugins/supervised_plugin.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <cmath>
 #include <random>
 #include <sstream>
@@ -71,9 +75,24 @@ struct LoadFailure : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-std::string search_path(const RunInfo& run) {
-  std::string path = run.config_dir.empty() ? "" : run.config_dir.string() + ":";
-  return path + std::filesystem::current_path().string() + ":" + paths::home().string();
+std::vector<std::filesystem::path> search_path(const RunInfo& run) {
+  std::vector<std::filesystem::path> path;
+  if (!run.config_dir.empty()) path.push_back(run.config_dir);
+  path.push_back(std::filesystem::current_path());
+  path.push_back(paths::home());
+  return path;
+}
+
+// A folder for one start's socket, which only the plugin's user may enter; inside the jail it is
+// the only trace of the trainer's files.
+std::filesystem::path socket_folder(const std::filesystem::path& runtime_dir, const std::string& name, int generation,
+                                    const PluginIdentity& identity) {
+  const auto dir = runtime_dir / (name + "-" + std::to_string(generation));
+  std::filesystem::create_directory(dir);
+  ::chmod(dir.c_str(), 0700);
+  if (identity.uid >= 0 && ::chown(dir.c_str(), identity.uid, identity.gid) != 0)
+    throw std::runtime_error("cannot hand " + dir.string() + " to the plugin's user: " + std::strerror(errno));
+  return dir;
 }
 
 }  // namespace
@@ -102,7 +121,10 @@ SupervisedPlugin::SupervisedPlugin(Manifest manifest, PluginSettings settings, R
       // Until a hello says otherwise, the manifest's hooks (or, for a bare EveryDream2 class path,
       // every hook), so that a plugin whose first start failed is still called and restarted.
       hooks_(manifest_.hooks),
-      backoff_(std::max(0, settings_.restart_backoff_ms)) {
+      backoff_(std::max(0, settings_.restart_backoff_ms)),
+      granted_(Permissions::from_json(settings_.grant, run_.config_dir)) {
+  const auto problem = ungranted(manifest_.name, manifest_.path, manifest_.permissions, granted_, run_.config_name());
+  if (!problem.empty()) throw std::runtime_error(problem);
   if (hooks_.empty())
     for (const auto& [hook, spec] : Schemas::instance().hook_catalogue()["hooks"].items()) hooks_.push_back(hook);
 }
@@ -112,6 +134,14 @@ SupervisedPlugin::~SupervisedPlugin() { stop(); }
 bool SupervisedPlugin::implements(const std::string& hook) const {
   std::lock_guard<std::mutex> lock(mutex_);
   return std::find(hooks_.begin(), hooks_.end(), hook) != hooks_.end();
+}
+
+std::filesystem::path SupervisedPlugin::scratch_dir() const {
+  if (run_.jail.mode == JailSettings::Mode::full) return kJailScratchDir;
+  if (run_.scratch_dir.empty()) return {};
+  const auto dir = run_.scratch_dir / manifest_.name;
+  std::filesystem::create_directories(dir);
+  return dir;
 }
 
 void SupervisedPlugin::launch() {
@@ -144,9 +174,10 @@ void SupervisedPlugin::start() {
     generation->number = ++generation_;
   }
   const int number = generation->number;
-  const std::string endpoint =
-      "ipc://" + (runtime_dir_ / (std::to_string(std::hash<std::string>{}(manifest_.name) % 100000) + "-" +
-                                  std::to_string(number) + ".sock")).string();
+  const bool jailed = run_.jail.mode == JailSettings::Mode::full;
+  const PluginIdentity identity = jailed ? plugin_identity(run_.jail) : PluginIdentity{};
+  const auto socket_dir = socket_folder(runtime_dir_, manifest_.name, number, identity);
+  const std::string endpoint = "ipc://" + (socket_dir / "plugin.sock").string();
   const std::string token = random_token();
 
   ConnectionEvents events;
@@ -179,7 +210,12 @@ void SupervisedPlugin::start() {
     return process && !process->running() ? process->exit_description() : "";
   };
   generation->connection = std::make_unique<Connection>(endpoint, std::int64_t(settings_.limits.max_message_mb) << 20, events);
-  HostLaunch launch{manifest_, settings_.limits, endpoint, token, run_.scratch_dir, search_path(run_), run_.python};
+  // The folder keeps everyone else out; the plugin's user must be able to connect.
+  ::chmod((socket_dir / "plugin.sock").c_str(), 0666);
+  HostLaunch launch{manifest_, settings_.limits,
+                    jailed ? "ipc://" + (kJailSocketDir / "plugin.sock").string() : endpoint,
+                    token, scratch_dir(), search_path(run_), run_.python, run_.jail, identity, granted_,
+                    socket_dir, manifest_.name + "-" + std::to_string(number)};
   generation->process = std::make_unique<HostProcess>(launch);
   generation->started_process = generation->process.get();
 
@@ -227,7 +263,7 @@ void SupervisedPlugin::start() {
   Json options = manifest_.options;
   options.merge_patch(settings_.options);
   generation->connection->answer_hello(
-      nullptr, {{"protocol", wire::kProtocolVersion}, {"options", options}, {"scratch_dir", run_.scratch_dir.string()}});
+      nullptr, {{"protocol", wire::kProtocolVersion}, {"options", options}, {"scratch_dir", scratch_dir().string()}});
 
   std::vector<std::string> hooks;
   const auto& catalogue = Schemas::instance().hook_catalogue()["hooks"];

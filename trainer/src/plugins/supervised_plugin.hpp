@@ -80,6 +80,8 @@ class SupervisedPlugin {
   // Counts a call as sent, or as skipped when there was no generation to send it to; returns sent.
   bool count_call(const std::string& hook, bool sent);
   std::chrono::milliseconds deadline(const std::string& hook) const;
+  // The plugin's writable folder as it sees it: the jail's own, or its folder in the run's scratch.
+  std::filesystem::path scratch_dir() const;
   // The plugin's on_failure, or else the hook's default from schemas/hooks.json.
   bool aborts_on(const std::string& hook) const;
   // Validates an ok reply; returns the reason it is invalid, or empty.
@@ -115,6 +117,7 @@ class SupervisedPlugin {
   std::string last_log_error_;
   std::string last_fault_;  // "hook what", the latest fault of any hook
   std::map<std::string, HookCounters> counters_;
+  Permissions granted_;  // what train.json grants it (a superset of what its manifest asks)
 };
 
 }  // namespace bulkhead

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "common/schemas.hpp"
+#include "plugins/host_process.hpp"
 #include "plugins/manifest.hpp"
 #include "plugins/plugin_runner.hpp"
 
@@ -91,7 +92,7 @@ void fill_defaults(Json& value, const Json& schema) {
 }
 
 // Rules the schema cannot say.
-void check_consistency(const TrainConfig& c, std::vector<std::string>& problems) {
+void check_consistency(const TrainConfig& c, const std::string& source, std::vector<std::string>& problems) {
   int levels = static_cast<int>(c.model.channel_mults.size());
   int factor = 1 << (levels - 1);
   if (c.resolution % factor != 0)
@@ -104,10 +105,23 @@ void check_consistency(const TrainConfig& c, std::vector<std::string>& problems)
   auto entries = plugin_settings_from_config(c.json.at("plugins"));
   for (std::size_t i = 0; i < entries.size(); ++i) {
     try {
-      catalog.resolve(entries[i].entry, c.source_dir);
+      const Manifest manifest = catalog.resolve(entries[i].entry, c.source_dir);
+      const auto problem = ungranted(manifest.name, manifest.path, manifest.permissions,
+                                     Permissions::from_json(entries[i].grant, c.source_dir), source);
+      if (!problem.empty()) problems.push_back("/plugins/" + std::to_string(i) + ": " + problem);
     } catch (const std::exception& e) {
       problems.push_back("/plugins/" + std::to_string(i) + ": " + e.what());
     }
+  }
+  // Fail closed: no plugin starts without its jail, and that is known before the data is loaded.
+  const auto jail = JailSettings::from_json(c.json.at("jail"));
+  try {
+    if (!entries.empty() && jail.mode == JailSettings::Mode::full) {
+      const std::string why = HostProcess::full_jail_unavailable(jail);
+      if (!why.empty()) problems.push_back("/jail: " + why);
+    }
+  } catch (const std::exception& e) {
+    problems.push_back(std::string("/jail: ") + e.what());
   }
 }
 
@@ -206,7 +220,7 @@ TrainConfig resolve_config(const Json& user, const std::string& source,
   fill_defaults(resolved, train_schema());
   TrainConfig config = typed(resolved);
   config.source_dir = source_dir;
-  check_consistency(config, problems);
+  check_consistency(config, source, problems);
   if (!problems.empty()) throw ConfigError(join_problems(source, problems));
   return config;
 }

@@ -88,9 +88,10 @@ Trainer::Trainer(TrainConfig config, std::optional<fs::path> resume)
   summary_.skipped_images = train_.skipped.size();
   build_model(resume);
 
-  plugins_ = std::make_unique<PluginRunner>(plugin_settings_from_config(config_.json.at("plugins")),
-                                            RunInfo{config_.project_name, run_dir_, config_.source_dir, {},
-                                                    config_.python.empty() ? fs::path() : config_.from_config(config_.python)});
+  RunInfo run{config_.project_name, run_dir_, config_.source_dir, {},
+              config_.python.empty() ? fs::path() : config_.from_config(config_.python)};
+  run.jail = JailSettings::from_json(config_.json.at("jail"));
+  plugins_ = std::make_unique<PluginRunner>(plugin_settings_from_config(config_.json.at("plugins")), run);
   log_->info("device {}{}, {} torch threads, {} training / {} validation images, {} steps per epoch, plugins: {}",
              device_.str(), amp_ ? " (bfloat16 autocast)" : "", torch::get_num_threads(), train_.examples.size(),
              validation_.examples.size(), epoch_length_, plugins_->empty() ? "none" : std::to_string(plugins_->names().size()));
@@ -215,7 +216,7 @@ void Trainer::run_epoch() {
     const bool at_optimizer_step = position_.batches_done % position_.grad_accum == 0 ||
                                    position_.batches_done == epoch_length_;
     if (!at_optimizer_step) continue;
-    for (auto& tag : std::exchange(checkpoint_requests_, {})) save("requested", tag);
+    for (auto& [source, tag] : std::exchange(checkpoint_requests_, {})) requested_checkpoints_[save("requested", tag)] = source;
     if ((stop_requested_ || interrupted()) && position_.batches_done < epoch_length_) return;
   }
   position_.epoch = epoch + 1;
@@ -234,7 +235,7 @@ void Trainer::run_epoch() {
     write_samples(name);
   }
   if (!last && config_.save_every_n_epochs > 0 && done % config_.save_every_n_epochs == 0) save("epoch");
-  for (auto& tag : std::exchange(checkpoint_requests_, {})) save("requested", tag);
+  for (auto& [source, tag] : std::exchange(checkpoint_requests_, {})) requested_checkpoints_[save("requested", tag)] = source;
 }
 
 // One batch: forward, backward, and an optimizer step every grad_accum batches
@@ -346,7 +347,7 @@ void Trainer::write_samples(const std::string& name) {
   log_->info("samples: {}", summary_.last_samples.string());
 }
 
-void Trainer::save(const std::string& reason, const std::string& tag) {
+fs::path Trainer::save(const std::string& reason, const std::string& tag) {
   char name[96];
   std::snprintf(name, sizeof name, "%s%s%s-ep%04d-gs%06lld.pt", reason.c_str(), tag.empty() ? "" : "-", tag.c_str(),
                 position_.epoch, static_cast<long long>(position_.global_step));
@@ -361,6 +362,21 @@ void Trainer::save(const std::string& reason, const std::string& tag) {
                  {"global_step", position_.global_step}};
   if (!tag.empty()) kwargs["tag"] = tag;
   notify("on_checkpoint_saved", kwargs);
+  return path;
+}
+
+// A plugin cannot reach the run folder: it asks, and only for what the trainer saved on its own request.
+void Trainer::delete_requested_checkpoint(const std::string& source, const fs::path& path) {
+  const auto found = requested_checkpoints_.find(path);
+  if (found == requested_checkpoints_.end() || found->second != source) {
+    log_->warn("{} asked to delete {}, which is not a checkpoint saved on its request: refused", source, path.string());
+    return;
+  }
+  std::error_code error;
+  fs::remove(path, error);
+  if (error) log_->warn("could not delete {} for {}: {}", path.string(), source, error.message());
+  else log_->info("deleted {} for {}", path.string(), source);
+  requested_checkpoints_.erase(found);
 }
 
 // ---------------------------------------------------------------------------
@@ -406,8 +422,10 @@ void Trainer::apply_control(const std::string& source, const Json& request) {
     stop_requested_ = true;
     log_->warn("{} asked to stop training{}", source, reason.empty() ? "" : ": " + reason);
   } else if (action == "save_checkpoint") {
-    checkpoint_requests_.push_back(request.value("tag", ""));
+    checkpoint_requests_.emplace_back(source, request.value("tag", ""));
     log_->info("{} asked for a checkpoint{}", source, reason.empty() ? "" : ": " + reason);
+  } else if (action == "delete_checkpoint") {
+    delete_requested_checkpoint(source, request.at("path").get<std::string>());
   } else if (action == "set_arg" && request.at("name") != "grad_accum") {
     // The schema's whitelist may grow before the trainer learns the new name: refuse, never guess.
     log_->warn("{} asked to set {}, which this trainer cannot change", source, request.at("name").get<std::string>());

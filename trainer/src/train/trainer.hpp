@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -86,7 +87,9 @@ class Trainer {
   void train_step(const Batch& batch, int local_step, int epoch_length);
   void validate(int epoch);
   void write_samples(const std::string& name);
-  void save(const std::string& reason, const std::string& tag = "");
+  // Writes a checkpoint and tells the plugins; returns its path.
+  std::filesystem::path save(const std::string& reason, const std::string& tag = "");
+  void delete_requested_checkpoint(const std::string& source, const std::filesystem::path& path);
 
   // Plugins
   void call(const std::string& hook, const nlohmann::json& kwargs);
@@ -120,7 +123,8 @@ class Trainer {
   HookObserver observer_;
   std::vector<std::pair<std::string, nlohmann::json>> observer_requests_;
   bool stop_requested_ = false;
-  std::vector<std::string> checkpoint_requests_;  // tags
+  std::vector<std::pair<std::string, std::string>> checkpoint_requests_;  // (who asked, tag)
+  std::map<std::filesystem::path, std::string> requested_checkpoints_;    // saved on request: path -> who asked
 
   std::ofstream metrics_;
   std::unique_ptr<Progress> progress_;

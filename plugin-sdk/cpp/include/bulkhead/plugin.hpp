@@ -63,6 +63,8 @@ class Context {
   virtual void log(const std::string& level, const std::string& message) = 0;  // "debug" | "info" | "warning" | "error"
   virtual void request_stop(const std::string& reason) = 0;
   virtual void request_checkpoint(const std::string& tag, const std::string& reason) = 0;
+  // Deletes a checkpoint the trainer saved on this plugin's request (on_checkpoint_saved's path).
+  virtual void request_checkpoint_removal(const std::string& path, const std::string& reason) = 0;
   virtual void set_arg(const std::string& name, const Json& value) = 0;  // e.g. set_arg("grad_accum", 4)
 };
 

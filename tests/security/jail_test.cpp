@@ -1,0 +1,388 @@
+// The jail, tested from the outside: a hostile plugin (tests/plugins/attacker) inside real
+// `bulkhead train` runs, as root and as an ordinary user. Each attack is judged by what the
+// trainer's side sees: a listener that receives nothing, files whose bytes and times are
+// unchanged, a secret that never reaches any output, the trainer alive to the last step, the
+// plugin's processes in namespaces of their own, limits hit and named in the report, nothing
+// left alive after the trainer exits or is SIGKILLed.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "common/paths.hpp"
+#include "plugins/resource_group.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+using namespace std::chrono_literals;
+
+constexpr const char* kTestUser = "bulkhead-jail-test";
+
+std::string read_text(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+std::string random_secret() {
+  std::random_device device;
+  return "secret-" + std::to_string(device()) + std::to_string(device());
+}
+
+// Who runs the trainer: root (how containers and CI run), or an ordinary user.
+enum class As { root, user };
+
+std::string name(As as) { return as == As::root ? "root" : "user"; }
+
+// The ordinary user, created once (the tests run as root); nullopt when that cannot be done here.
+std::optional<passwd> ordinary_user() {
+  static std::optional<passwd> user = []() -> std::optional<passwd> {
+    if (getuid() != 0) return std::nullopt;
+    if (getpwnam(kTestUser) == nullptr)
+      std::system((std::string("useradd --system --no-create-home --shell /usr/sbin/nologin ") + kTestUser + " >/dev/null 2>&1").c_str());
+    const passwd* entry = getpwnam(kTestUser);
+    if (entry == nullptr) return std::nullopt;
+    return *entry;
+  }();
+  return user;
+}
+
+struct Run {
+  int exit_code = -1;
+  std::string output;  // the trainer's stdout and stderr
+  std::string log;     // train.log
+  Json report;         // plugin-report.json
+  fs::path run_dir;
+};
+
+class Jail : public ::testing::TestWithParam<As> {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = fs::path(::testing::TempDir()) / "bulkhead-jail" / (std::string(info->name()) + "-" + name(GetParam()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    if (GetParam() == As::user) {
+      auto user = ordinary_user();
+      if (!user) GTEST_SKIP() << "cannot create an ordinary user here (the tests are not root)";
+      user_ = *user;
+      // The user must reach the build and the sources, as it would its own install.
+      const std::string probe = "setpriv --reuid=" + std::to_string(user_.pw_uid) + " --regid=" + std::to_string(user_.pw_gid) +
+                                " --clear-groups test -x " + BULKHEAD_EXE + " -a -r " + (bulkhead::paths::home() / "schemas").string();
+      if (std::system(probe.c_str()) != 0)
+        GTEST_SKIP() << "the ordinary user cannot read " << BULKHEAD_EXE << " (the checkout is in a folder only root can enter)";
+      for (fs::path p = dir_; p != p.root_path(); p = p.parent_path()) ::chmod(p.c_str(), 0755);
+      ::chown(dir_.c_str(), user_.pw_uid, user_.pw_gid);
+    }
+  }
+
+  // A config of a tiny run with the attacker (and the C++ hook_logger beside it).
+  Json config(const Json& attacker_options, const Json& limits = Json::object()) const {
+    Json attacker = {{"name", (bulkhead::paths::home() / "tests" / "plugins" / "attacker").string()},
+                     {"options", attacker_options}, {"max_restarts", 1000}};
+    if (!limits.empty()) attacker["limits"] = limits;
+    return {{"run_dir", (dir_ / "run").string()}, {"max_epochs", 2}, {"resolution", 16}, {"batch_size", 64},
+            {"lr_warmup_steps", 2}, {"max_tokens", 16}, {"num_threads", 1}, {"num_workers", 1}, {"sample_every_n_epochs", 0},
+            {"save_every_n_epochs", 0}, {"sample_steps", 2},
+            {"model", {{"channels", 8}, {"channel_mults", {1, 2}}, {"embed_dim", 32}}},
+            {"plugins", Json::array({attacker, "hook_logger"})}};
+  }
+
+  // Starts `bulkhead train` as root or as the ordinary user, with `secret` in its environment.
+  pid_t start(const Json& config) {
+    config_file_ = dir_ / "train.json";
+    std::ofstream(config_file_) << config.dump(2);
+    output_file_ = dir_ / "output.txt";
+    if (GetParam() == As::user) {
+      ::chown(config_file_.c_str(), user_.pw_uid, user_.pw_gid);
+    }
+    const pid_t child = fork();
+    if (child == 0) {
+      const int fd = ::open(output_file_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0) _exit(126);
+      setenv("AWS_SECRET_ACCESS_KEY", secret_.c_str(), 1);
+      setenv("BULKHEAD_PLUGIN_CONSOLE_LEVEL", "info", 1);
+      ::chdir(dir_.c_str());
+      if (GetParam() == As::user) {
+        setenv("HOME", dir_.c_str(), 1);
+        if (setgroups(0, nullptr) != 0 || setgid(user_.pw_gid) != 0 || setuid(user_.pw_uid) != 0) _exit(125);
+      }
+      execl(BULKHEAD_EXE, BULKHEAD_EXE, "train", "--config", config_file_.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    return child;
+  }
+
+  Run finish(pid_t pid) {
+    Run run;
+    int status = 0;
+    waitpid(pid, &status, 0);
+    run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    run.run_dir = dir_ / "run";
+    run.output = read_text(output_file_);
+    run.log = read_text(run.run_dir / "train.log");
+    std::ifstream report(run.run_dir / "plugin-report.json");
+    if (report) run.report = Json::parse(report);
+    return run;
+  }
+
+  Run train(const Json& config) { return finish(start(config)); }
+
+  // The steps of the same run without the attacker, trained once per test program.
+  long reference_steps() {
+    static long steps = [this] {
+      Json plain = config(Json::object());
+      plain["plugins"] = Json::array({"hook_logger"});
+      plain["run_dir"] = (dir_ / "reference").string();
+      std::ofstream(dir_ / "reference.json") << plain.dump(2);
+      const std::string command = std::string(BULKHEAD_EXE) + " train --config " + (dir_ / "reference.json").string() + " >/dev/null 2>&1";
+      return std::system(command.c_str()) == 0 ? loss_records(dir_ / "reference") : -1;
+    }();
+    return steps;
+  }
+
+  // The line the attacker printed about `attack`, for the failure messages.
+  static std::string lines_about(const Run& run, const std::string& attack) {
+    std::istringstream in(run.output);
+    std::string found;
+    for (std::string line; std::getline(in, line);)
+      if (line.find("attack " + attack) != std::string::npos) found += line + "\n";
+    return found;
+  }
+
+  static Json plugin(const Run& run, const std::string& plugin_name) {
+    for (const auto& p : run.report.value("plugins", Json::array()))
+      if (p["name"] == plugin_name) return p;
+    return Json();
+  }
+
+  fs::path dir_;
+  fs::path config_file_, output_file_;
+  passwd user_{};
+  std::string secret_ = random_secret();
+};
+
+// Steps recorded in a run's metrics.
+long loss_records(const fs::path& run_dir) {
+  std::ifstream in(run_dir / "metrics.jsonl");
+  long count = 0;
+  for (std::string line; std::getline(in, line);) count += line.find("\"loss\"") != std::string::npos;
+  return count;
+}
+
+bool process_named_alive(const std::string& comm) {
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string pid = entry.path().filename();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string name = read_text(entry.path() / "comm");
+    if (!name.empty() && name.back() == '\n') name.pop_back();
+    if (name == comm) return true;
+  }
+  return false;
+}
+
+struct FileState {
+  std::string bytes;
+  timespec modified{};
+  explicit FileState(const fs::path& path) : bytes(read_text(path)) {
+    struct stat info{};
+    ::stat(path.c_str(), &info);
+    modified = info.st_mtim;
+  }
+  bool operator==(const FileState& other) const {
+    return bytes == other.bytes && modified.tv_sec == other.modified.tv_sec && modified.tv_nsec == other.modified.tv_nsec;
+  }
+};
+
+TEST_P(Jail, FilesTheTrainerAndOtherPluginsAreOutOfReach) {
+  const fs::path secret = dir_ / "secret.txt";
+  std::ofstream(secret) << secret_;
+  ::chmod(secret.c_str(), 0600);
+  if (GetParam() == As::user) ::chown(secret.c_str(), user_.pw_uid, user_.pw_gid);  // the user's own secret
+  const fs::path victim = dir_ / "victim.txt";
+  std::ofstream(victim) << "untouched\n";
+  if (GetParam() == As::user) ::chown(victim.c_str(), user_.pw_uid, user_.pw_gid);
+  const fs::path host = bulkhead::paths::plugin_host();
+  const fs::path other_plugin = bulkhead::paths::home() / "plugins" / "hook_logger" / "plugin.json";
+  const Json options = {{"attacks", {"files", "proc", "env", "sockets"}},
+                        {"read_paths", {secret.string(), "/etc/shadow", (dir_ / "train.json").string()}},
+                        {"write_paths", {victim.string(), (dir_ / "train.json").string()}},
+                        {"touch_paths", {host.string(), other_plugin.string()}},
+                        {"secret_env", "AWS_SECRET_ACCESS_KEY"}};
+  const Json cfg = config(options);
+  std::ofstream(dir_ / "train.json") << cfg.dump(2);
+  const FileState host_before(host), plugin_before(other_plugin), victim_before(victim);
+
+  Run run = train(cfg);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_NE(run.output.find("attacker done"), std::string::npos) << run.output;
+  // Nothing secret reached any output the plugin has: its stdout and stderr, train.log.
+  EXPECT_EQ(run.output.find(secret_), std::string::npos) << lines_about(run, "read");
+  EXPECT_EQ(run.log.find(secret_), std::string::npos);
+  EXPECT_EQ(run.output.find("root:"), std::string::npos) << "/etc/shadow was read";
+  // Nothing was written: the victim, the config, the host binary, another plugin.
+  EXPECT_TRUE(victim_before == FileState(victim)) << lines_about(run, "write");
+  EXPECT_EQ(read_text(dir_ / "train.json").find("PWNED"), std::string::npos);
+  EXPECT_TRUE(host_before == FileState(host)) << lines_about(run, "touch");
+  EXPECT_TRUE(plugin_before == FileState(other_plugin)) << lines_about(run, "touch");
+  // The trainer was neither found nor killed, and no plugin spoke in another's name.
+  EXPECT_NE(run.output.find("attack find the trainer in /proc: blocked"), std::string::npos) << lines_about(run, "find");
+  EXPECT_EQ(run.log.find("set grad_accum"), std::string::npos);
+  EXPECT_NE(run.output.find("attack find other plugins' sockets: blocked"), std::string::npos) << lines_about(run, "find");
+  // Training went on to the end, every step.
+  EXPECT_EQ(loss_records(run.run_dir), reference_steps()) << run.output;
+}
+
+TEST_P(Jail, TheNetworkIsUnreachable) {
+  // Listeners on the loopback addresses the plugin would try: TCP and UDP, IPv4 and IPv6.
+  auto listen_on = [](int family, int type) {
+    const int fd = ::socket(family, type | SOCK_NONBLOCK, 0);
+    if (family == AF_INET) {
+      sockaddr_in at{};
+      at.sin_family = AF_INET;
+      at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      ::bind(fd, reinterpret_cast<sockaddr*>(&at), sizeof at);
+    } else {
+      sockaddr_in6 at{};
+      at.sin6_family = AF_INET6;
+      at.sin6_addr = in6addr_loopback;
+      ::bind(fd, reinterpret_cast<sockaddr*>(&at), sizeof at);
+    }
+    if (type == SOCK_STREAM) ::listen(fd, 8);
+    return fd;
+  };
+  auto port_of = [](int fd) {
+    sockaddr_storage at{};
+    socklen_t size = sizeof at;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&at), &size);
+    return at.ss_family == AF_INET ? ntohs(reinterpret_cast<sockaddr_in*>(&at)->sin_port)
+                                   : ntohs(reinterpret_cast<sockaddr_in6*>(&at)->sin6_port);
+  };
+  std::vector<int> listeners = {listen_on(AF_INET, SOCK_STREAM), listen_on(AF_INET, SOCK_DGRAM), listen_on(AF_INET6, SOCK_STREAM),
+                                listen_on(AF_INET6, SOCK_DGRAM)};
+  Json ports = Json::array();
+  for (int fd : listeners) ports.push_back(port_of(fd));
+
+  Run run = train(config({{"attacks", {"network"}}, {"ports", ports}}));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  for (int fd : listeners) {
+    char buffer[64];
+    EXPECT_LT(::accept(fd, nullptr, nullptr), 0) << "a connection reached a listener\n" << lines_about(run, "tcp");
+    EXPECT_LT(::recv(fd, buffer, sizeof buffer, 0), 0) << "a datagram reached a listener\n" << lines_about(run, "udp");
+    ::close(fd);
+  }
+  for (const char* attack : {"socket(AF_INET | 1 << 32)", "socket(AF_NETLINK)", "socket(AF_PACKET)", "io_uring_setup"})
+    EXPECT_NE(run.output.find(std::string("attack ") + attack + ": blocked"), std::string::npos) << lines_about(run, attack);
+}
+
+// From the outside, while it runs: the plugin's processes are in their own pid, mount, network
+// and user namespaces, hold no capability, have no-new-privs and a seccomp filter, and (when the
+// trainer is root) belong to an unprivileged user.
+TEST_P(Jail, PluginProcessesHoldNoPrivilege) {
+  const pid_t trainer = start(config({{"attacks", {"privileges"}}}));
+  auto ns = [](pid_t pid, const char* kind) { return fs::read_symlink("/proc/" + std::to_string(pid) + "/ns/" + kind).string(); };
+  std::vector<pid_t> hosts;
+  for (int i = 0; i < 200 && hosts.empty(); ++i) {
+    std::this_thread::sleep_for(50ms);
+    for (const auto& entry : fs::directory_iterator("/proc")) {
+      const std::string pid = entry.path().filename();
+      if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+      if (read_text(entry.path() / "cmdline").find("bulkhead-plugin-host") == 0 &&
+          read_text(entry.path() / "status").find("Seccomp:\t2") != std::string::npos)
+        hosts.push_back(std::stoi(pid));
+    }
+  }
+  ASSERT_FALSE(hosts.empty()) << "no plugin host found";
+  for (pid_t host : hosts) {
+    const std::string status = read_text("/proc/" + std::to_string(host) + "/status");
+    if (status.empty()) continue;  // ended meanwhile
+    EXPECT_NE(status.find("CapEff:\t0000000000000000"), std::string::npos) << status;
+    EXPECT_NE(status.find("NoNewPrivs:\t1"), std::string::npos) << status;
+    if (GetParam() == As::root) EXPECT_NE(status.find("Uid:\t65534"), std::string::npos) << status;
+    for (const char* kind : {"pid", "mnt", "net", "user", "ipc", "uts"})
+      EXPECT_NE(ns(host, kind), ns(trainer, kind)) << kind << " namespace shared with the trainer";
+  }
+  Run run = finish(trainer);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  for (const char* attack : {"setuid(0)", "unshare(CLONE_NEWUSER)", "clone(CLONE_NEWUSER)", "mount tmpfs", "fsopen(tmpfs)",
+                             "ptrace(PTRACE_ATTACH, 1)", "process_vm_readv(1)", "bpf", "keyctl", "perf_event_open", "setsid"})
+    EXPECT_NE(run.output.find(std::string("attack ") + attack + ": blocked"), std::string::npos) << lines_about(run, attack);
+}
+
+TEST_P(Jail, NothingOutlivesTheTrainer) {
+  const pid_t trainer = start(config({{"attacks", {"outlive"}}}));
+  for (int i = 0; i < 600 && read_text(output_file_).find("attack SIGKILL the warden") == std::string::npos; ++i)
+    std::this_thread::sleep_for(50ms);
+  std::this_thread::sleep_for(300ms);
+  ::kill(trainer, SIGKILL);
+  finish(trainer);
+  bool alive = true;
+  for (int i = 0; i < 100 && alive; ++i) {
+    alive = process_named_alive("attacker-orphan") || process_named_alive("bulkhead-plugin");
+    if (alive) std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_FALSE(alive) << read_text(output_file_);
+}
+
+// Limits that hold for the plugin's whole tree, hit and named in the report; training finishes.
+class TreeLimits : public Jail {
+ protected:
+  void SetUp() override {
+    Jail::SetUp();
+    if (IsSkipped()) return;
+    if (GetParam() == As::user || !bulkhead::ResourceGroup::unavailable().empty())
+      GTEST_SKIP() << "whole-tree limits need cgroups the trainer can write (root): "
+                   << (GetParam() == As::user ? "an ordinary user has none here" : bulkhead::ResourceGroup::unavailable());
+  }
+
+  void expect_fault(const std::string& attack, const Json& limits, const std::string& named) {
+    Run run = train(config({{"attacks", {attack}}}, limits));
+    ASSERT_EQ(run.exit_code, 0) << run.output;
+    const Json attacker = plugin(run, "attacker");
+    EXPECT_NE(attacker.dump().find(named), std::string::npos) << attacker.dump(2) << "\n" << run.output;
+    EXPECT_EQ(loss_records(run.run_dir), reference_steps());
+  }
+};
+
+TEST_P(TreeLimits, AForkBombHitsTheProcessLimit) {
+  expect_fault("fork_bomb", {{"processes", 32}}, "process limit of 32 reached");
+}
+
+TEST_P(TreeLimits, ChildrenTogetherHitTheMemoryLimit) {
+  expect_fault("memory_children", {{"memory_mb", 512}, {"address_space_mb", 1024}}, "memory limit of 512 MB reached");
+}
+
+TEST_P(TreeLimits, ChildrenTogetherHitTheCpuLimit) {
+  expect_fault("cpu_children", {{"cpu_time_s", 2}}, "CPU time limit of 2 s reached");
+}
+
+TEST_P(Jail, TmpIsPrivateAndBounded) {
+  Run run = train(config({{"attacks", {"fill_tmp"}}}, {{"tmp_mb", 64}}));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_NE(run.output.find("attack fill /tmp with 2 GB: blocked: 6"), std::string::npos) << lines_about(run, "fill");
+  EXPECT_FALSE(fs::exists("/tmp/attacker-fill"));
+  EXPECT_EQ(loss_records(run.run_dir), reference_steps());
+}
+
+INSTANTIATE_TEST_SUITE_P(AsRootAndAsUser, Jail, ::testing::Values(As::root, As::user),
+                         [](const auto& info) { return name(info.param); });
+INSTANTIATE_TEST_SUITE_P(AsRootAndAsUser, TreeLimits, ::testing::Values(As::root, As::user),
+                         [](const auto& info) { return name(info.param); });
+
+}  // namespace
