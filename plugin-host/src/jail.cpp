@@ -15,6 +15,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "landlock.hpp"
 #include "seccomp_filter.hpp"
 
 namespace bulkhead::host {
@@ -88,6 +89,7 @@ void enter_jail(const JailPolicy& policy) {
   // would share the count with the trainer's own threads: no limit there (docs/sandbox.md).
   if (getuid() != 0) limit(RLIMIT_NPROC, rlim_t(limits.processes), "RLIMIT_NPROC");
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail("prctl(PR_SET_NO_NEW_PRIVS)");
+  restrict_with_landlock(policy.writable, policy.network);
   load_seccomp_filter(policy.network);
 }
 

@@ -1,7 +1,7 @@
 // bulkhead-plugin-host — the process every plugin runs in.
 //
 //   bulkhead-plugin-host --runtime cpp|python|node|exec --entry ENTRY [--plugin-dir DIR] [--limit-... N]
-//                        [--plugin-uid UID --plugin-gid GID] [--network 0|1]
+//                        [--plugin-uid UID --plugin-gid GID] [--network 0|1] [--writable DIR:DIR...]
 //
 // Started by the trainer, inside the bubblewrap sandbox it builds (docs/sandbox.md), with
 // BULKHEAD_ENDPOINT and BULKHEAD_TOKEN in its environment (and BULKHEAD_PARENT_PID when unjailed).
@@ -26,7 +26,7 @@ int usage(const std::string& problem) {
   std::cerr << "bulkhead-plugin-host: " << problem << "\n"
             << "usage: bulkhead-plugin-host --runtime cpp|python|node|exec --entry ENTRY [--plugin-dir DIR]\n"
             << "         [--limit-address-space-mb N] [--limit-cpu-s N] [--limit-open-files N] [--limit-processes N]\n"
-            << "         [--plugin-uid UID --plugin-gid GID] [--network 0|1]\n";
+            << "         [--plugin-uid UID --plugin-gid GID] [--network 0|1] [--writable DIR:DIR...]\n";
   return kUsageError;
 }
 
@@ -54,6 +54,12 @@ int main(int argc, char** argv) {
     number("plugin-uid", policy.plugin_uid);
     number("plugin-gid", policy.plugin_gid);
     number("network", policy.network);
+    // Colon-separated, like PATH.
+    for (std::size_t start = 0, end; start < args["writable"].size(); start = end + 1) {
+      end = args["writable"].find(':', start);
+      if (end == std::string::npos) end = args["writable"].size();
+      if (end > start) policy.writable.push_back(args["writable"].substr(start, end - start));
+    }
   } catch (const std::exception&) {
     return usage("a numeric argument is not a number");
   }

@@ -7,6 +7,7 @@
 //   touch_paths:  files to open for writing and touch (no bytes written: the build's own files)
 //   ports:        TCP and UDP ports on 127.0.0.1 and ::1 to reach
 //   secret_env:   an environment variable name of the trainer's to print
+//   orphan_name:  the name (comm) of the process that tries to outlive the trainer
 // Attacks: files, proc (the trainer through /proc and signals), network, sockets (other plugins'
 // ZeroMQ sockets), privileges (mount, namespaces, uid, ptrace...), fork_bomb, memory_children,
 // cpu_children, fill_tmp, outlive, env.
@@ -258,14 +259,14 @@ void fill_tmp() {
 }
 
 // A grandchild that tries to outlive everything: leaves the group, kills the warden, sleeps.
-void outlive() {
+void outlive(const std::string& orphan_name) {
   const pid_t child = fork();
   if (child == 0) {
     attempt("setsid in a child", ::setsid());
     if (fork() == 0) {
-      prctl(PR_SET_NAME, "attacker-orphan");
-      execl("/bin/sleep", "attacker-orphan", "600", nullptr);
-      _exit(1);
+      prctl(PR_SET_NAME, orphan_name.c_str());
+      sleep(600);
+      _exit(0);
     }
     _exit(0);
   }
@@ -295,7 +296,7 @@ class Attacker : public bulkhead::Plugin {
       else if (attack == "memory_children") children("4 children of 300 MB", 4, use_300_mb);
       else if (attack == "cpu_children") children("6 spinning children", 6, spin);
       else if (attack == "fill_tmp") fill_tmp();
-      else if (attack == "outlive") outlive();
+      else if (attack == "outlive") outlive(options.value("orphan_name", "attacker-orphan"));
       else if (attack == "env") env(options);
       else throw bulkhead::HookError("unknown attack " + attack);
     }

@@ -143,18 +143,27 @@ std::pair<fs::path, fs::path> class_path_module(const std::string& entry, const 
   return {};
 }
 
-std::vector<std::string> host_arguments(const HostLaunch& launch, bool jailed) {
+// `in_group`: a cgroup counts the plugin's processes, and RLIMIT_NPROC is only a backstop, set
+// above it, so that the group's limit is the one hit and reported.
+std::vector<std::string> host_arguments(const HostLaunch& launch, bool jailed, bool in_group) {
   const auto& m = launch.manifest;
   const auto& l = launch.limits;
+  const int processes = in_group ? 2 * l.processes + 16 : l.processes;
   std::vector<std::string> argv = {paths::plugin_host().string(), "--runtime", m.runtime, "--entry", m.resolved_entry(),
                                    "--plugin-dir", m.dir.string(),
                                    "--limit-address-space-mb", std::to_string(l.address_space_mb),
                                    "--limit-cpu-s", std::to_string(l.cpu_time_s),
                                    "--limit-open-files", std::to_string(l.open_files),
-                                   "--limit-processes", std::to_string(l.processes)};
+                                   "--limit-processes", std::to_string(processes)};
   if (jailed && launch.identity.uid >= 0)
     argv.insert(argv.end(), {"--plugin-uid", std::to_string(launch.identity.uid), "--plugin-gid", std::to_string(launch.identity.gid)});
   if (launch.granted.network) argv.insert(argv.end(), {"--network", "1"});
+  // In the full jail /tmp is the plugin's own; in the weak one it is the machine's, and the
+  // plugin gets its scratch folder as TMPDIR instead.
+  std::vector<fs::path> writable = launch.granted.write;
+  writable.push_back(launch.scratch_dir);
+  if (jailed) writable.push_back("/tmp");
+  argv.insert(argv.end(), {"--writable", join(writable)});
   return argv;
 }
 
@@ -268,10 +277,10 @@ HostProcess::HostProcess(const HostLaunch& launch) : impl_(std::make_unique<Impl
   env["BULKHEAD_PLUGIN_VERSION"] = m.version;
   env["BULKHEAD_PLUGIN_DESCRIPTION"] = m.description;
   env["HOME"] = launch.scratch_dir.string();
-  env["TMPDIR"] = "/tmp";
+  env["TMPDIR"] = impl_->jailed ? "/tmp" : launch.scratch_dir.string();
   if (!launch.python.empty()) env["BULKHEAD_PYTHON"] = launch.python.string();
 
-  std::vector<std::string> argv = host_arguments(launch, impl_->jailed);
+  std::vector<std::string> argv = host_arguments(launch, impl_->jailed, impl_->group != nullptr);
   if (impl_->jailed) argv = jail_command(jail_view(launch), argv);
   const std::vector<std::string> args(argv.begin() + 1, argv.end());
   std::vector<const char*> join_files;
@@ -324,7 +333,8 @@ std::string HostProcess::full_jail_unavailable(const JailSettings& jail) {
   probe.manifest.entry = "/bin/true";
   probe.identity = plugin_identity(jail);
   probe.socket_dir = sockets;
-  const auto argv = jail_command(jail_view(probe), host_arguments(probe, true));
+  probe.scratch_dir = kJailScratchDir;
+  const auto argv = jail_command(jail_view(probe), host_arguments(probe, true, false));
   bp::ipstream errors;
   bp::child child(bp::exe = argv.front(), bp::args = std::vector<std::string>(argv.begin() + 1, argv.end()),
                   bp::std_in < bp::null, bp::std_out > bp::null, bp::std_err > errors);

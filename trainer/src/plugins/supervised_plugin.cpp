@@ -87,7 +87,8 @@ std::vector<std::filesystem::path> search_path(const RunInfo& run) {
 // the only trace of the trainer's files.
 std::filesystem::path socket_folder(const std::filesystem::path& runtime_dir, const std::string& name, int generation,
                                     const PluginIdentity& identity) {
-  const auto dir = runtime_dir / (name + "-" + std::to_string(generation));
+  // Short: a socket's path must fit in 107 bytes, and TMPDIR may be deep already.
+  const auto dir = runtime_dir / (std::to_string(std::hash<std::string>{}(name) % 100000) + "-" + std::to_string(generation));
   std::filesystem::create_directory(dir);
   ::chmod(dir.c_str(), 0700);
   if (identity.uid >= 0 && ::chown(dir.c_str(), identity.uid, identity.gid) != 0)
@@ -178,6 +179,9 @@ void SupervisedPlugin::start() {
   const PluginIdentity identity = jailed ? plugin_identity(run_.jail) : PluginIdentity{};
   const auto socket_dir = socket_folder(runtime_dir_, manifest_.name, number, identity);
   const std::string endpoint = "ipc://" + (socket_dir / "plugin.sock").string();
+  if (endpoint.size() - 6 > 107)
+    throw std::runtime_error("the socket path " + endpoint.substr(6) + " is longer than the 107 bytes a local socket allows: " +
+                             "set TMPDIR to a shorter folder");
   const std::string token = random_token();
 
   ConnectionEvents events;
