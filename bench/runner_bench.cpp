@@ -32,8 +32,12 @@
 #include "plugins/manifest.hpp"
 #include "plugins/plugin_runner.hpp"
 
+#include "bench_support.hpp"
+
 namespace fs = std::filesystem;
 using bulkhead::Json;
+using bulkhead::bench::check_no_faults;
+using bulkhead::bench::runner_for;
 
 namespace {
 
@@ -95,23 +99,6 @@ void raw_round_trip(benchmark::State& state, const std::string& payload) {
 void BM_Floor_RawZmqRoundTrip(benchmark::State& state) { raw_round_trip(state, caption_request()); }
 void BM_Floor_RawZmqRoundTrip_Image256(benchmark::State& state) { raw_round_trip(state, image_request(256)); }
 
-std::unique_ptr<bulkhead::PluginRunner> runner_for(const std::string& entry, Json options = Json::object()) {
-  setenv("BULKHEAD_PLUGINS_PATH", (bulkhead::paths::home() / "tests" / "plugins").c_str(), 1);
-  bulkhead::PluginSettings s;
-  s.entry = entry;
-  s.options = std::move(options);
-  bulkhead::RunInfo run;
-  run.project_name = "bench";
-  run.run_dir = fs::temp_directory_path() / ("runner-bench-run-" + std::to_string(getpid()));
-  return std::make_unique<bulkhead::PluginRunner>(std::vector<bulkhead::PluginSettings>{s}, run);
-}
-
-void check_no_faults(benchmark::State& state, const bulkhead::PluginRunner& runner) {
-  for (const auto& [hook, c] : runner.report()["plugins"][0]["hooks"].items())
-    if (c["ok"].get<long>() != c["calls"].get<long>())
-      state.SkipWithError(("faults in " + hook + ": " + c.dump()).c_str());
-}
-
 Json epoch_kwargs() {
   return {{"epoch", 0}, {"global_step", 0}, {"epoch_length", 10}, {"project_name", "bench"}, {"log_folder", "/tmp"},
           {"data_root", "/tmp"}};
@@ -125,15 +112,19 @@ Json step_kwargs() {
 }
 
 // A call hook (the trainer waits) through the runner to a C++ plugin.
-void BM_Runner_CallHook_Cpp(benchmark::State& state) {
-  auto runner = runner_for("recorder");
+void call_hook(benchmark::State& state, bulkhead::JailSettings::Mode jail) {
+  auto runner = runner_for("recorder", Json::object(), jail);
   const Json kwargs = epoch_kwargs();
   for (auto _ : state) runner->call("on_epoch_start", kwargs);
   check_no_faults(state, *runner);
 }
+void BM_Runner_CallHook_Cpp(benchmark::State& state) { call_hook(state, bulkhead::JailSettings::Mode::full); }
+// The same in the weak jail, for the comparison below.
+void BM_Runner_CallHook_Cpp_WeakJail(benchmark::State& state) { call_hook(state, bulkhead::JailSettings::Mode::weak); }
 
-// The same call hook over a bare Connection to the same kind of host: what the runner's
-// supervision (validation, counters, fault handling) adds is the difference.
+// The same call hook over a bare Connection to the same kind of host (in the weak jail): what
+// the runner's supervision (validation, counters, fault handling) adds is the difference with
+// BM_Runner_CallHook_Cpp_WeakJail.
 void BM_Unsupervised_CallHook_Cpp(benchmark::State& state) {
   setenv("BULKHEAD_PLUGINS_PATH", (bulkhead::paths::home() / "tests" / "plugins").c_str(), 1);
   const fs::path dir = fs::temp_directory_path() / ("runner-bench-bare-" + std::to_string(getpid()));
@@ -143,6 +134,7 @@ void BM_Unsupervised_CallHook_Cpp(benchmark::State& state) {
   launch.endpoint = "ipc://" + (dir / "bare.sock").string();
   launch.token = "bench";
   launch.scratch_dir = dir;
+  launch.jail.mode = bulkhead::JailSettings::Mode::weak;
   {
     bulkhead::Connection connection(launch.endpoint, 64 << 20, {});
     bulkhead::HostProcess host(launch);
@@ -215,6 +207,7 @@ void BM_Runner_TransformImage256_PythonColorGrade(benchmark::State& state) { ima
 
 BENCHMARK(BM_Floor_RawZmqRoundTrip)->UseRealTime();
 BENCHMARK(BM_Unsupervised_CallHook_Cpp)->UseRealTime();
+BENCHMARK(BM_Runner_CallHook_Cpp_WeakJail)->UseRealTime();
 BENCHMARK(BM_Runner_CallHook_Cpp)->UseRealTime();
 BENCHMARK(BM_Runner_StepHook_Cpp)->UseRealTime();
 BENCHMARK(BM_Runner_StepHook_Python)->UseRealTime();

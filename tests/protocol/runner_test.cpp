@@ -43,7 +43,9 @@ fs::path python_plugin(const fs::path& dir, const std::string& name, const std::
                                                     {"runtime", "exec"}, {"entry", "main.py"}, {"hooks", Json::array()}}
                                                   .dump();
   std::ofstream(dir / name / "main.py") << "#!/usr/bin/python3\n" << source;
-  fs::permissions(dir / name / "main.py", fs::perms::owner_all);
+  // Readable by the plugin's user (nobody, when the tests run as root).
+  fs::permissions(dir / name / "main.py", fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                              fs::perms::others_read | fs::perms::others_exec);
   return dir / name;
 }
 
@@ -52,6 +54,8 @@ TEST(Runner, EveryCatalogueHookRoundTripsThroughARealHost) {
   PluginSettings recorder;
   recorder.entry = test::test_plugin("recorder").string();
   recorder.options = {{"record_to", (dir / "calls.jsonl").string()}};
+  recorder.grant = {{"write", {dir.string()}}};  // outside its jail, so granted
+  fs::permissions(dir, fs::perms::all);          // and writable by its user (nobody, under root)
   {
     PluginRunner runner({recorder}, run_in(dir));
     const auto& hooks = Schemas::instance().hook_catalogue()["hooks"];
@@ -220,8 +224,13 @@ TEST(BundledPlugins, ImageColourAppliesGammaAndSaturation) {
 
 // A Python plugin that starts a child and a grandchild that try to outlive it, and records
 // their pids and whether leaving the process group (setsid) was refused.
+// A Python plugin that starts a child, a grandchild it orphans, and a child that tries to leave
+// the process group, each `sleep SECONDS` (which the test finds them by), and records in its
+// granted out/ folder whether leaving the group was allowed.
 fs::path spawning_plugin(const fs::path& dir) {
   fs::create_directories(dir / "spawner");
+  fs::create_directories(dir / "out");
+  fs::permissions(dir / "out", fs::perms::all);  // the plugin's user (nobody, under root) writes there
   std::ofstream(dir / "spawner" / "plugin.json")
       << Json{{"name", "spawner"}, {"version", "1.0.0"}, {"description", "starts children"},
               {"runtime", "python"}, {"entry", "spawner.Spawner"}, {"hooks", Json::array()}}
@@ -231,76 +240,85 @@ from bulkhead_plugin import BasePlugin
 
 class Spawner(BasePlugin):
     def configure(self):
-        child = subprocess.Popen(["sleep", "600"])
-        grandchild = subprocess.Popen(["sh", "-c", "sleep 600 & echo $!"], stdout=subprocess.PIPE)
-        orphan = int(grandchild.stdout.readline())
+        seconds, out = str(self.options["seconds"]), self.options["out"]
+        subprocess.Popen(["sleep", seconds])
+        subprocess.Popen(["sh", "-c", "sleep %s & echo $!" % seconds], stdout=subprocess.PIPE).stdout.readline()
         try:
-            subprocess.Popen(["sleep", "600"], start_new_session=True)
+            subprocess.Popen(["sleep", seconds], start_new_session=True)
             setsid = "allowed"
         except OSError:
             setsid = "refused"
-        with open(os.path.join(self.scratch_dir, "pids.tmp"), "w") as out:
-            out.write("%d %d %s" % (child.pid, orphan, setsid))
-        os.rename(os.path.join(self.scratch_dir, "pids.tmp"), os.path.join(self.scratch_dir, "pids"))
+        with open(os.path.join(out, "setsid.tmp"), "w") as f:
+            f.write(setsid)
+        os.rename(os.path.join(out, "setsid.tmp"), os.path.join(out, "setsid"))
 )";
   return dir / "spawner";
 }
 
-struct SpawnedPids {
-  pid_t child = 0, orphan = 0;
-  std::string setsid;
-};
-
-// Waits up to 10 s for the spawning plugin's record in its scratch folder.
-SpawnedPids read_spawned(const fs::path& run_dir) {
-  const fs::path file = run_dir / "plugin-scratch" / "pids";
-  for (int i = 0; i < 1000 && !fs::exists(file); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  SpawnedPids pids;
-  std::ifstream(file) >> pids.child >> pids.orphan >> pids.setsid;
-  return pids;
+PluginSettings spawner_settings(const fs::path& dir, int seconds) {
+  PluginSettings settings;
+  settings.entry = (dir / "spawner").string();
+  settings.options = {{"seconds", seconds}, {"out", (dir / "out").string()}};
+  settings.grant = {{"write", {(dir / "out").string()}}};
+  return settings;
 }
 
-void expect_gone_soon(pid_t pid) {
-  for (int i = 0; i < 300 && !gone(pid); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  EXPECT_TRUE(gone(pid)) << "process " << pid << ", started by a plugin, outlived its trainer";
+// Host pids of the processes running `sleep SECONDS` (the plugin's own pids are its namespace's).
+std::vector<pid_t> sleepers(int seconds) {
+  std::vector<pid_t> found;
+  const std::string wanted = std::string("sleep") + '\0' + std::to_string(seconds) + '\0';
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(entry.path() / "cmdline");
+    const std::string cmdline((std::istreambuf_iterator<char>(in)), {});
+    if (cmdline == wanted) found.push_back(std::stoi(name));
+  }
+  return found;
+}
+
+// Waits up to 10 s for the plugin's record and its three sleepers.
+std::string wait_for_spawned(const fs::path& dir, int seconds) {
+  for (int i = 0; i < 1000 && (!fs::exists(dir / "out" / "setsid") || sleepers(seconds).size() < 2); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::string setsid;
+  std::ifstream(dir / "out" / "setsid") >> setsid;
+  return setsid;
+}
+
+void expect_gone_soon(int seconds) {
+  for (int i = 0; i < 300 && !sleepers(seconds).empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_TRUE(sleepers(seconds).empty()) << "a process started by a plugin outlived its trainer";
 }
 
 TEST(Runner, NoProcessAPluginStartedOutlivesAKilledTrainer) {
   fs::path dir = fresh_dir("spawn");
-  fs::path plugin = spawning_plugin(dir);
+  spawning_plugin(dir);
+  const int seconds = 600 + getpid() % 1000;
   pid_t trainer = fork();
   if (trainer == 0) {
-    PluginSettings settings;
-    settings.entry = plugin.string();
-    PluginRunner runner({settings}, run_in(dir / "run"));
+    PluginRunner runner({spawner_settings(dir, seconds)}, run_in(dir / "run"));
     pause();
     _exit(0);
   }
-  SpawnedPids pids = read_spawned(dir / "run");
-  ASSERT_GT(pids.orphan, 0) << "the plugin never recorded its children";
-  EXPECT_EQ(pids.setsid, "refused") << "a plugin's child may not leave the process group";
-  EXPECT_FALSE(gone(pids.child));
-  EXPECT_FALSE(gone(pids.orphan));
+  EXPECT_EQ(wait_for_spawned(dir, seconds), "refused") << "a plugin's child may not leave the process group";
+  EXPECT_GE(sleepers(seconds).size(), 2u);
 
   kill(trainer, SIGKILL);
   waitpid(trainer, nullptr, 0);
-  expect_gone_soon(pids.child);
-  expect_gone_soon(pids.orphan);
+  expect_gone_soon(seconds);
 }
 
 TEST(Runner, NoProcessAPluginStartedOutlivesShutdown) {
   fs::path dir = fresh_dir("spawn-shutdown");
-  fs::path plugin = spawning_plugin(dir);
-  SpawnedPids pids;
+  spawning_plugin(dir);
+  const int seconds = 1600 + getpid() % 1000;
   {
-    PluginSettings settings;
-    settings.entry = plugin.string();
-    PluginRunner runner({settings}, run_in(dir / "run"));
-    pids = read_spawned(dir / "run");
-    ASSERT_GT(pids.orphan, 0) << "the plugin never recorded its children";
+    PluginRunner runner({spawner_settings(dir, seconds)}, run_in(dir / "run"));
+    EXPECT_EQ(wait_for_spawned(dir, seconds), "refused");
+    ASSERT_GE(sleepers(seconds).size(), 2u) << "the plugin never started its children";
   }
-  expect_gone_soon(pids.child);
-  expect_gone_soon(pids.orphan);
+  expect_gone_soon(seconds);
 }
 
 // The jail, from inside: a plugin that tries to reach the network, dump core or gain privileges.
@@ -332,14 +350,19 @@ class Prisoner(BasePlugin):
             "no_new_privs": status["NoNewPrivs"].strip(),
             "seccomp": status["Seccomp"].strip(),
         }
-        with open(os.path.join(self.scratch_dir, "found.tmp"), "w") as out:
-            json.dump(found, out)
-        os.rename(os.path.join(self.scratch_dir, "found.tmp"), os.path.join(self.scratch_dir, "found.json"))
+        out = self.options["out"]
+        with open(os.path.join(out, "found.tmp"), "w") as f:
+            json.dump(found, f)
+        os.rename(os.path.join(out, "found.tmp"), os.path.join(out, "found.json"))
 )";
+  fs::create_directories(dir / "out");
+  fs::permissions(dir / "out", fs::perms::all);  // the plugin's user (nobody, under root) writes there
   PluginSettings settings;
   settings.entry = (dir / "prisoner").string();
+  settings.options = {{"out", (dir / "out").string()}};
+  settings.grant = {{"write", {(dir / "out").string()}}};
   PluginRunner runner({settings}, run_in(dir / "run"));
-  const fs::path found_file = dir / "run" / "plugin-scratch" / "found.json";
+  const fs::path found_file = dir / "out" / "found.json";
   for (int i = 0; i < 1000 && !fs::exists(found_file); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ASSERT_TRUE(fs::exists(found_file));
   const Json found = Json::parse(std::ifstream(found_file));

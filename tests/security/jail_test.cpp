@@ -410,6 +410,14 @@ TEST_P(Jail, TmpIsPrivateAndBounded) {
   EXPECT_EQ(loss_records(run.run_dir), reference_steps());
 }
 
+TEST_P(Jail, TheScratchFolderIsBounded) {
+  Outcome run = train(config({{"attacks", {"fill_scratch"}}}, {{"scratch_mb", 64}}));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_NE(plugin(run, "attacker").dump().find("scratch folder over its limit of 64 MB"), std::string::npos)
+      << plugin(run, "attacker").dump(2) << "\n" << run.output;
+  EXPECT_EQ(loss_records(run.run_dir), reference_steps());
+}
+
 INSTANTIATE_TEST_SUITE_P(AsRootAndAsUser, Jail, ::testing::Values(As::root, As::user),
                          [](const auto& info) { return name(info.param); });
 INSTANTIATE_TEST_SUITE_P(AsRootAndAsUser, TreeLimits, ::testing::Values(As::root, As::user),

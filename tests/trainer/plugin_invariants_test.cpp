@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <cstdio>
 #include <sstream>
 #include <thread>
@@ -111,21 +112,24 @@ class AccumPlugin(BasePlugin):
 // train.json's "python" picks the interpreter of Python plugins (relative to the config's folder).
 TEST(PythonPlugins, RunOnTheInterpreterTheConfigNames) {
   auto dir = scratch("project");
-  std::ofstream(dir / "my-python") << "#!/bin/sh\necho \"$@\" >> \"$(dirname \"$0\")/used\"\nexec /usr/bin/python3 \"$@\"\n";
-  fs::permissions(dir / "my-python", fs::perms::owner_all);
+  // It says so on stderr (which train.log keeps): the jail lets it write nowhere beside itself.
+  std::ofstream(dir / "my-python") << "#!/bin/sh\necho \"my-python runs $@\" >&2\nexec /usr/bin/python3 \"$@\"\n";
+  fs::permissions(dir / "my-python", fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
   Json config = tiny_config(dir / "run", 1);
   config["python"] = "my-python";
   config["plugins"] = {"example_plugin"};
   std::ofstream(dir / "train.json") << config.dump();
   EXPECT_EQ(train(read_config_file(dir / "train.json"), std::nullopt, {}, dir / "train.json").outcome, RunOutcome::completed);
-  EXPECT_NE(read_text(dir / "used").find("-m bulkhead_plugin.host"), std::string::npos);
+  EXPECT_NE(read_text(dir / "run" / "train.log").find("my-python runs -m bulkhead_plugin.host"), std::string::npos);
 }
 
 // ---- the real program -------------------------------------------------------------------------
 
-// A Python plugin that starts a child process and records its pid and its own in the scratch folder.
+// A Python plugin that starts a child process and says so in a folder its entry grants it.
 fs::path child_starting_plugin(const fs::path& dir) {
   fs::create_directories(dir / "parent");
+  fs::create_directories(dir / "out");
+  fs::permissions(dir / "out", fs::perms::all);  // the plugin's user (nobody, under root) writes there
   std::ofstream(dir / "parent" / "plugin.json")
       << Json{{"name", "parent"}, {"version", "1.0.0"}, {"description", "starts a child"}, {"runtime", "python"},
               {"entry", "parent.Parent"}, {"hooks", {"on_step_end"}}}
@@ -135,22 +139,46 @@ from bulkhead_plugin import BasePlugin
 
 class Parent(BasePlugin):
     def configure(self):
-        child = subprocess.Popen(["sleep", "600"])
-        with open(os.path.join(self.scratch_dir, "pids-%d" % os.getpid()), "w") as out:
-            out.write("%d %d" % (os.getpid(), child.pid))
+        subprocess.Popen(["sleep", "600"])
+        open(os.path.join(self.options["out"], "started-%d" % os.getpid()), "w").close()
 )";
   return dir / "parent";
 }
 
-std::vector<pid_t> recorded_pids(const fs::path& scratch_dir) {
-  std::vector<pid_t> pids;
-  if (!fs::exists(scratch_dir)) return pids;
-  for (const auto& file : fs::directory_iterator(scratch_dir)) {
-    if (file.path().filename().string().rfind("pids-", 0) != 0) continue;
-    std::ifstream in(file.path());
-    for (pid_t pid; in >> pid;) pids.push_back(pid);
+Json child_starting_entry(const fs::path& dir) {
+  return {{"name", child_starting_plugin(dir).string()}, {"options", {{"out", (dir / "out").string()}}},
+          {"grant", {{"write", {(dir / "out").string()}}}}};
+}
+
+bool started(const fs::path& dir) {
+  return fs::exists(dir / "out") && !fs::is_empty(dir / "out");
+}
+
+// Every process below `ancestor` (its plugin hosts, their jails, the plugins' own children).
+std::vector<pid_t> descendants(pid_t ancestor) {
+  std::map<pid_t, pid_t> parent_of;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const std::string stat = read_text(entry.path() / "stat");
+    const auto close = stat.rfind(')');
+    char state = 0;
+    int parent = 0;
+    if (close != std::string::npos && std::sscanf(stat.c_str() + close + 1, " %c %d", &state, &parent) == 2)
+      parent_of[std::stoi(name)] = parent;
   }
-  return pids;
+  std::vector<pid_t> found;
+  for (const auto& [pid, parent] : parent_of) {
+    for (pid_t up = parent; up > 1;) {
+      if (up == ancestor) {
+        found.push_back(pid);
+        break;
+      }
+      const auto next = parent_of.find(up);
+      up = next == parent_of.end() ? 0 : next->second;
+    }
+  }
+  return found;
 }
 
 bool alive(pid_t pid) {
@@ -171,16 +199,17 @@ bool gone_soon(pid_t pid) {
 TEST(RealProgram, NormalExitLeavesNoProcessAndReportsCrashes) {
   auto dir = scratch("run");
   Json config = tiny_config(dir / "run", 1);
-  config["plugins"] = {child_starting_plugin(dir).string(), fault_entry("fault", "segfault", "transform_caption", 50)};
+  config["plugins"] = {child_starting_entry(dir), fault_entry("fault", "segfault", "transform_caption", 50)};
   std::ofstream(dir / "train.json") << config.dump();
   const pid_t trainer = start_trainer(dir / "train.json", dir / "output.txt");
+  while (!started(dir) && alive(trainer)) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const auto pids = descendants(trainer);
   int status = 0;
   waitpid(trainer, &status, 0);
   const std::string output = read_text(dir / "output.txt");
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << output;
 
-  const auto pids = recorded_pids(dir / "run" / "plugin-scratch");
-  ASSERT_EQ(pids.size(), 2u) << "the plugin recorded itself and its child";
+  ASSERT_GE(pids.size(), 4u) << "the plugins' hosts, their jails and the child";
   for (pid_t pid : pids) EXPECT_TRUE(gone_soon(pid)) << "process " << pid << " outlived the trainer";
 
   // The table at the end: one row per plugin and hook, then each plugin's restarts.
@@ -202,14 +231,14 @@ TEST(RealProgram, NormalExitLeavesNoProcessAndReportsCrashes) {
 TEST(RealProgram, CtrlCLeavesNoProcess) {
   auto dir = scratch("run");
   Json config = tiny_config(dir / "run", 200);
-  config["plugins"] = {child_starting_plugin(dir).string()};
+  config["plugins"] = {child_starting_entry(dir)};
   std::ofstream(dir / "train.json") << config.dump();
   const pid_t trainer = start_trainer(dir / "train.json", dir / "output.txt");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (read_metrics(dir / "run").size() < 3 && std::chrono::steady_clock::now() < deadline)
+  while ((read_metrics(dir / "run").size() < 3 || !started(dir)) && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  const auto pids = recorded_pids(dir / "run" / "plugin-scratch");
-  ASSERT_EQ(pids.size(), 2u);
+  const auto pids = descendants(trainer);
+  ASSERT_GE(pids.size(), 3u) << "the plugin's host, its jail and its child";
   for (pid_t pid : pids) EXPECT_TRUE(alive(pid));
   kill(trainer, SIGINT);
   int status = 0;
@@ -234,17 +263,20 @@ VERSION = )" << version << R"(
 
 class Versioned(BasePlugin):
     def on_step_end(self, **kwargs):
-        with open(os.path.join(self.scratch_dir, "version-%d" % VERSION), "w") as out:
+        with open(os.path.join(self.options["out"], "version-%d" % VERSION), "w") as out:
             out.write(str(kwargs["global_step"]))
 )";
     fs::rename(dir / "versioned" / "versioned.py.tmp", dir / "versioned" / "versioned.py");
   };
   write_code(1);
   Json config = tiny_config(dir / "run", 200);
-  config["plugins"] = {(dir / "versioned").string()};
+  const fs::path scratch_dir = dir / "out";  // granted: the plugin writes there, the test reads
+  fs::create_directories(scratch_dir);
+  fs::permissions(scratch_dir, fs::perms::all);
+  config["plugins"] = {{{"name", (dir / "versioned").string()}, {"options", {{"out", scratch_dir.string()}}},
+                        {"grant", {{"write", {scratch_dir.string()}}}}}};
   std::ofstream(dir / "train.json") << config.dump();
   const pid_t trainer = start_trainer(dir / "train.json", dir / "output.txt");
-  const fs::path scratch_dir = dir / "run" / "plugin-scratch";
   auto wait_for = [](const fs::path& file) {
     for (int i = 0; i < 3000 && !fs::exists(file); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     return fs::exists(file);

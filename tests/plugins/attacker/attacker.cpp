@@ -10,7 +10,7 @@
 //   orphan_name:  the name (comm) of the process that tries to outlive the trainer
 // Attacks: files, proc (the trainer through /proc and signals), network, sockets (other plugins'
 // ZeroMQ sockets), privileges (mount, namespaces, uid, ptrace...), fork_bomb, memory_children,
-// cpu_children, fill_tmp, outlive, env.
+// cpu_children, fill_tmp, fill_scratch, outlive, env.
 #include <fcntl.h>
 #include <glob.h>
 #include <linux/io_uring.h>
@@ -244,6 +244,20 @@ void fork_bomb() {
   sleep(30);
 }
 
+// At most 200 MB/s, so that the check (every second) stops it well before the disk fills.
+void fill_scratch() {
+  const std::string path = std::string(std::getenv("BULKHEAD_SCRATCH_DIR")) + "/fill";
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  std::vector<char> block(1 << 20, 'x');
+  long long written = 0;
+  for (int i = 0; i < 1024 && fd >= 0 && ::write(fd, block.data(), block.size()) > 0; ++i) {
+    written += block.size();
+    usleep(5000);
+  }
+  report("fill the scratch folder with 1 GB", written >= (1LL << 30), std::to_string(written >> 20) + " MB written");
+  sleep(30);
+}
+
 void fill_tmp() {
   const int fd = ::open("/tmp/attacker-fill", O_WRONLY | O_CREAT | O_TRUNC, 0600);
   std::vector<char> block(1 << 20, 'x');
@@ -296,6 +310,7 @@ class Attacker : public bulkhead::Plugin {
       else if (attack == "memory_children") children("4 children of 300 MB", 4, use_300_mb);
       else if (attack == "cpu_children") children("6 spinning children", 6, spin);
       else if (attack == "fill_tmp") fill_tmp();
+      else if (attack == "fill_scratch") fill_scratch();
       else if (attack == "outlive") outlive(options.value("orphan_name", "attacker-orphan"));
       else if (attack == "env") env(options);
       else throw bulkhead::HookError("unknown attack " + attack);

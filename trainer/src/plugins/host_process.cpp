@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -127,6 +128,18 @@ std::string describe_status(int status, bool jailed) {
   return "status " + std::to_string(status);
 }
 
+// Bytes a folder takes on disk (what a plugin can fill), links not followed.
+std::int64_t disk_usage(const fs::path& folder) {
+  std::int64_t bytes = 0;
+  std::error_code error;
+  for (auto it = fs::recursive_directory_iterator(folder, fs::directory_options::skip_permission_denied, error);
+       !error && it != fs::recursive_directory_iterator(); it.increment(error)) {
+    struct stat info {};
+    if (::lstat(it->path().c_str(), &info) == 0) bytes += std::int64_t(info.st_blocks) * 512;
+  }
+  return bytes;
+}
+
 std::string join(const std::vector<fs::path>& paths) {
   std::string text;
   for (const auto& path : paths) text += (text.empty() ? "" : ":") + path.string();
@@ -174,13 +187,18 @@ JailView jail_view(const HostLaunch& launch) {
   const fs::path home = paths::home();
   JailView view;
   view.socket_dir = launch.socket_dir;
+  view.scratch = launch.scratch_source;
   view.tmp_mb = launch.limits.tmp_mb;
   view.network = launch.granted.network;
   view.gpu = launch.granted.gpu;
   view.read_only = {paths::plugin_host(), home / "schemas"};
   if (!m.dir.empty()) view.read_only.push_back(m.dir);
-  if (m.runtime == "cpp" && !m.dir.empty() && fs::path(m.resolved_entry()).parent_path() != m.dir)
-    view.read_only.push_back(m.resolved_entry());
+  // The file the manifest names as its entry may sit elsewhere (a C++ library in build/lib, a
+  // script shared by several manifests): it is the plugin's own, and it is visible.
+  if ((m.runtime == "cpp" || m.runtime == "exec") && !m.dir.empty()) {
+    const fs::path entry = fs::weakly_canonical(m.runtime == "exec" && fs::path(m.entry).is_relative() ? m.dir / m.entry : fs::path(m.resolved_entry()));
+    if (entry.parent_path() != fs::weakly_canonical(m.dir)) view.read_only.push_back(entry);
+  }
   if (m.runtime == "python") {
     view.read_only.insert(view.read_only.end(), {home / "plugin-sdk" / "python", home / "plugins" / "plugins.py", home / "plugins" / "__init__.py"});
     if (m.dir.empty()) {
@@ -188,10 +206,13 @@ JailView jail_view(const HostLaunch& launch) {
       if (!module.empty()) view.read_only.push_back(module);
       view.workdir = root;  // EveryDream2 runs its plugins from the folder of its train.json
     }
-    // A virtual environment named by train.json's "python" lives outside /usr.
+    // An interpreter named by train.json's "python" may live outside /usr: in a virtual
+    // environment (bin/python: the whole environment), or on its own.
     const fs::path python = launch.python.empty() ? fs::path("/usr/bin/python3") : launch.python;
     if (python.parent_path().filename() == "bin" && python.parent_path().parent_path() != "/usr")
       view.read_only.push_back(python.parent_path().parent_path());
+    else if (python.string().rfind("/usr/", 0) != 0)
+      view.read_only.push_back(python);
   }
   if (m.runtime == "node") view.read_only.push_back(home / "plugin-sdk" / "node");
   view.read_only.insert(view.read_only.end(), launch.granted.read.begin(), launch.granted.read.end());
@@ -210,17 +231,27 @@ struct HostProcess::Impl {
   std::string last_error_line;
   bool jailed = false;
   std::unique_ptr<ResourceGroup> group;  // null where cgroups cannot be used
+  fs::path scratch;                      // its scratch folder outside the jail, if on disk
+  std::int64_t scratch_limit = 0;        // bytes
   std::mutex breach_mutex;
-  std::string breach;                    // the limit the group went past, once it did
-  std::chrono::steady_clock::time_point next_breach_check{};
+  std::string breach;                    // the limit the tree went past, once it did
+  std::chrono::steady_clock::time_point next_group_check{}, next_scratch_check{};
 
   // Polled with the child's state: a tree past its limits is killed, and that is why it ended.
+  // The group every 50 ms; the scratch folder, a walk of the disk, every second.
   void check_limits(HostProcess& host) {
-    if (!group) return;
     std::lock_guard<std::mutex> lock(breach_mutex);
-    if (!breach.empty() || std::chrono::steady_clock::now() < next_breach_check) return;
-    next_breach_check = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
-    breach = group->breach();
+    const auto now = std::chrono::steady_clock::now();
+    if (!breach.empty()) return;
+    if (group && now >= next_group_check) {
+      next_group_check = now + std::chrono::milliseconds(50);
+      breach = group->breach();
+    }
+    if (breach.empty() && !scratch.empty() && now >= next_scratch_check) {
+      next_scratch_check = now + std::chrono::seconds(1);
+      if (disk_usage(scratch) > scratch_limit)
+        breach = "scratch folder over its limit of " + std::to_string(scratch_limit >> 20) + " MB";
+    }
     if (!breach.empty()) host.kill_group();
   }
 
@@ -262,6 +293,8 @@ struct HostProcess::Impl {
 HostProcess::HostProcess(const HostLaunch& launch) : impl_(std::make_unique<Impl>()) {
   const auto& m = launch.manifest;
   impl_->jailed = launch.jail.mode == JailSettings::Mode::full;
+  impl_->scratch = launch.scratch_source;
+  impl_->scratch_limit = std::int64_t(launch.limits.scratch_mb) << 20;
   if (impl_->jailed) impl_->group = ResourceGroup::create(launch.group_name, {launch.limits.memory_mb, launch.limits.processes, launch.limits.cpu_time_s});
 
   bp::environment env;

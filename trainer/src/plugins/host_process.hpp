@@ -29,6 +29,7 @@ struct HostLaunch {
   Permissions granted;              // what the manifest asked and train.json granted
   std::filesystem::path socket_dir;  // outside the jail; bound at kJailSocketDir inside
   std::string group_name;           // its resource group's name, unique in this trainer
+  std::filesystem::path scratch_source;  // the scratch folder outside (seen at scratch_dir); empty: a tmpfs
 };
 
 class HostProcess {

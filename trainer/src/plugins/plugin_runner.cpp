@@ -46,6 +46,7 @@ std::vector<PluginSettings> plugin_settings_from_config(const Json& plugins) {
     l.processes = limits.value("processes", l.processes);
     l.memory_mb = limits.value("memory_mb", l.memory_mb);
     l.tmp_mb = limits.value("tmp_mb", l.tmp_mb);
+    l.scratch_mb = limits.value("scratch_mb", l.scratch_mb);
     l.max_message_mb = limits.value("max_message_mb", l.max_message_mb);
     l.max_caption_bytes = limits.value("max_caption_bytes", l.max_caption_bytes);
     settings.push_back(s);

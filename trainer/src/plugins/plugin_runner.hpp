@@ -32,7 +32,8 @@ struct PluginLimits {
   int cpu_time_s = 3600;        // per process, and for the whole tree where there are cgroups
   int open_files = 256;
   int processes = 128;          // processes and threads of the whole tree
-  int tmp_mb = 256;             // size of the jail's /tmp and of its scratch folder, each
+  int tmp_mb = 256;             // size of the jail's /tmp
+  int scratch_mb = 1024;        // what its scratch folder (<run>/plugin-scratch/<name>) may hold
   int max_message_mb = 64;
   int max_caption_bytes = 4096;
 };

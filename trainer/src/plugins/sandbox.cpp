@@ -166,7 +166,10 @@ std::vector<std::string> jail_command(const JailView& view, const std::vector<st
   const std::string size = std::to_string(std::int64_t(view.tmp_mb) << 20);
   add({"--proc", "/proc", "--dev", "/dev"});
   add({"--perms", "1777", "--size", size, "--tmpfs", "/tmp"});
-  add({"--perms", "1777", "--size", size, "--tmpfs", kJailScratchDir.string()});
+  if (view.scratch.empty())
+    add({"--perms", "1777", "--size", size, "--tmpfs", kJailScratchDir.string()});
+  else
+    add({"--bind", view.scratch.string(), kJailScratchDir.string()});
   if (view.gpu) {
     for (const auto& device : matches("/dev/nvidia*")) add({"--dev-bind", device, device});
     add({"--dev-bind-try", "/dev/dri", "/dev/dri", "--ro-bind-try", "/sys", "/sys"});

@@ -65,7 +65,8 @@ struct JailView {
   std::vector<std::filesystem::path> writable;
   std::filesystem::path socket_dir;  // bound read-only at kJailSocketDir
   std::filesystem::path workdir;     // where the plugin starts; empty: the scratch folder
-  int tmp_mb = 256;                  // size of /tmp and of the scratch folder, each
+  std::filesystem::path scratch;     // bound read-write at kJailScratchDir; empty: a tmpfs of tmp_mb
+  int tmp_mb = 256;                  // size of /tmp (and of a tmpfs scratch folder)
   bool network = false;
   bool gpu = false;
 };

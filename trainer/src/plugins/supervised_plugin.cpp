@@ -137,12 +137,18 @@ bool SupervisedPlugin::implements(const std::string& hook) const {
   return std::find(hooks_.begin(), hooks_.end(), hook) != hooks_.end();
 }
 
-std::filesystem::path SupervisedPlugin::scratch_dir() const {
-  if (run_.jail.mode == JailSettings::Mode::full) return kJailScratchDir;
+std::filesystem::path SupervisedPlugin::scratch_folder(const PluginIdentity& identity) const {
   if (run_.scratch_dir.empty()) return {};
   const auto dir = run_.scratch_dir / manifest_.name;
   std::filesystem::create_directories(dir);
+  if (identity.uid >= 0 && ::chown(dir.c_str(), identity.uid, identity.gid) != 0)
+    throw std::runtime_error("cannot hand " + dir.string() + " to the plugin's user: " + std::strerror(errno));
   return dir;
+}
+
+std::filesystem::path SupervisedPlugin::scratch_dir() const {
+  if (run_.jail.mode == JailSettings::Mode::full) return kJailScratchDir;
+  return run_.scratch_dir.empty() ? std::filesystem::path() : run_.scratch_dir / manifest_.name;
 }
 
 void SupervisedPlugin::launch() {
@@ -178,6 +184,7 @@ void SupervisedPlugin::start() {
   const bool jailed = run_.jail.mode == JailSettings::Mode::full;
   const PluginIdentity identity = jailed ? plugin_identity(run_.jail) : PluginIdentity{};
   const auto socket_dir = socket_folder(runtime_dir_, manifest_.name, number, identity);
+  const auto scratch = scratch_folder(identity);
   const std::string endpoint = "ipc://" + (socket_dir / "plugin.sock").string();
   if (endpoint.size() - 6 > 107)
     throw std::runtime_error("the socket path " + endpoint.substr(6) + " is longer than the 107 bytes a local socket allows: " +
@@ -219,7 +226,7 @@ void SupervisedPlugin::start() {
   HostLaunch launch{manifest_, settings_.limits,
                     jailed ? "ipc://" + (kJailSocketDir / "plugin.sock").string() : endpoint,
                     token, scratch_dir(), search_path(run_), run_.python, run_.jail, identity, granted_,
-                    socket_dir, manifest_.name + "-" + std::to_string(number)};
+                    socket_dir, manifest_.name + "-" + std::to_string(number), scratch};
   generation->process = std::make_unique<HostProcess>(launch);
   generation->started_process = generation->process.get();
 

@@ -80,7 +80,9 @@ class SupervisedPlugin {
   // Counts a call as sent, or as skipped when there was no generation to send it to; returns sent.
   bool count_call(const std::string& hook, bool sent);
   std::chrono::milliseconds deadline(const std::string& hook) const;
-  // The plugin's writable folder as it sees it: the jail's own, or its folder in the run's scratch.
+  // The plugin's writable folder, <run>/plugin-scratch/<name>, made and handed to its user; it
+  // outlives restarts. scratch_dir() is where the plugin sees it (/scratch in the full jail).
+  std::filesystem::path scratch_folder(const PluginIdentity& identity) const;
   std::filesystem::path scratch_dir() const;
   // The plugin's on_failure, or else the hook's default from schemas/hooks.json.
   bool aborts_on(const std::string& hook) const;
