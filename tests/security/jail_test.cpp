@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -416,6 +417,84 @@ TEST_P(Jail, TheScratchFolderIsBounded) {
   EXPECT_NE(plugin(run, "attacker").dump().find("scratch folder over its limit of 64 MB"), std::string::npos)
       << plugin(run, "attacker").dump(2) << "\n" << run.output;
   EXPECT_EQ(loss_records(run.run_dir), reference_steps());
+}
+
+// A machine that forbids user namespaces (as many containers do), made for real: the trainer runs
+// as an ordinary user inside a user namespace whose max_user_namespaces is 0.
+class NoUserNamespaces : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (getuid() != 0) GTEST_SKIP() << "building the restricted machine needs root";
+    dir_ = fs::path(::testing::TempDir()) / "bulkhead-jail" /
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ / "tmp");
+    fs::permissions(dir_, fs::perms::all);
+    fs::permissions(dir_ / "tmp", fs::perms::all);
+  }
+
+  // Exit code and output of `bulkhead train` with `config` there.
+  std::pair<int, std::string> train(const Json& config) {
+    std::ofstream(dir_ / "train.json") << config.dump(2);
+    int ready[2], mapped[2];
+    if (pipe(ready) != 0 || pipe(mapped) != 0) return {-1, "pipe"};
+    const pid_t child = fork();
+    if (child == 0) {
+      char byte = 0;
+      if (unshare(CLONE_NEWUSER) != 0) _exit(120);
+      (void)!write(ready[1], &byte, 1);
+      (void)!read(mapped[0], &byte, 1);
+      const int fd = ::open((dir_ / "output.txt").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(fd, STDOUT_FILENO);
+      dup2(fd, STDERR_FILENO);
+      if (setresgid(0, 0, 0) != 0 || setresuid(0, 0, 0) != 0) _exit(121);
+      std::ofstream("/proc/sys/user/max_user_namespaces") << 0;
+      if (setgroups(0, nullptr) != 0 || setresgid(1000, 1000, 1000) != 0 || setresuid(1000, 1000, 1000) != 0) _exit(122);
+      setenv("TMPDIR", (dir_ / "tmp").c_str(), 1);
+      execl(BULKHEAD_EXE, BULKHEAD_EXE, "train", "--config", (dir_ / "train.json").c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    char byte = 0;
+    (void)!read(ready[0], &byte, 1);
+    for (const char* map : {"uid_map", "gid_map"})
+      std::ofstream("/proc/" + std::to_string(child) + "/" + map) << "0 0 65536";
+    (void)!write(mapped[1], &byte, 1);
+    int status = 0;
+    waitpid(child, &status, 0);
+    for (int fd : {ready[0], ready[1], mapped[0], mapped[1]}) ::close(fd);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_text(dir_ / "output.txt")};
+  }
+
+  Json config() const {
+    return {{"run_dir", (dir_ / "run").string()}, {"max_epochs", 1}, {"resolution", 16}, {"batch_size", 64},
+            {"max_tokens", 16}, {"num_threads", 1}, {"num_workers", 1}, {"sample_every_n_epochs", 0},
+            {"save_every_n_epochs", 0}, {"sample_steps", 2},
+            {"model", {{"channels", 8}, {"channel_mults", {1, 2}}, {"embed_dim", 32}}}, {"plugins", {"hook_logger"}}};
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(NoUserNamespaces, PluginsDoNotStartWithoutTheirJail) {
+  auto [code, output] = train(config());
+  EXPECT_EQ(code, 2) << output;
+  EXPECT_NE(output.find("plugins cannot be jailed on this machine"), std::string::npos) << output;
+  EXPECT_NE(output.find("namespace"), std::string::npos) << "the missing feature is named\n" << output;
+  EXPECT_NE(output.find("\"jail\": {\"mode\": \"weak\"}"), std::string::npos) << "the way out is named\n" << output;
+  EXPECT_FALSE(fs::exists(dir_ / "run" / "checkpoints")) << "training must not begin";
+}
+
+TEST_F(NoUserNamespaces, TheWeakJailRunsThemAndSaysSoEverywhere) {
+  Json weak = config();
+  weak["jail"] = {{"mode", "weak"}};
+  auto [code, output] = train(weak);
+  ASSERT_EQ(code, 0) << output;
+  const std::string warning = "PLUGINS ARE NOT FULLY JAILED";
+  EXPECT_NE(output.find(warning), std::string::npos) << "on the console\n" << output;
+  EXPECT_NE(read_text(dir_ / "run" / "train.log").find(warning), std::string::npos) << "in train.log";
+  const std::string report = read_text(dir_ / "run" / "plugin-report.json");
+  EXPECT_NE(report.find("\"mode\": \"weak\""), std::string::npos) << report;
+  EXPECT_NE(report.find(warning), std::string::npos) << report;
 }
 
 INSTANTIATE_TEST_SUITE_P(AsRootAndAsUser, Jail, ::testing::Values(As::root, As::user),

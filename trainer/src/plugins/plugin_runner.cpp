@@ -60,9 +60,9 @@ namespace {
 Json describe_jail(const JailSettings& jail) {
   if (jail.mode == JailSettings::Mode::weak)
     return {{"mode", "weak"},
-            {"warning", "PLUGINS ARE NOT FULLY JAILED (\"jail\": {\"mode\": \"weak\"}): no namespaces, so a plugin can read and "
-                        "write whatever this user can and reach the network through local sockets; only seccomp, rlimits and "
-                        "the environment allow-list hold (docs/sandbox.md)"}};
+            {"warning", "PLUGINS ARE NOT FULLY JAILED (\"jail\": {\"mode\": \"weak\"}): no namespaces, so a plugin can read "
+                        "whatever this user can, see the trainer's processes and reach local sockets; only seccomp, rlimits, "
+                        "Landlock (writes, where the kernel has it) and the environment allow-list hold (docs/sandbox.md)"}};
   const std::string no_groups = ResourceGroup::unavailable();
   Json json = {{"mode", "full"},
                {"limits", no_groups.empty() ? "memory, processes and CPU time for each plugin's whole process tree (cgroups)"
