@@ -289,7 +289,8 @@ async function main() {
   }
   startParentWatch();
 
-  const sock = new zmq.Dealer({ linger: 0 });
+  // Every connection is authenticated (docs/protocol.md, section 2): the token is the password.
+  const sock = new zmq.Dealer(token ? { linger: 0, plainUsername: 'bulkhead', plainPassword: token } : { linger: 0 });
   sock.connect(endpoint);
   const outbox = new Outbox(sock);
   const sink = new Sink(outbox);

@@ -88,7 +88,9 @@ TEST(Runner, HandshakeRefusesAnotherProtocolVersionNamingBoth) {
   fs::path dir = fresh_dir("version");
   fs::path plugin = python_plugin(dir, "future", R"(
 import os, zmq, msgpack
-s = zmq.Context().socket(zmq.DEALER); s.connect(os.environ["BULKHEAD_ENDPOINT"])
+s = zmq.Context().socket(zmq.DEALER)
+s.plain_username, s.plain_password = b"bulkhead", os.environ["BULKHEAD_TOKEN"].encode()
+s.connect(os.environ["BULKHEAD_ENDPOINT"])
 s.send(msgpack.packb([0, 0, "hello", {"protocol": 2, "token": os.environ["BULKHEAD_TOKEN"],
     "plugin": {"name": "future", "version": "1.0.0"}, "hooks": [], "runtime": {"name": "python"}}]))
 s.poll(5000)
@@ -108,7 +110,9 @@ TEST(Runner, HandshakeRefusesAWrongToken) {
   fs::path dir = fresh_dir("token");
   fs::path plugin = python_plugin(dir, "impostor", R"(
 import os, zmq, msgpack
-s = zmq.Context().socket(zmq.DEALER); s.connect(os.environ["BULKHEAD_ENDPOINT"])
+s = zmq.Context().socket(zmq.DEALER)
+s.plain_username, s.plain_password = b"bulkhead", os.environ["BULKHEAD_TOKEN"].encode()
+s.connect(os.environ["BULKHEAD_ENDPOINT"])
 s.send(msgpack.packb([0, 0, "hello", {"protocol": 1, "token": "guessed",
     "plugin": {"name": "impostor", "version": "1.0.0"}, "hooks": [], "runtime": {"name": "python"}}]))
 s.poll(5000)

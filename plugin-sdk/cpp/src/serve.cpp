@@ -113,7 +113,7 @@ ServeOptions ServeOptions::from_environment() {
 
 int serve(Plugin& plugin, const PluginMeta& meta, const ServeOptions& options) {
   zmq::context_t zmq_context(1);
-  wire::Channel channel(zmq_context, options.endpoint, /*bind=*/false);
+  wire::Channel channel(zmq_context, options.endpoint, /*bind=*/false, -1, options.token);
   ServeContext context(channel);
   plugin.attach(&context);
 

@@ -202,10 +202,18 @@ Image image_from_json(const Json& json) {
   return image;
 }
 
-Channel::Channel(zmq::context_t& context, const std::string& endpoint, bool bind, std::int64_t max_message_bytes)
+Channel::Channel(zmq::context_t& context, const std::string& endpoint, bool bind, std::int64_t max_message_bytes,
+                 const std::string& token, const std::string& zap_domain)
     : socket_(context, zmq::socket_type::dealer) {
   socket_.set(zmq::sockopt::linger, 0);
   if (max_message_bytes > 0) socket_.set(zmq::sockopt::maxmsgsize, max_message_bytes);
+  if (bind && !zap_domain.empty()) {
+    socket_.set(zmq::sockopt::plain_server, 1);
+    socket_.set(zmq::sockopt::zap_domain, zap_domain);
+  } else if (!bind && !token.empty()) {
+    socket_.set(zmq::sockopt::plain_username, kPlainUser);
+    socket_.set(zmq::sockopt::plain_password, token);
+  }
   if (bind)
     socket_.bind(endpoint);
   else

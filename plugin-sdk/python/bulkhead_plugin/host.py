@@ -432,6 +432,10 @@ def main():
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    # Every connection is authenticated (docs/protocol.md, section 2): the token is the password.
+    if token:
+        sock.plain_username = b"bulkhead"
+        sock.plain_password = token.encode()
     sock.connect(endpoint)
 
     sink = Sink()

@@ -99,8 +99,14 @@ class TrainerPeer:
         os.mkdir(self.scratch)
         self.endpoint = "ipc://" + os.path.join(self.tmp, "p.sock")
         self.ctx = zmq.Context()
+        # Like the trainer, admit only a connection whose PLAIN password is the token (ZAP).
+        from zmq.auth.thread import ThreadAuthenticator
+        self.auth = ThreadAuthenticator(self.ctx)
+        self.auth.start()
+        self.auth.configure_plain(domain="*", passwords={"bulkhead": self.token})
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.plain_server = True
         self.sock.bind(self.endpoint)
         argv, extra = self.command or runtime_command(self.runtime, self.entry, self.plugin_dir, self.home)
         env = dict(os.environ)
@@ -159,6 +165,7 @@ class TrainerPeer:
                     pass
         if getattr(self, "sock", None) is not None:
             self.sock.close()
+            self.auth.stop()
             self.ctx.term()
             self.sock = None
         if getattr(self, "tmp", None):

@@ -157,6 +157,8 @@ def main():
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    sock.plain_username = b"bulkhead"  # the token is the connection's password (docs/protocol.md)
+    sock.plain_password = os.environ["BULKHEAD_TOKEN"].encode()
     sock.connect(os.environ["BULKHEAD_ENDPOINT"])
 
     if mode == "no-hello":

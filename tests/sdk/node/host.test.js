@@ -19,12 +19,28 @@ const { BasePlugin, catalogue } = require(SDK);
 const FIXTURES = path.join(HOME, 'tests', 'sdk', 'fixtures', 'node');
 const PYTHON = process.env.BULKHEAD_PYTHON || '/usr/bin/python3';
 
+// Like the trainer, admit only connections whose PLAIN password is the token (ZAP, RFC 27): one
+// handler for this process's ZeroMQ context, which every Peer's socket shares.
+const TOKEN = 'node-token';
+let zapHandler = null;
+async function checkTokens() {
+  if (zapHandler) return;
+  zapHandler = new zmq.Reply({ linger: 0 });
+  await zapHandler.bind('inproc://zeromq.zap.01');
+  (async () => {
+    for await (const [version, id, , , , mechanism, user, password] of zapHandler) {
+      const ok = String(mechanism) === 'PLAIN' && String(user) === 'bulkhead' && String(password) === TOKEN;
+      await zapHandler.send([version, id, ok ? '200' : '400', ok ? 'OK' : 'wrong token', '', '']);
+    }
+  })().catch(() => {});
+}
+
 class Peer {
   constructor(entry, { pluginDir = FIXTURES, parentPid = process.pid, meta = {} } = {}) {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bulkhead-node-test-'));
     fs.chmodSync(this.dir, 0o700);
     this.endpoint = `ipc://${path.join(this.dir, 'p.sock')}`;
-    this.sock = new zmq.Dealer({ linger: 0 });
+    this.sock = new zmq.Dealer({ linger: 0, plainServer: true, zapDomain: 'bulkhead' });
     this.frames = []; // [direction, base64]
     this.logs = [];
     this.control = [];
@@ -36,7 +52,7 @@ class Peer {
       BULKHEAD_HOME: HOME,
       NODE_PATH: path.join(SDK, 'node_modules'),
       BULKHEAD_ENDPOINT: this.endpoint,
-      BULKHEAD_TOKEN: 'node-token',
+      BULKHEAD_TOKEN: TOKEN,
       BULKHEAD_ENTRY: this.entry,
       BULKHEAD_PLUGIN_DIR: pluginDir,
       BULKHEAD_SEARCH_PATH: HOME,
@@ -49,6 +65,7 @@ class Peer {
   }
 
   async start(viaShell = false) {
+    await checkTokens();
     await this.sock.bind(this.endpoint);
     const argv = [process.execPath, path.join(SDK, 'host.js')];
     const [cmd, args] = viaShell ? ['/bin/sh', ['-c', '"$@" & wait', 'sh', ...argv]] : [argv[0], argv.slice(1)];
@@ -225,4 +242,8 @@ test('exits within about a second when its parent dies, even inside an async hoo
   } finally {
     p.close();
   }
+});
+
+test.after(() => {
+  if (zapHandler) zapHandler.close();
 });

@@ -3,6 +3,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -11,6 +12,8 @@
 #include <mutex>
 #include <set>
 #include <thread>
+
+#include <zmq_addon.hpp>
 
 #include <bulkhead/wire.hpp>
 
@@ -25,6 +28,65 @@ zmq::context_t& shared_context() {
   return context;
 }
 
+// ZeroMQ asks this handler (RFC 27, ZAP) about every connection made to a PLAIN server socket of
+// the shared context, before any message passes: the password must be the token of the
+// connection's own domain. One handler per process, on its own thread, for the process's life.
+class TokenCheck {
+ public:
+  static TokenCheck& instance() {
+    static TokenCheck* check = new TokenCheck;  // never destroyed: its thread serves until exit
+    return *check;
+  }
+  // A fresh ZAP domain whose connections must present `token`.
+  std::string admit(const std::string& token) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const std::string domain = "bulkhead-" + std::to_string(next_++);
+    tokens_[domain] = token;
+    return domain;
+  }
+  void forget(const std::string& domain) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    tokens_.erase(domain);
+  }
+
+ private:
+  TokenCheck() : socket_(shared_context(), zmq::socket_type::rep) {
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.bind("inproc://zeromq.zap.01");
+    std::thread([this] { serve(); }).detach();
+  }
+
+  void serve() {
+    for (;;) {
+      std::vector<zmq::message_t> request;
+      try {
+        if (!zmq::recv_multipart(socket_, std::back_inserter(request))) continue;
+      } catch (const zmq::error_t&) {
+        socket_.close();  // the context is ending with the process, and waits for this socket
+        return;
+      }
+      // version, request id, domain, address, identity, mechanism, user name, password
+      auto text = [&](std::size_t i) { return i < request.size() ? request[i].to_string() : std::string(); };
+      bool ok = false;
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        const auto found = tokens_.find(text(2));
+        ok = text(5) == "PLAIN" && text(6) == wire::kPlainUser && found != tokens_.end() && found->second == text(7);
+      }
+      std::array<zmq::const_buffer, 6> reply = {zmq::str_buffer("1.0"), zmq::buffer(request.size() > 1 ? request[1].to_string_view() : ""),
+                                                zmq::buffer(std::string_view(ok ? "200" : "400")),
+                                                zmq::buffer(std::string_view(ok ? "OK" : "wrong token")), zmq::str_buffer(""),
+                                                zmq::str_buffer("")};
+      zmq::send_multipart(socket_, reply);
+    }
+  }
+
+  zmq::socket_t socket_;
+  std::mutex mutex_;
+  std::map<std::string, std::string> tokens_;
+  long next_ = 0;
+};
+
 double ms_since(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
@@ -38,6 +100,7 @@ struct Connection::Impl {
     Clock::time_point deadline;
   };
 
+  std::string zap_domain;  // before the channel, which needs it
   wire::Channel channel;
   ConnectionEvents events;
   int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -53,8 +116,10 @@ struct Connection::Impl {
   bool hello_seen = false;
   std::thread io;
 
-  Impl(const std::string& endpoint, std::int64_t max_bytes, ConnectionEvents e)
-      : channel(shared_context(), endpoint, /*bind=*/true, max_bytes), events(std::move(e)) {
+  Impl(const std::string& endpoint, std::int64_t max_bytes, const std::string& token, ConnectionEvents e)
+      : zap_domain(TokenCheck::instance().admit(token)),
+        channel(shared_context(), endpoint, /*bind=*/true, max_bytes, token, zap_domain),
+        events(std::move(e)) {
     io = std::thread([this] { run(); });
   }
 
@@ -197,8 +262,9 @@ struct Connection::Impl {
   }
 };
 
-Connection::Connection(const std::string& endpoint, std::int64_t max_message_bytes, ConnectionEvents events)
-    : impl_(std::make_unique<Impl>(endpoint, max_message_bytes, std::move(events))) {}
+Connection::Connection(const std::string& endpoint, std::int64_t max_message_bytes, const std::string& token,
+                       ConnectionEvents events)
+    : impl_(std::make_unique<Impl>(endpoint, max_message_bytes, token, std::move(events))) {}
 
 Connection::~Connection() {
   impl_->stopping = true;
@@ -206,6 +272,7 @@ Connection::~Connection() {
   impl_->io.join();
   fail_pending("the connection closed");
   ::close(impl_->wake_fd);
+  TokenCheck::instance().forget(impl_->zap_domain);
 }
 
 std::optional<Json> Connection::await_hello(std::chrono::milliseconds timeout, const std::function<bool()>& still_running) {

@@ -38,7 +38,8 @@ struct ConnectionEvents {
 
 class Connection {
  public:
-  Connection(const std::string& endpoint, std::int64_t max_message_bytes, ConnectionEvents events);
+  // Binds `endpoint`; only a peer presenting `token` (ZeroMQ PLAIN, bulkhead/wire.hpp) connects.
+  Connection(const std::string& endpoint, std::int64_t max_message_bytes, const std::string& token, ConnectionEvents events);
   ~Connection();  // stops the I/O thread; pending requests end as disconnected
 
   // Waits for the host's hello (request id 0); returns its params, or an empty optional on timeout.

@@ -220,7 +220,8 @@ void SupervisedPlugin::start() {
     HostProcess* process = raw->started_process.load();
     return process && !process->running() ? process->exit_description() : "";
   };
-  generation->connection = std::make_unique<Connection>(endpoint, std::int64_t(settings_.limits.max_message_mb) << 20, events);
+  generation->connection =
+      std::make_unique<Connection>(endpoint, std::int64_t(settings_.limits.max_message_mb) << 20, token, events);
   // The folder keeps everyone else out; the plugin's user must be able to connect.
   ::chmod((socket_dir / "plugin.sock").c_str(), 0666);
   HostLaunch launch{manifest_, settings_.limits,

@@ -55,11 +55,21 @@ Json image_to_json(Image image);
 // Throws DecodeError when a field is missing or data's length disagrees with width * height * channels.
 Image image_from_json(const Json& json);
 
+// The ZeroMQ PLAIN user name a plugin connects with; its password is its start's one-time token.
+inline constexpr const char* kPlainUser = "bulkhead";
+
 // One end of a plugin connection: a DEALER socket that sends and receives whole messages.
+//
+// Every connection is authenticated with ZeroMQ's PLAIN mechanism, so that only the plugin a
+// socket was made for can use it: the plugin's end (connect) presents `token` as its password;
+// the trainer's end (bind) is a PLAIN server whose ZAP handler checks the password against
+// `zap_domain`'s token (trainer/src/plugins/connection.cpp). A connection with another password
+// is closed before any message passes. An empty token or domain: no authentication (tests).
 class Channel {
  public:
   // bind: the trainer's end; otherwise the plugin's end connects.
-  Channel(zmq::context_t& context, const std::string& endpoint, bool bind, std::int64_t max_message_bytes = -1);
+  Channel(zmq::context_t& context, const std::string& endpoint, bool bind, std::int64_t max_message_bytes = -1,
+          const std::string& token = "", const std::string& zap_domain = "");
 
   void send(const Message& message);
   // Waits up to timeout for a message; nullopt on timeout. Throws DecodeError on a malformed message.
