@@ -55,6 +55,18 @@ TEST(RunFolder, FinishedRunIsNotOverwrittenUnlessAsked) {
   EXPECT_EQ(read_metrics(dir / "run").size(), 14u) << "the earlier run's metrics were deleted, not appended to";
 }
 
+// A start that failed on its data (nothing trained) does not make the folder "hold a run".
+TEST(RunFolder, FailedStartDoesNotBlockTheNextOne) {
+  auto dir = scratch("cmd"), empty = scratch("empty");
+  std::ofstream(dir / "train.json") << tiny_config(dir / "run", 1).dump();
+  EXPECT_EQ(run_bulkhead({"train", "--config", (dir / "train.json").string(), "--data-root", empty.string()},
+                         dir / "failed.txt"),
+            2);
+  EXPECT_TRUE(fs::exists(dir / "run" / "train.log")) << "the failure is in the run's log";
+  EXPECT_EQ(run_bulkhead({"train", "--config", (dir / "train.json").string()}, dir / "fixed.txt"), 0)
+      << read_text(dir / "fixed.txt");
+}
+
 std::string folder_name(const std::string& project, std::time_t when) {
   char text[32];
   std::strftime(text, sizeof text, "%Y%m%d-%H%M%S", std::localtime(&when));

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "common/schemas.hpp"
@@ -201,7 +202,36 @@ std::vector<std::pair<std::string, std::string>> take_everydream2_unused(Json& u
   return taken;
 }
 
-// EveryDream2's sample_prompts names a text file: one prompt per line, blank lines skipped.
+// A prompt file: one prompt per line, blank lines skipped (EveryDream2's sample_prompts.txt).
+std::vector<std::string> prompt_lines(std::istream& in) {
+  std::vector<std::string> prompts;
+  for (std::string line; std::getline(in, line);) {
+    line.erase(0, line.find_first_not_of(" \t\r"));
+    line.erase(line.find_last_not_of(" \t\r") + 1);
+    if (!line.empty()) prompts.push_back(line);
+  }
+  return prompts;
+}
+
+// EveryDream2's sample_prompts.json: the prompts of "samples"; its other settings are named as unused, once each.
+std::vector<std::string> prompt_json(std::istream& in, const std::string& file, TrainConfig& config) {
+  const Json json = Json::parse(in);
+  std::vector<std::string> prompts;
+  std::set<std::string> unused;
+  for (auto& sample : json.value("samples", Json::array())) {
+    prompts.push_back(sample.value("prompt", ""));
+    for (auto& [key, _] : sample.items())
+      if (key != "prompt") unused.insert("samples[]." + key);
+  }
+  for (auto& [key, _] : json.items())
+    if (key != "samples") unused.insert(key);
+  for (auto& key : unused)
+    config.everydream2_unused.emplace_back(key + " (in " + file + ")",
+                                           "samples use the run's seed, resolution, sample_inference_steps and sample_guidance");
+  return prompts;
+}
+
+// sample_prompts may name a prompt file (relative to the config file), as EveryDream2's does.
 void read_sample_prompts(TrainConfig& config, std::vector<std::string>& problems) {
   Json& prompts = config.json["sample_prompts"];
   if (!prompts.is_string()) return;
@@ -211,10 +241,10 @@ void read_sample_prompts(TrainConfig& config, std::vector<std::string>& problems
     problems.push_back("/sample_prompts: cannot read the prompt file " + path.string());
     return;
   }
-  for (std::string line; std::getline(in, line);) {
-    line.erase(0, line.find_first_not_of(" \t\r"));
-    line.erase(line.find_last_not_of(" \t\r") + 1);
-    if (!line.empty()) config.sample_prompts.push_back(line);
+  try {
+    config.sample_prompts = path.extension() == ".json" ? prompt_json(in, path.string(), config) : prompt_lines(in);
+  } catch (const Json::exception& e) {
+    problems.push_back("/sample_prompts: " + path.string() + ": " + e.what());
   }
   prompts = config.sample_prompts;  // config.json and checkpoints stand alone
 }

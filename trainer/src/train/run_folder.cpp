@@ -8,6 +8,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <set>
 #include <vector>
 
 #include "train/config.hpp"
@@ -52,21 +53,35 @@ int take_lock(const fs::path& folder) {
   return fd;
 }
 
-// What an earlier run left in the folder (the lock file is no run's content).
-std::vector<fs::path> contents(const fs::path& folder) {
+// What a start leaves before the first step: a start that failed on its data leaves these, and the
+// user who fixes the data and starts again must not be told the folder "holds a run".
+const std::set<std::string> kStartFiles = {kLockName, "config.json", "train.log", "metrics.jsonl", "tensorboard",
+                                           "checkpoints", "samples", "control", "plugin-scratch", "plugin-report.json"};
+
+bool holds_nothing(const fs::path& path) {
+  return fs::is_directory(path) ? fs::is_empty(path) : fs::is_regular_file(path) && fs::file_size(path) == 0;
+}
+
+// What shows that a run trained here: a step's metrics, a checkpoint, a sample; or a file that is no run's.
+std::vector<fs::path> earlier_run(const fs::path& folder) {
   std::vector<fs::path> found;
-  for (auto& entry : fs::directory_iterator(folder))
-    if (entry.path().filename() != kLockName) found.push_back(entry.path());
+  for (auto& entry : fs::directory_iterator(folder)) {
+    const std::string name = entry.path().filename().string();
+    const bool trained = (name == "metrics.jsonl" || name == "checkpoints" || name == "samples") && !holds_nothing(entry.path());
+    if (trained || !kStartFiles.count(name)) found.push_back(entry.path());
+  }
   return found;
 }
 
 void check_mode(const fs::path& folder, RunFolder::Mode mode) {
-  auto found = contents(folder);
-  if (found.empty() || mode == RunFolder::Mode::resume) return;
+  if (mode == RunFolder::Mode::resume) return;
   if (mode == RunFolder::Mode::overwrite) {
-    for (auto& path : found) fs::remove_all(path);
+    for (auto& entry : fs::directory_iterator(folder))
+      if (entry.path().filename() != kLockName) fs::remove_all(entry.path());
     return;
   }
+  auto found = earlier_run(folder);
+  if (found.empty()) return;
   throw ConfigError("run folder " + folder.string() + " already holds a run (" + found.front().filename().string() +
                     (found.size() > 1 ? " and " + std::to_string(found.size() - 1) + " more" : "") +
                     "): continue it with --resume " + folder.string() +

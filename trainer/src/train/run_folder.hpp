@@ -7,7 +7,9 @@
 // holder's pid) for the RunFolder's life, so a second trainer on the same folder
 // is refused instead of mixing its files into the first one's. The kernel
 // drops the lock when the process ends, however it ends. A fresh run refuses a
-// folder that already holds files; a resumed run takes its own folder back.
+// folder that holds an earlier run (a trained step, a checkpoint, a sample) or
+// files that are no run's; what a start that failed before its first step left
+// (config.json, train.log) does not count. A resumed run takes its own folder back.
 #pragma once
 
 #include <filesystem>
@@ -19,7 +21,7 @@ namespace bulkhead {
 class RunFolder {
  public:
   enum class Mode {
-    fresh,      // the folder must be absent or empty
+    fresh,      // the folder must be absent, empty, or left by a start that never trained
     resume,     // the folder continues its own run
     overwrite,  // the user said so: the earlier run's files are deleted first
   };

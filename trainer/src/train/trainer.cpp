@@ -115,7 +115,7 @@ Trainer::Trainer(TrainConfig config, std::optional<fs::path> resume, bool overwr
              device_.str(), amp_ ? " (bfloat16 autocast)" : "", torch::get_num_threads(), train_.examples.size(),
              validation_.examples.size(), epoch_length_, plugins_->empty() ? "none" : std::to_string(plugins_->names().size()));
   for (auto& [key, why] : config_.everydream2_unused)
-    log_->warn("train.json: EveryDream2's \"{}\" is not used by Bulkhead: {}", key, why);
+    log_->warn("EveryDream2's \"{}\" is not used by Bulkhead: {}", key, why);
 }
 
 Trainer::~Trainer() = default;
