@@ -67,7 +67,8 @@ std::vector<fs::path> earlier_run(const fs::path& folder) {
   std::vector<fs::path> found;
   for (auto& entry : fs::directory_iterator(folder)) {
     const std::string name = entry.path().filename().string();
-    const bool trained = (name == "metrics.jsonl" || name == "checkpoints" || name == "samples") && !holds_nothing(entry.path());
+    const bool trained =
+        (name == "metrics.jsonl" || name == "checkpoints" || name == "samples") && !holds_nothing(entry.path());
     if (trained || !kStartFiles.count(name)) found.push_back(entry.path());
   }
   return found;
