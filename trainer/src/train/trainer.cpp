@@ -215,6 +215,8 @@ RunSummary Trainer::run() {
   log_->info("done after {} steps ({:.1f} samples/s); checkpoint {}", position_.global_step, summary_.samples_per_s,
              summary_.last_checkpoint.string());
   if (!summary_.last_samples.empty()) log_->info("samples in {}", (run_dir_ / "samples").string());
+  log_->info("curves in {} (tensorboard --logdir {}) and {}", (run_dir_ / "tensorboard").string(), run_dir_.string(),
+             (run_dir_ / "loss.png").string());
   flush_logs();
   return summary_;
 }
