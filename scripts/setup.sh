@@ -8,6 +8,7 @@ PACKAGES=(
   build-essential cmake pkg-config ccache git
   libtorch-dev libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libboost-dev libboost-filesystem-dev
   libspdlog-dev nlohmann-json3-dev libvalijson-dev libcli11-dev libseccomp-dev libstb-dev
+  libicu-dev libyaml-cpp-dev libwebp-dev
   libgtest-dev libgmock-dev libbenchmark-dev bubblewrap
   python3 python3-zmq python3-msgpack python3-pil python3-jsonschema
 )

@@ -72,6 +72,19 @@ TEST(Config, UnknownPluginIsAConfigError) {
   EXPECT_EQ(message.find("/plugins/0"), std::string::npos) << message;
 }
 
+// EveryDream2's sample_prompts.json: its samples' prompts are used, every other setting is named once.
+TEST(Config, EveryDream2PromptJson) {
+  auto dir = scratch("config");
+  std::ofstream(dir / "sample_prompts.json") << R"({"cfgs": [7.0], "num_inference_steps": 15,
+      "samples": [{"prompt": "a red circle", "seed": -1}, {"prompt": "a blue square", "seed": 3}]})";
+  auto config = resolve_config({{"sample_prompts", "sample_prompts.json"}}, "train.json", dir);
+  EXPECT_EQ(config.sample_prompts, (std::vector<std::string>{"a red circle", "a blue square"}));
+  EXPECT_EQ(config.json["sample_prompts"], Json({"a red circle", "a blue square"})) << "config.json stands alone";
+  std::vector<std::string> unused;
+  for (auto& [key, why] : config.everydream2_unused) unused.push_back(key.substr(0, key.find(' ')));
+  EXPECT_EQ(unused, (std::vector<std::string>{"cfgs", "num_inference_steps", "samples[].seed"}));
+}
+
 // Every example config, plugin entries included, is ready to run as shipped.
 TEST(Config, ExampleConfigsAreValid) {
   int checked = 0;

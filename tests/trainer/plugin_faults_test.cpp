@@ -59,7 +59,7 @@ long faults(const Json& plugin, const std::string& hook) {
 // The training set of a config, loaded and split as the trainer does, independently of it.
 std::vector<std::string> training_captions(const Json& user) {
   const TrainConfig c = resolve_config(user, "test");
-  auto split = split_validation(load_dataset(c.data_root, c.resolution, c.num_workers), c.validation_split, c.seed);
+  auto split = split_validation(load_dataset(c.data_root, {c.resolution, c.num_workers}), c.validation_split, c.seed);
   std::vector<std::string> captions;
   for (const auto& example : split.first.examples) captions.push_back(example.caption);
   return captions;

@@ -2,7 +2,12 @@
 #pragma once
 
 #include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <chrono>
+#include <functional>
+#include <thread>
 
 #include <filesystem>
 #include <fstream>
@@ -16,6 +21,7 @@
 #include "common/paths.hpp"
 #include "train/checkpoint.hpp"
 #include "train/config.hpp"
+#include "train/image_io.hpp"
 #include "train/trainer.hpp"
 
 namespace bulkhead::testing {
@@ -43,7 +49,7 @@ inline Json tiny_config(const fs::path& run_dir, int max_epochs = 2) {
           {"max_tokens", 16},
           {"num_threads", 1},
           {"num_workers", 2},
-          {"sample_steps", 2},
+          {"sample_inference_steps", 2},
           {"sample_every_n_epochs", 0},
           {"save_every_n_epochs", 0},
           {"model", {{"channels", 8}, {"channel_mults", {1, 2}}, {"embed_dim", 32}}}};
@@ -82,6 +88,16 @@ inline bool same_weights(const fs::path& a, const fs::path& b) {
   return true;
 }
 
+// A 20x12 image (not square: centre-cropped) of one red level.
+inline void write_test_png(const fs::path& path, std::uint8_t red) {
+  Image image;
+  image.width = 20;
+  image.height = 12;
+  image.data.assign(std::size_t(20) * 12 * 3, 0);
+  for (std::size_t i = 0; i < image.data.size(); i += 3) image.data[i] = red;
+  write_image(path, image);
+}
+
 // A test plugin's folder (tests/plugins/NAME).
 inline fs::path test_plugin(const std::string& name) { return paths::home() / "tests" / "plugins" / name; }
 
@@ -96,16 +112,53 @@ inline std::string read_text(const fs::path& file) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-// Starts the real `bulkhead train --config CONFIG`, its stdout and stderr going to `output`.
-inline pid_t start_trainer(const fs::path& config, const fs::path& output) {
+// Starts the real `bulkhead ARGS...`, its stdout and stderr going to `output`.
+inline pid_t start_bulkhead(const std::vector<std::string>& args, const fs::path& output) {
   const pid_t child = fork();
   if (child == 0) {
     const int fd = ::open(output.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0) _exit(126);
-    execl(BULKHEAD_EXE, BULKHEAD_EXE, "train", "--config", config.c_str(), static_cast<char*>(nullptr));
+    std::vector<char*> argv{const_cast<char*>(BULKHEAD_EXE)};
+    for (auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+    argv.push_back(nullptr);
+    execv(BULKHEAD_EXE, argv.data());
     _exit(127);
   }
   return child;
+}
+
+// Starts the real `bulkhead train --config CONFIG`, its stdout and stderr going to `output`.
+inline pid_t start_trainer(const fs::path& config, const fs::path& output) {
+  return start_bulkhead({"train", "--config", config.string()}, output);
+}
+
+// The exit status of a child, or 128 + the signal that killed it (as a shell reports it).
+inline int wait_exit(pid_t child) {
+  int status = 0;
+  waitpid(child, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// Runs the real `bulkhead ARGS...` to its end; its exit status, and what it printed in `output`.
+inline int run_bulkhead(const std::vector<std::string>& args, const fs::path& output) {
+  return wait_exit(start_bulkhead(args, output));
+}
+
+// Polls `done` every 20 ms for up to a minute; whether it came true.
+inline bool wait_until(const std::function<bool()>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+inline std::size_t lines_in(const fs::path& file) {
+  std::ifstream in(file);
+  std::size_t count = 0;
+  for (std::string line; std::getline(in, line);) ++count;
+  return count;
 }
 
 // A stop request from the observer when `when` says so.

@@ -172,14 +172,6 @@ TEST(Training, HookKwargsMatchTheCatalogue) {
   EXPECT_FALSE(calls[2].second["batch"].contains("image")) << "no pixels unless a plugin wants tensors";
 }
 
-void write_test_png(const fs::path& path, std::uint8_t red) {
-  Image image;
-  image.width = 20;
-  image.height = 12;  // not square: centre-cropped
-  image.data.assign(std::size_t(20) * 12 * 3, 0);
-  for (std::size_t i = 0; i < image.data.size(); i += 3) image.data[i] = red;
-  write_png(path, image);
-}
 
 TEST(Data, CorruptImageIsSkippedAndCounted) {
   auto data = scratch("data"), dir = scratch("run");
@@ -210,10 +202,10 @@ TEST(Data, FolderCaptionsAndCrop) {
   write_test_png(data / "red_square.png", 200);
   std::ofstream(data / "b.txt") << "  a caption from a file\n";
   write_test_png(data / "b.png", 10);
-  auto loaded = load_dataset(data.string(), 8, 1);
+  auto loaded = load_dataset(data.string(), {8, 1});
   ASSERT_EQ(loaded.examples.size(), 2u);
   EXPECT_EQ(loaded.examples[0].caption, "a caption from a file");
-  EXPECT_EQ(loaded.examples[1].caption, "red square");
+  EXPECT_EQ(loaded.examples[1].caption, "red") << "EveryDream2: the file name up to its first _";
   EXPECT_EQ(loaded.examples[1].image.width, 8);
   EXPECT_EQ(loaded.examples[1].image.height, 8);
   EXPECT_EQ(loaded.examples[1].image.data[0], 200);

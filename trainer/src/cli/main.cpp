@@ -1,10 +1,41 @@
 // bulkhead — a LibTorch trainer whose plugins run out of process.
 #include <sys/prctl.h>
+#include <torch/version.h>
 
 #include <csignal>
 #include <iostream>
 
 #include "cli/commands.hpp"
+#include "train/config.hpp"
+
+namespace {
+
+// Every command-line mistake exits 2, as the docs (and most Unix tools) say; the commands' own
+// outcomes (CLI::RuntimeError: 1, 2, 130...) and --help / --version (0) keep theirs.
+int exit_code(CLI::App& app, const CLI::ParseError& error) {
+  if (dynamic_cast<const CLI::RuntimeError*>(&error)) return error.get_exit_code();
+  return app.exit(error) == 0 ? 0 : 2;
+}
+
+// "bulkhead trian": name the command that was probably meant, not "A subcommand is required".
+bool unknown_command(const CLI::App& app, int argc, char** argv) {
+  if (argc < 2 || argv[1][0] == '-') return false;
+  std::vector<std::string> names;
+  for (const auto* sub : app.get_subcommands({})) names.push_back(sub->get_name());
+  if (std::find(names.begin(), names.end(), argv[1]) != names.end()) return false;
+  const std::string guess = bulkhead::nearest_key(argv[1], names);
+  std::cerr << "bulkhead: unknown command '" << argv[1] << "'" << (guess.empty() ? "" : " (did you mean '" + guess + "'?)")
+            << "; the commands are train, sample and plugins (bulkhead --help)\n";
+  return true;
+}
+
+// --version works after any command too: `bulkhead train --version`.
+void add_version_flags(CLI::App& app, const std::string& version) {
+  app.set_version_flag("--version", version);
+  for (auto* sub : app.get_subcommands({})) add_version_flags(*sub, version);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   // A plugin host that dies mid-send must not take the trainer with it.
@@ -17,6 +48,12 @@ int main(int argc, char** argv) {
   bulkhead::add_train_command(app);
   bulkhead::add_sample_command(app);
   bulkhead::add_plugins_command(app);
-  CLI11_PARSE(app, argc, argv);
+  add_version_flags(app, "bulkhead " BULKHEAD_VERSION " (LibTorch " TORCH_VERSION ")");
+  if (unknown_command(app, argc, argv)) return 2;
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return exit_code(app, error);
+  }
   return 0;
 }

@@ -1,5 +1,5 @@
 // bulkhead train — reads train.json, applies command-line overrides, checks
-// everything, then runs the Trainer. Ctrl-C saves an "interrupted" checkpoint.
+// everything, then runs the Trainer. Ctrl-C, SIGTERM and SIGHUP save an "interrupted" checkpoint.
 #include <csignal>
 #include <filesystem>
 #include <optional>
@@ -24,13 +24,32 @@ struct TrainArgs {
   std::optional<std::string> device;
   std::optional<std::uint64_t> seed;
   std::string resume;
+  bool overwrite = false;
 };
 
-// The first Ctrl-C asks the trainer to stop cleanly; a second one ends the process at once.
-void on_sigint(int) {
-  bulkhead::request_interrupt();
-  std::signal(SIGINT, SIG_DFL);
+// Ctrl-C, and what `docker stop`, a closed SSH session or a Slurm time limit send.
+constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGHUP};
+
+// The first signal asks the trainer to stop cleanly; a second one of the same kind ends the process at once.
+void on_stop_signal(int signal) {
+  bulkhead::request_interrupt(signal);
+  std::signal(signal, SIG_DFL);
 }
+
+// Installs on_stop_signal for the life of the object, then puts the earlier handlers back.
+class StopSignals {
+ public:
+  StopSignals() {
+    bulkhead::clear_interrupt();
+    for (std::size_t i = 0; i < std::size(kStopSignals); ++i) previous_[i] = std::signal(kStopSignals[i], on_stop_signal);
+  }
+  ~StopSignals() {
+    for (std::size_t i = 0; i < std::size(kStopSignals); ++i) std::signal(kStopSignals[i], previous_[i]);
+  }
+
+ private:
+  void (*previous_[std::size(kStopSignals)])(int);
+};
 
 void apply_overrides(Json& user, const TrainArgs& args) {
   if (args.max_epochs) user["max_epochs"] = *args.max_epochs;
@@ -50,15 +69,19 @@ void check_same_model(const bulkhead::TrainConfig& config, const Json& saved) {
                                   " but the checkpoint was trained with " + saved.at(key).dump());
 }
 
-bulkhead::RunOutcome train(const TrainArgs& args) {
+bulkhead::RunSummary train(const TrainArgs& args) {
   Json user = Json::object();
   std::string source = "(defaults)";
   fs::path source_dir;
   std::optional<fs::path> resume;
   std::optional<Json> saved_config;
   if (!args.resume.empty()) {
-    resume = bulkhead::resolve_checkpoint_path(args.resume);
-    saved_config = bulkhead::Checkpoint(*resume).info().config;
+    try {
+      resume = bulkhead::resolve_checkpoint_path(args.resume);
+      saved_config = bulkhead::Checkpoint(*resume).info().config;
+    } catch (const std::runtime_error& e) {  // a wrong --resume is a command-line error: nothing was trained
+      throw bulkhead::ConfigError(std::string("--resume: ") + e.what());
+    }
     user = *saved_config;
     source = resume->string();
     user["run_dir"] = resume->parent_path().parent_path().string();  // continue in the same run folder
@@ -73,12 +96,9 @@ bulkhead::RunOutcome train(const TrainArgs& args) {
   bulkhead::TrainConfig config = bulkhead::resolve_config(user, source, source_dir);
   if (saved_config) check_same_model(config, *saved_config);
 
-  bulkhead::clear_interrupt();
-  auto previous = std::signal(SIGINT, on_sigint);
-  bulkhead::Trainer trainer(config, resume);
-  auto summary = trainer.run();
-  std::signal(SIGINT, previous);
-  return summary.outcome;
+  StopSignals stop_signals;
+  bulkhead::Trainer trainer(config, resume, args.overwrite);
+  return trainer.run();
 }
 
 }  // namespace
@@ -86,7 +106,8 @@ bulkhead::RunOutcome train(const TrainArgs& args) {
 namespace bulkhead {
 
 // Failures are logged, then reported as CLI::RuntimeError(exit code), which CLI11_PARSE
-// returns: 2 for a bad config or data, 1 for a failed run, 130 after Ctrl-C.
+// returns: 2 for a bad config or data, 1 for a failed run, 128 + the signal after Ctrl-C (130),
+// SIGTERM (143) or SIGHUP (129), as a shell reports a process that a signal ended.
 void add_train_command(CLI::App& app) {
   auto args = std::make_shared<TrainArgs>();
   auto* cmd = app.add_subcommand("train", "Train the text-to-image model (defaults: built-in shapes dataset)");
@@ -99,10 +120,12 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--device", args->device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd->add_option("--seed", args->seed, "Override seed");
   cmd->add_option("--resume", args->resume, "Continue from a run folder (its latest checkpoint) or a checkpoint file");
+  cmd->add_flag("--overwrite", args->overwrite, "Delete an earlier run found in --run-dir and start afresh");
   cmd->callback([args] {
     auto log = bulkhead::logger("trainer");
     try {
-      if (train(*args) == bulkhead::RunOutcome::interrupted) throw CLI::RuntimeError(130);
+      auto summary = train(*args);
+      if (summary.outcome == bulkhead::RunOutcome::interrupted) throw CLI::RuntimeError(128 + summary.signal);
     } catch (const bulkhead::ConfigError& e) {
       log->error("{}", e.what());
       throw CLI::RuntimeError(2);
@@ -114,6 +137,9 @@ void add_train_command(CLI::App& app) {
       throw CLI::RuntimeError(1);
     } catch (const CLI::Error&) {
       throw;
+    } catch (const c10::Error& e) {  // its what() carries a C++ stack trace: not for users
+      log->error("{}", e.what_without_backtrace());
+      throw CLI::RuntimeError(1);
     } catch (const std::exception& e) {
       log->error("{}", e.what());
       throw CLI::RuntimeError(1);

@@ -1,5 +1,6 @@
 #include "common/log.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <mutex>
 #include <vector>
@@ -13,8 +14,13 @@ namespace {
 std::mutex mutex;
 
 // Sinks every logger writes to: the console, and the run's train.log once it is known.
+spdlog::sink_ptr console_sink() {
+  static spdlog::sink_ptr sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+  return sink;
+}
+
 std::vector<spdlog::sink_ptr>& shared_sinks() {
-  static std::vector<spdlog::sink_ptr> sinks{std::make_shared<spdlog::sinks::stderr_color_sink_mt>()};
+  static std::vector<spdlog::sink_ptr> sinks{console_sink()};
   return sinks;
 }
 
@@ -39,10 +45,12 @@ std::shared_ptr<spdlog::logger> logger(const std::string& component) {
   std::lock_guard<std::mutex> lock(mutex);
   if (auto existing = spdlog::get(component)) return existing;
   std::vector<spdlog::sink_ptr> sinks = shared_sinks();
-  if (is_plugin_component(component)) sinks.front() = plugin_console_sink();
+  if (is_plugin_component(component)) std::replace(sinks.begin(), sinks.end(), console_sink(), plugin_console_sink());
   auto created = std::make_shared<spdlog::logger>(component, sinks.begin(), sinks.end());
   created->set_pattern("[%H:%M:%S.%e] [%n] [%^%l%$] %v");
   created->set_level(spdlog::get_level());
+  // Every line reaches train.log as it is written: `tail -f` follows the run, and a SIGKILL loses nothing.
+  created->flush_on(spdlog::level::trace);
   spdlog::register_logger(created);
   return created;
 }
@@ -51,8 +59,12 @@ void log_to_file(const std::string& path) {
   std::lock_guard<std::mutex> lock(mutex);
   auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path);
   file->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%n] [%l] %v");
-  shared_sinks().push_back(file);
-  spdlog::apply_all([&](const std::shared_ptr<spdlog::logger>& existing) { existing->sinks().push_back(file); });
+  // The file first: once a line is on the console, it is already in train.log.
+  auto& sinks = shared_sinks();
+  sinks.insert(sinks.begin(), file);
+  spdlog::apply_all([&](const std::shared_ptr<spdlog::logger>& existing) {
+    existing->sinks().insert(existing->sinks().begin(), file);
+  });
 }
 
 }  // namespace bulkhead

@@ -1,9 +1,11 @@
 #include "train/checkpoint.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
+#include <algorithm>
 #include <fstream>
+#include <optional>
+
+#include "common/atomic_file.hpp"
+#include "common/log.hpp"
 
 namespace bulkhead {
 namespace fs = std::filesystem;
@@ -24,6 +26,8 @@ nlohmann::json to_json(const CheckpointInfo& info) {
           {"vocabulary", info.vocab.to_json()}};
 }
 
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
 CheckpointInfo from_json(const nlohmann::json& j) {
   CheckpointInfo info;
   info.position.epoch = j.at("epoch");
@@ -37,23 +41,6 @@ CheckpointInfo from_json(const nlohmann::json& j) {
   info.config = j.at("config");
   info.vocab = Vocabulary::from_json(j.at("vocabulary"));
   return info;
-}
-
-void sync_file(const fs::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) return;
-  ::fsync(fd);
-  ::close(fd);
-}
-
-// Write beside the target, flush to disk, rename: readers see the old file or the new one, never a part.
-template <typename Write>
-void write_atomically(const fs::path& path, Write write) {
-  fs::path temp = path;
-  temp += ".tmp";
-  write(temp);
-  sync_file(temp);
-  fs::rename(temp, path);
 }
 
 }  // namespace
@@ -84,22 +71,55 @@ void save_checkpoint(const fs::path& path, FlowModel& model, torch::optim::Optim
     archive.write("optimizer", state);
   }
   archive.write("rng", rng.get_state());
-  write_atomically(path, [&](const fs::path& temp) { archive.save_to(temp.string()); });
-  write_atomically(path.parent_path() / "latest.txt",
-                   [&](const fs::path& temp) { std::ofstream(temp) << path.filename().string() << "\n"; });
+  AtomicFile file(path);
+  archive.save_to([&](const void* data, std::size_t size) { return file.write(data, size); });
+  file.commit();
+  write_file_atomically(path.parent_path() / "latest.txt", path.filename().string() + "\n");
 }
+
+namespace {
+
+// Newest first.
+std::vector<fs::path> checkpoint_files(const fs::path& folder) {
+  std::vector<fs::path> files;
+  if (fs::is_directory(folder))
+    for (auto& entry : fs::directory_iterator(folder))
+      if (entry.is_regular_file() && entry.path().extension() == ".pt") files.push_back(entry.path());
+  std::sort(files.begin(), files.end(),
+            [](const fs::path& a, const fs::path& b) { return fs::last_write_time(a) > fs::last_write_time(b); });
+  return files;
+}
+
+// latest.txt is stale (it names a deleted file) or gone: the newest checkpoint that reads back.
+std::optional<fs::path> newest_intact(const fs::path& folder, const std::string& why) {
+  for (auto& candidate : checkpoint_files(folder)) {
+    try {
+      (void)Checkpoint(candidate);
+    } catch (const std::exception& e) {
+      logger("trainer")->warn("{}", e.what());
+      continue;
+    }
+    logger("trainer")->warn("{}; using the newest intact checkpoint, {}", why, candidate.string());
+    return candidate;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
 
 fs::path resolve_checkpoint_path(const fs::path& given) {
   if (!fs::is_directory(given)) {
     if (!fs::exists(given)) throw std::runtime_error("no checkpoint at " + given.string());
     return given;
   }
-  for (const fs::path& folder : {given / "checkpoints", given}) {
-    std::ifstream latest(folder / "latest.txt");
-    std::string name;
-    if (latest && std::getline(latest, name) && fs::exists(folder / name)) return folder / name;
-  }
-  throw std::runtime_error(given.string() + " holds no checkpoint (no checkpoints/latest.txt)");
+  const fs::path folder = fs::is_directory(given / "checkpoints") ? given / "checkpoints" : given;
+  std::ifstream latest(folder / "latest.txt");
+  std::string name;
+  if (latest && std::getline(latest, name) && fs::is_regular_file(folder / name)) return folder / name;
+  const std::string why = latest ? (folder / "latest.txt").string() + " names " + name + ", which is missing"
+                                 : "there is no " + (folder / "latest.txt").string();
+  if (auto found = newest_intact(folder, why)) return *found;
+  throw std::runtime_error(given.string() + " holds no checkpoint (" + why + ", and no readable .pt file)");
 }
 
 Checkpoint::Checkpoint(const fs::path& path, const torch::Device& device) : path_(path), device_(device) {
@@ -108,8 +128,11 @@ Checkpoint::Checkpoint(const fs::path& path, const torch::Device& device) : path
     c10::IValue info;
     archive_.read("info", info);
     info_ = from_json(nlohmann::json::parse(info.toStringRef()));
+  } catch (const c10::Error& e) {  // its what() carries a C++ stack trace: not for users
+    throw std::runtime_error(path.string() + " is not a readable Bulkhead checkpoint (" +
+                             first_line(e.what_without_backtrace()) + ")");
   } catch (const std::exception& e) {
-    throw std::runtime_error("cannot read checkpoint " + path.string() + ": " + e.what());
+    throw std::runtime_error(path.string() + " is not a readable Bulkhead checkpoint (" + first_line(e.what()) + ")");
   }
 }
 

@@ -36,7 +36,7 @@ struct TrainPosition {
 
 struct CheckpointInfo {
   TrainPosition position;
-  std::string reason;  // epoch | final | requested | interrupted | errored
+  std::string reason;  // epoch | time | final | requested | interrupted | errored
   std::string tag;     // from a plugin's save_checkpoint request, may be empty
   nlohmann::json config;
   Vocabulary vocab;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "common/schemas.hpp"
@@ -143,15 +144,19 @@ TrainConfig typed(const Json& j) {
   c.seed = j.at("seed");
   c.validation_split = j.at("validation_split");
   c.save_every_n_epochs = j.at("save_every_n_epochs");
+  c.ckpt_every_n_minutes = j.at("ckpt_every_n_minutes");
+  c.keep_last_n_checkpoints = j.at("keep_last_n_checkpoints");
   c.sample_every_n_epochs = j.at("sample_every_n_epochs");
-  c.sample_prompts = j.at("sample_prompts").get<std::vector<std::string>>();
   c.sample_steps = j.at("sample_steps");
+  if (j.at("sample_prompts").is_array()) c.sample_prompts = j.at("sample_prompts").get<std::vector<std::string>>();
+  c.sample_inference_steps = j.at("sample_inference_steps");
   c.sample_guidance = j.at("sample_guidance");
   c.device = j.at("device");
   c.amp = j.at("amp");
   c.num_workers = j.at("num_workers");
   c.num_threads = j.at("num_threads");
   c.python = j.at("python");
+  c.max_image_pixels = j.at("max_image_pixels");
   c.max_tokens = j.at("max_tokens");
   c.log_every_n_steps = j.at("log_every_n_steps");
   c.logdir = j.at("logdir");
@@ -187,16 +192,84 @@ std::string nearest_key(const std::string& key, const std::vector<std::string>& 
 Json read_config_file(const std::filesystem::path& path) {
   std::ifstream in(path);
   if (!in) throw ConfigError(path.string() + ": cannot open the config file");
+  Json config;
   try {
-    return Json::parse(in);
-  } catch (const Json::parse_error& e) {
+    config = Json::parse(in);
+  } catch (const Json::exception& e) {  // syntax, and numbers out of range (1e309)
     throw ConfigError(path.string() + ": not valid JSON: " + e.what());
   }
+  if (!config.is_object())
+    throw ConfigError(path.string() + ": the config must be a JSON object ({...}), not " + config.type_name());
+  return config;
 }
 
-TrainConfig resolve_config(const Json& user, const std::string& source,
+namespace {
+
+// EveryDream2 keys that Bulkhead does not use come out of the config, each with its reason.
+std::vector<std::pair<std::string, std::string>> take_everydream2_unused(Json& user) {
+  std::vector<std::pair<std::string, std::string>> taken;
+  for (auto& [key, why] : train_schema().at("x-everydream2-unused").items()) {
+    if (!user.contains(key)) continue;
+    taken.emplace_back(key, why.get<std::string>());
+    user.erase(key);
+  }
+  return taken;
+}
+
+// A prompt file: one prompt per line, blank lines skipped (EveryDream2's sample_prompts.txt).
+std::vector<std::string> prompt_lines(std::istream& in) {
+  std::vector<std::string> prompts;
+  for (std::string line; std::getline(in, line);) {
+    line.erase(0, line.find_first_not_of(" \t\r"));
+    line.erase(line.find_last_not_of(" \t\r") + 1);
+    if (!line.empty()) prompts.push_back(line);
+  }
+  return prompts;
+}
+
+// EveryDream2's sample_prompts.json: the prompts of "samples"; its other settings are named as unused, once each.
+std::vector<std::string> prompt_json(std::istream& in, const std::string& file, TrainConfig& config) {
+  const Json json = Json::parse(in);
+  std::vector<std::string> prompts;
+  std::set<std::string> unused;
+  for (auto& sample : json.value("samples", Json::array())) {
+    prompts.push_back(sample.value("prompt", ""));
+    for (auto& [key, _] : sample.items())
+      if (key != "prompt") unused.insert("samples[]." + key);
+  }
+  for (auto& [key, _] : json.items())
+    if (key != "samples") unused.insert(key);
+  for (auto& key : unused)
+    config.everydream2_unused.emplace_back(key + " (in " + file + ")",
+                                           "samples use the run's seed, resolution, sample_inference_steps and sample_guidance");
+  return prompts;
+}
+
+// sample_prompts may name a prompt file (relative to the config file), as EveryDream2's does.
+void read_sample_prompts(TrainConfig& config, std::vector<std::string>& problems) {
+  Json& prompts = config.json["sample_prompts"];
+  if (!prompts.is_string()) return;
+  const auto path = config.from_config(prompts.get<std::string>());
+  std::ifstream in(path);
+  if (!in) {
+    problems.push_back("/sample_prompts: cannot read the prompt file " + path.string());
+    return;
+  }
+  try {
+    config.sample_prompts = path.extension() == ".json" ? prompt_json(in, path.string(), config) : prompt_lines(in);
+  } catch (const Json::exception& e) {
+    problems.push_back("/sample_prompts: " + path.string() + ": " + e.what());
+  }
+  prompts = config.sample_prompts;  // config.json and checkpoints stand alone
+}
+
+}  // namespace
+
+TrainConfig resolve_config(const Json& given, const std::string& source,
                            const std::filesystem::path& source_dir) {
-  if (!user.is_object()) throw ConfigError(source + ": the config must be a JSON object");
+  if (!given.is_object()) throw ConfigError(source + ": the config must be a JSON object");
+  Json user = given;
+  auto everydream2_unused = take_everydream2_unused(user);
   std::vector<std::string> problems;
   find_unknown_keys(user, train_schema(), "", problems);
   auto errors = Schemas::instance().validate("train.schema.json", user);
@@ -220,6 +293,8 @@ TrainConfig resolve_config(const Json& user, const std::string& source,
   fill_defaults(resolved, train_schema());
   TrainConfig config = typed(resolved);
   config.source_dir = source_dir;
+  config.everydream2_unused = std::move(everydream2_unused);
+  read_sample_prompts(config, problems);
   check_consistency(config, source, problems);
   if (!problems.empty()) throw ConfigError(join_problems(source, problems));
   return config;

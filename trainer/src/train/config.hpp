@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -57,20 +58,27 @@ struct TrainConfig {
   std::uint64_t seed = 0;
   double validation_split = 0;
   int save_every_n_epochs = 0;
+  double ckpt_every_n_minutes = 0;     // 0: no time-based checkpoints
+  int keep_last_n_checkpoints = 0;     // 0: keep all
   int sample_every_n_epochs = 0;
-  std::vector<std::string> sample_prompts;
-  int sample_steps = 0;
+  int sample_steps = 0;                // sample every N steps (EveryDream2's meaning); 0: never
+  std::vector<std::string> sample_prompts;  // read from the file when train.json names one
+  int sample_inference_steps = 0;      // Euler steps per sample
   double sample_guidance = 0;
   std::string device;
   bool amp = true;
   int num_workers = 1;
   int num_threads = 0;
   std::string python;  // interpreter for Python plugins; "" = $BULKHEAD_PYTHON or /usr/bin/python3
+  std::int64_t max_image_pixels = 0;
   int max_tokens = 0;
   int log_every_n_steps = 0;
   std::string logdir;
   std::string run_dir;                 // "" when not set
   ModelConfig model;
+  // Keys of an EveryDream2 train.json that Bulkhead does not use, with the reason (the schema's
+  // x-everydream2-unused); accepted, left out of json, and logged once when training starts.
+  std::vector<std::pair<std::string, std::string>> everydream2_unused;
 
   bool builtin_data() const { return data_root == "builtin:shapes"; }
 };

@@ -3,13 +3,14 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <fstream>
 #include <optional>
 #include <random>
 #include <thread>
 
 #include "common/log.hpp"
+#include "train/data_folder.hpp"
 #include "train/image_io.hpp"
+#include "train/text.hpp"
 
 namespace bulkhead {
 namespace fs = std::filesystem;
@@ -63,67 +64,66 @@ Image draw_shape(int size, const std::string& shape, const Rgb& colour, const Rg
   return image;
 }
 
-bool is_image_file(const fs::path& path) {
-  std::string ext = path.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-  return ext == ".png" || ext == ".jpg" || ext == ".jpeg";
-}
-
-// EveryDream2's convention: image.png + image.txt; without a caption file, the file name.
-std::string caption_for(const fs::path& image_path) {
-  fs::path text = image_path;
-  text.replace_extension(".txt");
-  std::string caption;
-  if (std::ifstream in(text); in) {
-    std::getline(in, caption, '\0');
-  } else {
-    caption = image_path.stem().string();
-    std::replace(caption.begin(), caption.end(), '_', ' ');
-  }
-  auto first = caption.find_first_not_of(" \t\r\n");
-  auto last = caption.find_last_not_of(" \t\r\n");
-  return first == std::string::npos ? "" : caption.substr(first, last - first + 1);
-}
-
-Dataset load_folder(const fs::path& root, int resolution, int threads) {
-  if (!fs::is_directory(root)) throw DataError("data_root " + root.string() + " is not a folder");
-  std::vector<fs::path> files;
-  for (auto& entry : fs::recursive_directory_iterator(root, fs::directory_options::follow_directory_symlink))
-    if (entry.is_regular_file() && is_image_file(entry.path())) files.push_back(entry.path());
-  if (files.empty())
-    throw DataError("no images in data_root " + root.string() + " (looked for .png, .jpg and .jpeg, recursively)");
-  std::sort(files.begin(), files.end());  // the data order must not depend on the file system
-
-  // Decode in parallel; each result goes to its file's slot, so the order stays fixed.
-  std::vector<std::optional<Example>> decoded(files.size());
-  std::vector<std::string> errors(files.size());
+// Decodes in parallel; each result goes to its item's slot, so the order stays fixed.
+std::vector<std::optional<Example>> decode(const FolderScan& scan, const DataOptions& options,
+                                           std::vector<std::string>& errors) {
+  std::vector<std::optional<Example>> decoded(scan.items.size());
+  errors.assign(scan.items.size(), "");
   std::atomic<std::size_t> next{0};
   auto work = [&] {
-    for (std::size_t i; (i = next++) < files.size();) {
+    for (std::size_t i; (i = next++) < scan.items.size();) {
+      const FolderItem& item = scan.items[i];
       try {
-        decoded[i] = Example{center_crop_resize(read_image(files[i]), resolution), caption_for(files[i])};
+        decoded[i] = Example{center_crop_resize(read_image(item.image, options.max_image_pixels), options.resolution),
+                             item.caption, item.copies};
       } catch (const std::exception& e) {
         errors[i] = e.what();
       }
     }
   };
   std::vector<std::thread> pool;
-  for (int t = 0; t < std::max(1, threads); ++t) pool.emplace_back(work);
+  for (int t = 0; t < std::max(1, options.threads); ++t) pool.emplace_back(work);
   for (auto& t : pool) t.join();
+  return decoded;
+}
+
+// Where the captions came from, what was skipped, and every difference from EveryDream2, once each.
+void log_scan(const FolderScan& scan) {
+  auto log = logger("data");
+  std::string sources;
+  for (auto& [source, count] : scan.caption_sources)
+    sources += (sources.empty() ? "" : ", ") + std::to_string(count) + " from " + source;
+  log->info("captions: {}", sources);
+  for (auto& hidden : scan.hidden) log->info("skipped {} (hidden, as EveryDream2 does)", hidden.string());
+  for (auto& note : scan.notes) log->warn("EveryDream2 data: {}", note);
+}
+
+Dataset load_folder(const fs::path& root, const DataOptions& options) {
+  const FolderScan scan = scan_folder(root, options.seed);
+  if (scan.items.empty())
+    throw DataError("no images in data_root " + root.string() +
+                    " (looked for .png, .jpg, .jpeg, .jfif, .bmp and .webp, recursively, skipping hidden folders)");
+  log_scan(scan);
+  std::vector<std::string> errors;
+  auto decoded = decode(scan, options, errors);
 
   Dataset data;
   data.description = root.string();
-  auto log = logger("data");
-  for (std::size_t i = 0; i < files.size(); ++i) {
-    if (decoded[i]) {
-      data.examples.push_back(std::move(*decoded[i]));
-    } else {
-      log->warn("skipping corrupt image {}: {}", files[i].string(), errors[i]);
-      data.skipped.push_back(files[i].string());
+  for (std::size_t i = 0; i < scan.items.size(); ++i) {
+    const std::string file = scan.items[i].image.string();
+    if (!decoded[i]) {
+      logger("data")->warn("skipping image {}: {}", file, errors[i]);
+      data.skipped.push_back(file);
+      continue;
     }
+    if (!valid_utf8(decoded[i]->caption)) {
+      data.invalid_utf8.push_back(file);
+      decoded[i]->caption = repair_utf8(decoded[i]->caption);
+    }
+    data.examples.push_back(std::move(*decoded[i]));
   }
   if (data.examples.empty())
-    throw DataError("none of the " + std::to_string(files.size()) + " images in " + root.string() + " could be read");
+    throw DataError("none of the " + std::to_string(scan.items.size()) + " images in " + root.string() + " could be read");
   return data;
 }
 
@@ -144,11 +144,16 @@ Dataset make_shapes_dataset(int resolution) {
   return data;
 }
 
-Dataset load_dataset(const std::string& data_root, int resolution, int threads) {
-  Dataset data = data_root == "builtin:shapes" ? make_shapes_dataset(resolution)
-                                               : load_folder(data_root, resolution, threads);
-  logger("data")->info("{}: {} images at {}x{}{}", data.description, data.examples.size(), resolution, resolution,
-                       data.skipped.empty() ? "" : ", " + std::to_string(data.skipped.size()) + " skipped as corrupt");
+Dataset load_dataset(const std::string& data_root, const DataOptions& options) {
+  Dataset data = data_root == "builtin:shapes" ? make_shapes_dataset(options.resolution)
+                                               : load_folder(data_root, options);
+  auto log = logger("data");
+  log->info("{}: {} images at {}x{}{}{}", data.description, data.examples.size(), options.resolution,
+            options.resolution, data.skipped.empty() ? "" : ", " + std::to_string(data.skipped.size()) + " skipped",
+            data.invalid_utf8.empty() ? "" : ", " + std::to_string(data.invalid_utf8.size()) + " captions not UTF-8");
+  if (!data.invalid_utf8.empty())
+    log->warn("{} caption(s) were not valid UTF-8; each invalid byte sequence was replaced by U+FFFD and is no word "
+              "(first: the caption of {})", data.invalid_utf8.size(), data.invalid_utf8.front());
   return data;
 }
 
@@ -165,8 +170,16 @@ std::pair<Dataset, Dataset> split_validation(Dataset data, double fraction, std:
   Dataset train, validation;
   train.description = validation.description = data.description;
   train.skipped = data.skipped;
-  for (std::size_t i = 0; i < data.examples.size(); ++i)
-    (held_out[i] ? validation : train).examples.push_back(std::move(data.examples[i]));
+  train.invalid_utf8 = data.invalid_utf8;
+  for (std::size_t i = 0; i < data.examples.size(); ++i) {
+    Example& example = data.examples[i];
+    if (held_out[i]) {
+      validation.examples.push_back(std::move(example));
+      continue;
+    }
+    for (int copy = 1; copy < example.copies; ++copy) train.examples.push_back(example);  // multiply
+    train.examples.push_back(std::move(example));
+  }
   return {std::move(train), std::move(validation)};
 }
 

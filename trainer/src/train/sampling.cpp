@@ -1,8 +1,9 @@
 #include "train/sampling.hpp"
 
 #include <algorithm>
-#include <fstream>
+#include <cstdio>
 
+#include "common/atomic_file.hpp"
 #include "train/image_io.hpp"
 
 namespace bulkhead {
@@ -17,6 +18,21 @@ Image to_image(const torch::Tensor& chw) {
   image.data.assign(pixels.data_ptr<std::uint8_t>(), pixels.data_ptr<std::uint8_t>() + pixels.numel());
   return image;
 }
+
+// The prompt, drawn above the image; the full UTF-8 prompt is in the .txt beside it.
+Image with_label(const Image& image, const std::string& prompt) {
+  const int scale = 2, margin = 4;
+  const int strip = (text_height(prompt) + margin) * scale;
+  Image out;
+  out.width = image.width;
+  out.height = image.height + strip;
+  out.data.assign(std::size_t(out.width) * out.height * 3, 255);
+  std::copy(image.data.begin(), image.data.end(), out.data.begin() + std::size_t(strip) * out.width * 3);
+  draw_text(out, margin, margin, prompt, scale);
+  return out;
+}
+
+}  // namespace
 
 Image make_grid(const std::vector<Image>& tiles, int columns, int gap) {
   const int rows = static_cast<int>((tiles.size() + columns - 1) / columns);
@@ -33,7 +49,11 @@ Image make_grid(const std::vector<Image>& tiles, int columns, int gap) {
   return grid;
 }
 
-}  // namespace
+void write_prompt_list(const std::filesystem::path& path, const std::vector<std::string>& prompts) {
+  std::string text;
+  for (auto& prompt : prompts) text += prompt + "\n";
+  write_file_atomically(path, text);
+}
 
 std::vector<Image> generate(FlowModel& model, const Vocabulary& vocab, const std::vector<std::string>& prompts,
                             const SampleOptions& options) {
@@ -62,19 +82,21 @@ std::vector<Image> generate(FlowModel& model, const Vocabulary& vocab, const std
   return out;
 }
 
-std::filesystem::path write_sample_grid(const std::filesystem::path& stem, FlowModel& model, const Vocabulary& vocab,
-                                        const std::vector<std::string>& prompts, const SampleOptions& options) {
+SampleGrid write_sample_grid(const std::filesystem::path& stem, FlowModel& model, const Vocabulary& vocab,
+                             const std::vector<std::string>& prompts, const SampleOptions& options) {
   auto tiles = generate(model, vocab, prompts, options);
   const int factor = std::max(1, 128 / tiles[0].width);
   for (auto& tile : tiles) tile = upscale(tile, factor);
-  auto png = stem;
-  png += ".png";
-  write_png(png, make_grid(tiles, options.per_prompt, 4));
-  auto text = stem;
-  text += ".txt";
-  std::ofstream out(text);
-  for (auto& prompt : prompts) out << prompt << "\n";
-  return png;
+  for (std::size_t p = 0; p < prompts.size(); ++p) {
+    const std::vector<Image> row(tiles.begin() + p * options.per_prompt, tiles.begin() + (p + 1) * options.per_prompt);
+    char suffix[32];
+    std::snprintf(suffix, sizeof suffix, "-p%02zu.png", p);
+    write_image(stem.string() + suffix, with_label(make_grid(row, options.per_prompt, 4), prompts[p]));
+  }
+  SampleGrid grid{stem.string() + ".png", make_grid(tiles, options.per_prompt, 4)};
+  write_image(grid.png, grid.image);
+  write_prompt_list(stem.string() + ".txt", prompts);
+  return grid;
 }
 
 }  // namespace bulkhead

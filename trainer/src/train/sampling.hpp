@@ -25,9 +25,19 @@ struct SampleOptions {
 std::vector<Image> generate(FlowModel& model, const Vocabulary& vocab, const std::vector<std::string>& prompts,
                             const SampleOptions& options);
 
-// Writes <stem>.png (one row per prompt, enlarged so that small images can be seen)
-// and <stem>.txt (the prompts, one per row). Returns the PNG's path.
-std::filesystem::path write_sample_grid(const std::filesystem::path& stem, FlowModel& model, const Vocabulary& vocab,
-                                        const std::vector<std::string>& prompts, const SampleOptions& options);
+// Writes <stem>.png (one row per prompt, enlarged so that small images can be seen), each row on its
+// own with its prompt drawn above it (<stem>-pNN.png), and <stem>.txt (the prompts, one per row).
+// Returns the grid, and its path.
+struct SampleGrid {
+  std::filesystem::path png;
+  Image image;
+};
+SampleGrid write_sample_grid(const std::filesystem::path& stem, FlowModel& model, const Vocabulary& vocab,
+                             const std::vector<std::string>& prompts, const SampleOptions& options);
+
+// Tiles of one size, row by row, `columns` per row, `gap` white pixels around each.
+Image make_grid(const std::vector<Image>& tiles, int columns, int gap);
+// One prompt per line (the rows of a grid), written atomically.
+void write_prompt_list(const std::filesystem::path& path, const std::vector<std::string>& prompts);
 
 }  // namespace bulkhead

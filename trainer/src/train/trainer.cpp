@@ -12,7 +12,10 @@
 #include "common/schemas.hpp"
 #include "plugins/plugin_runner.hpp"
 #include "plugins/restart_request.hpp"
+#include "common/atomic_file.hpp"
+#include "train/loss_plot.hpp"
 #include "train/sampling.hpp"
+#include "train/tensorboard.hpp"
 
 namespace bulkhead {
 namespace fs = std::filesystem;
@@ -20,10 +23,15 @@ using Json = nlohmann::json;
 
 namespace {
 
-std::atomic<bool> g_interrupt{false};
-static_assert(std::atomic<bool>::is_always_lock_free, "request_interrupt must be async-signal-safe");
+std::atomic<int> g_interrupt{0};  // the signal that asked to stop, 0 for none
+static_assert(std::atomic<int>::is_always_lock_free, "request_interrupt must be async-signal-safe");
 
-bool interrupted() { return g_interrupt.load(); }
+bool interrupted() { return g_interrupt.load() != 0; }
+
+std::string signal_name(int signal) {
+  const char* abbreviation = sigabbrev_np(signal);
+  return abbreviation ? std::string("SIG") + abbreviation : "signal " + std::to_string(signal);
+}
 
 // File sinks buffer; train.log must be complete when run() returns or throws.
 void flush_logs() {
@@ -35,13 +43,6 @@ torch::Device pick_device(const std::string& wanted) {
     throw ConfigError("device \"cuda\" was asked for, but LibTorch sees no CUDA device");
   if (wanted == "cuda" || (wanted == "auto" && torch::cuda::is_available())) return torch::kCUDA;
   return torch::kCPU;
-}
-
-std::string timestamp() {
-  std::time_t now = std::time(nullptr);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y%m%d-%H%M%S", std::localtime(&now));
-  return text;
 }
 
 std::vector<std::string> default_prompts(const TrainConfig& config, const Dataset& validation, const Dataset& train) {
@@ -57,16 +58,34 @@ std::vector<std::string> default_prompts(const TrainConfig& config, const Datase
   return prompts;
 }
 
+// A resumed run takes back its own folder; anything else needs a new or empty one (or overwrite).
+RunFolder claim_run_folder(const TrainConfig& config, const std::optional<fs::path>& resume, bool overwrite) {
+  if (config.run_dir.empty()) return RunFolder::claim_new(config.logdir, config.project_name);
+  const fs::path wanted = config.run_dir;
+  std::error_code error;
+  const bool own_folder = resume && fs::equivalent(resume->parent_path().parent_path(), wanted, error);
+  return RunFolder::claim(wanted, own_folder ? RunFolder::Mode::resume
+                                  : overwrite ? RunFolder::Mode::overwrite
+                                              : RunFolder::Mode::fresh);
+}
+
+// "step-000300", "epoch-0010": names that sort in training order.
+std::string step_name(const char* kind, std::int64_t number, int digits = 6) {
+  char name[48];
+  std::snprintf(name, sizeof name, "%s-%0*lld", kind, digits, static_cast<long long>(number));
+  return name;
+}
+
 }  // namespace
 
-void request_interrupt() { g_interrupt.store(true); }
-void clear_interrupt() { g_interrupt.store(false); }
+void request_interrupt(int signal) { g_interrupt.store(signal); }
+void clear_interrupt() { g_interrupt.store(0); }
 
 // ---------------------------------------------------------------------------
 // Setup: device, threads, data, run folder, model and optimizer, plugins.
 // ---------------------------------------------------------------------------
 
-Trainer::Trainer(TrainConfig config, std::optional<fs::path> resume)
+Trainer::Trainer(TrainConfig config, std::optional<fs::path> resume, bool overwrite)
     : config_(std::move(config)), log_(logger("trainer")) {
   device_ = pick_device(config_.device);
   amp_ = config_.amp && device_.is_cuda();
@@ -80,10 +99,11 @@ Trainer::Trainer(TrainConfig config, std::optional<fs::path> resume)
 
   data_root_ = config_.builtin_data() ? config_.data_root
                                      : config_.from_config(config_.data_root).lexically_normal().string();
-  create_run_folder();  // first, so that train.log also records data problems
+  create_run_folder(resume, overwrite);  // first, so that train.log also records data problems
 
-  std::tie(train_, validation_) = split_validation(load_dataset(data_root_, config_.resolution, config_.num_workers),
-                                                   config_.validation_split, config_.seed);
+  const DataOptions data_options{config_.resolution, config_.num_workers, config_.max_image_pixels, config_.seed};
+  std::tie(train_, validation_) =
+      split_validation(load_dataset(data_root_, data_options), config_.validation_split, config_.seed);
   epoch_length_ = batches_per_epoch(train_.examples.size(), config_.batch_size);
   summary_.skipped_images = train_.skipped.size();
   build_model(resume);
@@ -95,23 +115,28 @@ Trainer::Trainer(TrainConfig config, std::optional<fs::path> resume)
   log_->info("device {}{}, {} torch threads, {} training / {} validation images, {} steps per epoch, plugins: {}",
              device_.str(), amp_ ? " (bfloat16 autocast)" : "", torch::get_num_threads(), train_.examples.size(),
              validation_.examples.size(), epoch_length_, plugins_->empty() ? "none" : std::to_string(plugins_->names().size()));
+  for (auto& [key, why] : config_.everydream2_unused)
+    log_->warn("EveryDream2's \"{}\" is not used by Bulkhead: {}", key, why);
 }
 
 Trainer::~Trainer() = default;
 
-void Trainer::create_run_folder() {
-  run_dir_ = config_.run_dir.empty() ? fs::path(config_.logdir) / (config_.project_name + "-" + timestamp())
-                                     : fs::path(config_.run_dir);
+void Trainer::create_run_folder(const std::optional<fs::path>& resume, bool overwrite) {
+  folder_.emplace(claim_run_folder(config_, resume, overwrite));
+  run_dir_ = folder_->path();
   fs::create_directories(run_dir_ / "checkpoints");
   fs::create_directories(run_dir_ / "samples");
   log_to_file((run_dir_ / "train.log").string());
   // config.json stands alone: where the data and the run really are.
   config_.json["run_dir"] = run_dir_.string();
   config_.json["data_root"] = data_root_;
-  std::ofstream(run_dir_ / "config.json") << config_.json.dump(2) << "\n";
+  write_file_atomically(run_dir_ / "config.json", config_.json.dump(2) + "\n");
   metrics_.open(run_dir_ / "metrics.jsonl", std::ios::app);
+  events_ = std::make_unique<EventWriter>(run_dir_ / "tensorboard");
   summary_.run_dir = run_dir_;
   log_->info("run folder {}", run_dir_.string());
+  for (auto& stale : folder_->remove_stale_temporaries())
+    log_->warn("removed {}, a temporary file left by an earlier crash", stale.string());
 }
 
 void Trainer::build_model(const std::optional<fs::path>& resume) {
@@ -158,7 +183,8 @@ RunSummary Trainer::run() {
     progress_->clear();
     if (interrupted()) {
       // Like EveryDream2: save and leave at once, without on_training_end.
-      log_->warn("interrupted: saving a checkpoint and stopping the plugins");
+      summary_.signal = g_interrupt.load();
+      log_->warn("interrupted by {}: saving a checkpoint and stopping the plugins", signal_name(summary_.signal));
       save("interrupted");
       summary_.outcome = RunOutcome::interrupted;
     } else {
@@ -190,6 +216,8 @@ RunSummary Trainer::run() {
   log_->info("done after {} steps ({:.1f} samples/s); checkpoint {}", position_.global_step, summary_.samples_per_s,
              summary_.last_checkpoint.string());
   if (!summary_.last_samples.empty()) log_->info("samples in {}", (run_dir_ / "samples").string());
+  log_->info("curves in {} (tensorboard --logdir {}) and {}", (run_dir_ / "tensorboard").string(), run_dir_.string(),
+             (run_dir_ / "loss.png").string());
   flush_logs();
   return summary_;
 }
@@ -215,25 +243,26 @@ void Trainer::run_epoch() {
     train_step(*batch, local_step, epoch_length_);
     const bool at_optimizer_step = position_.batches_done % position_.grad_accum == 0 ||
                                    position_.batches_done == epoch_length_;
+    if (config_.sample_steps > 0 && position_.global_step % config_.sample_steps == 0)
+      write_samples(step_name("step", position_.global_step));
     if (!at_optimizer_step) continue;
     for (auto& [source, tag] : std::exchange(checkpoint_requests_, {})) requested_checkpoints_[save("requested", tag)] = source;
+    if (checkpoint_time_due()) save("time");
     if ((stop_requested_ || interrupted()) && position_.batches_done < epoch_length_) return;
   }
   position_.epoch = epoch + 1;
   position_.batches_done = 0;
 
   validate(epoch);
+  write_loss_plot(run_dir_ / "metrics.jsonl", run_dir_ / "loss.png");
   kwargs.erase("epoch_length");  // EveryDream2 passes no epoch_length here
   kwargs["global_step"] = position_.global_step;
   call("on_epoch_end", kwargs);
 
   const int done = epoch + 1;
   const bool last = done == config_.max_epochs;
-  if (!last && config_.sample_every_n_epochs > 0 && done % config_.sample_every_n_epochs == 0) {
-    char name[32];
-    std::snprintf(name, sizeof name, "epoch-%04d", done);
-    write_samples(name);
-  }
+  if (!last && config_.sample_every_n_epochs > 0 && done % config_.sample_every_n_epochs == 0)
+    write_samples(step_name("epoch", done, 4));
   if (!last && config_.save_every_n_epochs > 0 && done % config_.save_every_n_epochs == 0) save("epoch");
   for (auto& [source, tag] : std::exchange(checkpoint_requests_, {})) requested_checkpoints_[save("requested", tag)] = source;
 }
@@ -287,7 +316,8 @@ void Trainer::train_step(const Batch& batch, int local_step, int epoch_length) {
                {"optimizer_steps", position_.optimizer_steps},
                {"samples_per_s", samples_per_s}});
   progress_->update({position_.epoch, config_.max_epochs, local_step, epoch_length, position_.global_step,
-                     static_cast<std::int64_t>(config_.max_epochs) * epoch_length, loss_value, samples_per_s});
+                     static_cast<std::int64_t>(config_.max_epochs) * epoch_length, loss_value, samples_per_s,
+                     samplings_left()});
 
   kwargs["data_root"] = data_root_;
   kwargs["loss"] = loss_value;
@@ -328,23 +358,68 @@ void Trainer::validate(int epoch) {
   notify("on_validation_end", {{"epoch", epoch}, {"global_step", position_.global_step}, {"val_loss", val_loss}});
 }
 
+// Sample grids still to come after the current step: per step, per epoch and the final one.
+int Trainer::samplings_left() const {
+  const std::int64_t total = static_cast<std::int64_t>(config_.max_epochs) * epoch_length_;
+  const std::int64_t done = position_.global_step + 1;
+  int left = 1;
+  if (config_.sample_steps > 0) left += static_cast<int>(total / config_.sample_steps - done / config_.sample_steps);
+  if (config_.sample_every_n_epochs > 0)
+    left += (config_.max_epochs - 1) / config_.sample_every_n_epochs - position_.epoch / config_.sample_every_n_epochs;
+  return left;
+}
+
 void Trainer::write_samples(const std::string& name) {
+  const auto started = std::chrono::steady_clock::now();
   auto prompts = default_prompts(config_, validation_, train_);
   if (prompts.empty()) return;
   for (auto& prompt : prompts)
     for (auto& word : vocab_.unknown_words(prompt))
       log_->warn("sample prompt \"{}\": the word \"{}\" is not in the vocabulary", prompt, word);
   SampleOptions options;
-  options.steps = config_.sample_steps;
+  options.steps = config_.sample_inference_steps;
   options.guidance = config_.sample_guidance;
   options.seed = config_.seed;
   options.per_prompt = 4;
   options.amp = amp_;
   char suffix[32];
   std::snprintf(suffix, sizeof suffix, "-gs%06lld", static_cast<long long>(position_.global_step));
-  summary_.last_samples = write_sample_grid(run_dir_ / "samples" / (name + suffix), model_, vocab_, prompts, options);
+  auto grid = write_sample_grid(run_dir_ / "samples" / (name + suffix), model_, vocab_, prompts, options);
+  summary_.last_samples = grid.png;
+  events_->image("samples", position_.global_step, grid.image);
+  progress_->add_sampling_time(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   progress_->clear();
   log_->info("samples: {}", summary_.last_samples.string());
+}
+
+// ckpt_every_n_minutes since the last checkpoint (or the start).
+bool Trainer::checkpoint_time_due() const {
+  if (config_.ckpt_every_n_minutes <= 0) return false;
+  const double minutes = std::chrono::duration<double>(std::chrono::steady_clock::now() - last_save_).count() / 60;
+  return minutes >= config_.ckpt_every_n_minutes;
+}
+
+// Epoch and time checkpoints beyond the newest keep_last_n_checkpoints are deleted; the others
+// (final, interrupted, errored, requested) were asked for one by one and stay.
+void Trainer::prune_checkpoints() {
+  if (config_.keep_last_n_checkpoints <= 0) return;
+  std::vector<fs::path> routine;
+  for (auto& entry : fs::directory_iterator(run_dir_ / "checkpoints")) {
+    const std::string name = entry.path().filename().string();
+    if (entry.path().extension() == ".pt" && (name.rfind("epoch-", 0) == 0 || name.rfind("time-", 0) == 0))
+      routine.push_back(entry.path());
+  }
+  // Names end in -gsNNNNNN.pt: the step, zero-padded, sorts them oldest first.
+  std::sort(routine.begin(), routine.end(), [](const fs::path& a, const fs::path& b) {
+    return a.filename().string().substr(a.filename().string().rfind("-gs")) <
+           b.filename().string().substr(b.filename().string().rfind("-gs"));
+  });
+  const auto keep = static_cast<std::size_t>(config_.keep_last_n_checkpoints);
+  for (std::size_t i = 0; i + keep < routine.size(); ++i) {
+    if (routine[i] == summary_.last_checkpoint) continue;
+    fs::remove(routine[i]);
+    log_->info("removed {} (keep_last_n_checkpoints {})", routine[i].filename().string(), keep);
+  }
 }
 
 fs::path Trainer::save(const std::string& reason, const std::string& tag) {
@@ -354,8 +429,10 @@ fs::path Trainer::save(const std::string& reason, const std::string& tag) {
   const fs::path path = run_dir_ / "checkpoints" / name;
   save_checkpoint(path, model_, optimizer_.get(), rng_, {position_, reason, tag, config_.json, vocab_});
   summary_.last_checkpoint = path;
+  last_save_ = std::chrono::steady_clock::now();
   progress_->clear();
   log_->info("checkpoint ({}) {}", reason, path.string());
+  prune_checkpoints();
   Json kwargs = {{"path", path.string()},
                  {"reason", reason},
                  {"epoch", position_.epoch},
@@ -444,7 +521,11 @@ void Trainer::check_abort() {
 
 void Trainer::finish_plugins() {
   plugins_->shutdown();
-  std::ofstream(run_dir_ / "plugin-report.json") << plugins_->report().dump(2) << "\n";
+  try {
+    write_file_atomically(run_dir_ / "plugin-report.json", plugins_->report().dump(2) + "\n");
+  } catch (const IoError& e) {  // the report is worth a line, not the run's outcome
+    log_->error("{}", e.what());
+  }
   if (!plugins_->empty()) log_->info("plugins:\n{}", plugins_->report_table());
 }
 
@@ -479,6 +560,9 @@ void Trainer::log_metrics(Json record) {
   // nlohmann writes doubles in the shortest form that reads back to the same bits.
   metrics_ << record.dump() << "\n";
   metrics_.flush();
+  if (!metrics_) throw IoError(run_dir_ / "metrics.jsonl", "write", errno ? errno : EIO);
+  for (auto& [key, value] : record.items())
+    if (key != "step" && key != "epoch" && key != "local_step") events_->scalar(key, record.at("step"), value.get<float>());
   notify("on_log", {{"metrics", record}});
 }
 

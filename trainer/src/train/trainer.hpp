@@ -4,12 +4,14 @@
 //   Trainer trainer(config);                  // or Trainer(config, "runs/x/checkpoints/latest.pt") to resume
 //   RunSummary summary = trainer.run();       // throws TrainingAborted when a plugin set to "abort" failed
 //
-// The run folder gets config.json, metrics.jsonl, train.log, samples/,
-// checkpoints/ and plugin-report.json. Plugins see EveryDream2's hooks with
+// The run folder (locked for the run's life: see run_folder.hpp) gets config.json,
+// metrics.jsonl, tensorboard/, loss.png, train.log, samples/, checkpoints/ and plugin-report.json. Plugins see EveryDream2's hooks with
 // the kwargs in schemas/hooks.json; their control requests (stop, save a
 // checkpoint, change grad_accum) are validated, logged and applied.
 #pragma once
 
+#include <csignal>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -31,11 +33,13 @@
 #include "train/loader.hpp"
 #include "train/model.hpp"
 #include "train/progress.hpp"
+#include "train/run_folder.hpp"
 #include "train/vocab.hpp"
 
 namespace bulkhead {
 
 class PluginRunner;
+class EventWriter;
 
 // A plugin configured with on_failure "abort" failed; an "errored" checkpoint has been saved.
 struct TrainingAborted : std::runtime_error {
@@ -45,7 +49,7 @@ struct TrainingAborted : std::runtime_error {
 enum class RunOutcome {
   completed,    // ran to max_epochs
   stopped,      // a plugin asked to stop; ended like a completed run
-  interrupted,  // Ctrl-C: "interrupted" checkpoint saved, plugins stopped
+  interrupted,  // Ctrl-C, SIGTERM or SIGHUP: "interrupted" checkpoint saved, plugins stopped
 };
 
 struct RunSummary {
@@ -57,17 +61,20 @@ struct RunSummary {
   int epochs_done = 0;
   std::size_t skipped_images = 0;
   double samples_per_s = 0;            // mean over the steps of this process
+  int signal = 0;                      // the signal that interrupted the run, when outcome is interrupted
 };
 
-// Ctrl-C: the run stops at the next optimizer step. Safe to call from a signal handler.
-void request_interrupt();
+// Ctrl-C, SIGTERM, SIGHUP: the run stops at the next optimizer step. Safe to call from a signal handler.
+void request_interrupt(int signal = SIGINT);
 void clear_interrupt();
 
 class Trainer {
  public:
-  // Loads the data, builds the model (or restores it from resume), creates the
-  // run folder and starts the plugins. Throws ConfigError / DataError before any training.
-  explicit Trainer(TrainConfig config, std::optional<std::filesystem::path> resume = std::nullopt);
+  // Claims the run folder, loads the data, builds the model (or restores it from resume) and
+  // starts the plugins. Throws ConfigError / DataError before any training. The run folder must
+  // be new or empty, or the resumed checkpoint's own; overwrite deletes an earlier run in it.
+  explicit Trainer(TrainConfig config, std::optional<std::filesystem::path> resume = std::nullopt,
+                   bool overwrite = false);
   ~Trainer();
 
   RunSummary run();
@@ -79,7 +86,7 @@ class Trainer {
 
  private:
   // Setup
-  void create_run_folder();
+  void create_run_folder(const std::optional<std::filesystem::path>& resume, bool overwrite);
   void build_model(const std::optional<std::filesystem::path>& resume);
 
   // The loop, in the order it runs
@@ -87,9 +94,12 @@ class Trainer {
   void train_step(const Batch& batch, int local_step, int epoch_length);
   void validate(int epoch);
   void write_samples(const std::string& name);
+  int samplings_left() const;
   // Writes a checkpoint and tells the plugins; returns its path.
   std::filesystem::path save(const std::string& reason, const std::string& tag = "");
   void delete_requested_checkpoint(const std::string& source, const std::filesystem::path& path);
+  bool checkpoint_time_due() const;
+  void prune_checkpoints();
 
   // Plugins
   void call(const std::string& hook, const nlohmann::json& kwargs);
@@ -108,6 +118,7 @@ class Trainer {
   std::shared_ptr<spdlog::logger> log_;
   torch::Device device_{torch::kCPU};
   bool amp_ = false;
+  std::optional<RunFolder> folder_;  // held (locked) for the trainer's life
   std::filesystem::path run_dir_;
   std::string data_root_;
 
@@ -127,7 +138,9 @@ class Trainer {
   std::map<std::filesystem::path, std::string> requested_checkpoints_;    // saved on request: path -> who asked
 
   std::ofstream metrics_;
+  std::unique_ptr<EventWriter> events_;  // run_dir/tensorboard
   std::unique_ptr<Progress> progress_;
+  std::chrono::steady_clock::time_point last_save_ = std::chrono::steady_clock::now();
   RunSummary summary_;
   double samples_seen_ = 0, train_seconds_ = 0;
 };

@@ -1,25 +1,13 @@
 #include "train/vocab.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <set>
+
+#include "train/text.hpp"
 
 namespace bulkhead {
 
-std::vector<std::string> Vocabulary::split_words(const std::string& caption) {
-  std::vector<std::string> words;
-  std::string word;
-  for (unsigned char ch : caption) {
-    if (std::isalnum(ch)) {
-      word.push_back(static_cast<char>(std::tolower(ch)));
-    } else if (!word.empty()) {
-      words.push_back(word);
-      word.clear();
-    }
-  }
-  if (!word.empty()) words.push_back(word);
-  return words;
-}
+std::vector<std::string> Vocabulary::split_words(const std::string& caption) { return unicode_words(caption); }
 
 Vocabulary Vocabulary::build(const std::vector<std::string>& captions) {
   std::set<std::string> unique;

@@ -1,4 +1,4 @@
-// vocab.hpp — captions to token ids: lower-case words, a vocabulary built from the training captions.
+// vocab.hpp — captions to token ids: Unicode words, case-folded, a vocabulary built from the training captions.
 //
 //   Vocabulary vocab = Vocabulary::build(captions);
 //   std::vector<std::int64_t> ids = vocab.encode("a red circle", 24);  // <start> a red circle <pad>...
@@ -34,6 +34,7 @@ class Vocabulary {
   std::vector<std::string> unknown_words(const std::string& caption) const;
   std::size_t size() const { return words_.size() + 3; }
 
+  // Words by Unicode's rules, in every script (see unicode_words).
   static std::vector<std::string> split_words(const std::string& caption);
 
  private:

@@ -1,0 +1,66 @@
+// The command line as a user meets it: every mistake exits 2 with a message naming it, --version
+// everywhere, and `bulkhead sample` with several prompts and seeds, PNG or JPEG.
+#include "test_support.hpp"
+
+namespace bulkhead::testing {
+namespace {
+
+struct Result {
+  int code;
+  std::string output;
+};
+
+Result bulkhead(const std::vector<std::string>& args) {
+  auto out = fs::path(::testing::TempDir()) / "bulkhead-cli-output.txt";
+  const int code = run_bulkhead(args, out);
+  return {code, read_text(out)};
+}
+
+TEST(Cli, EveryCommandLineErrorExits2) {
+  auto typo = bulkhead({"trian"});
+  EXPECT_EQ(typo.code, 2);
+  EXPECT_NE(typo.output.find("unknown command 'trian' (did you mean 'train'?)"), std::string::npos) << typo.output;
+  EXPECT_EQ(bulkhead({}).code, 2) << "no command";
+  EXPECT_EQ(bulkhead({"train", "--max-epochs", "many"}).code, 2);
+  EXPECT_EQ(bulkhead({"train", "--no-such-option"}).code, 2);
+  EXPECT_EQ(bulkhead({"plugins", "check"}).code, 2) << "a missing argument";
+  for (const char* steps : {"-3", "0"}) {
+    auto result = bulkhead({"sample", "--checkpoint", "x", "--prompt", "p", "--out", "o.png", "--steps", steps});
+    EXPECT_EQ(result.code, 2) << steps;
+    EXPECT_NE(result.output.find("--steps"), std::string::npos) << result.output;
+  }
+  auto gif = bulkhead({"sample", "--checkpoint", "x", "--prompt", "p", "--out", "o.gif"});
+  EXPECT_EQ(gif.code, 2);
+  EXPECT_NE(gif.output.find("must end in .png, .jpg or .jpeg"), std::string::npos) << gif.output;
+}
+
+TEST(Cli, VersionEverywhere) {
+  for (auto args : std::vector<std::vector<std::string>>{{"--version"}, {"train", "--version"}, {"sample", "--version"},
+                                                         {"plugins", "list", "--version"}}) {
+    auto result = bulkhead(args);
+    EXPECT_EQ(result.code, 0) << args.front();
+    EXPECT_EQ(result.output.rfind("bulkhead 0.", 0), 0u) << result.output;
+    EXPECT_NE(result.output.find("LibTorch"), std::string::npos) << result.output;
+  }
+}
+
+TEST(Cli, SampleSeveralPromptsAndSeedsAsPngOrJpeg) {
+  auto dir = scratch("run");
+  train(tiny_config(dir, 1));
+  const std::string checkpoint = dir.string();
+  auto jpeg = bulkhead({"sample", "--checkpoint", checkpoint, "--prompt", "a red circle", "--out",
+                        (dir / "one.jpg").string(), "--steps", "2"});
+  ASSERT_EQ(jpeg.code, 0) << jpeg.output;
+  EXPECT_EQ(read_text(dir / "one.jpg").substr(0, 3), "\xFF\xD8\xFF") << "JPEG bytes for a .jpg name";
+
+  auto many = bulkhead({"sample", "--checkpoint", checkpoint, "--prompt", "a red circle", "--prompt", "a blue square",
+                        "--seed", "1", "--seed", "7", "--out", (dir / "grid.png").string(), "--steps", "2"});
+  ASSERT_EQ(many.code, 0) << many.output;
+  for (const char* name : {"grid.png", "grid-p00-s1.png", "grid-p00-s7.png", "grid-p01-s1.png", "grid-p01-s7.png"})
+    EXPECT_EQ(read_text(dir / name).substr(1, 3), "PNG") << name;
+  EXPECT_EQ(read_text(dir / "grid.txt"), "a red circle\na blue square\n");
+  EXPECT_NE(read_text(dir / "grid-p00-s1.png"), read_text(dir / "grid-p00-s7.png")) << "seeds differ";
+}
+
+}  // namespace
+}  // namespace bulkhead::testing
