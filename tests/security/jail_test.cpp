@@ -116,7 +116,7 @@ class Jail : public ::testing::TestWithParam<As> {
     if (!limits.empty()) attacker["limits"] = limits;
     return {{"run_dir", (dir_ / "run").string()}, {"max_epochs", 2}, {"resolution", 16}, {"batch_size", 64},
             {"lr_warmup_steps", 2}, {"max_tokens", 16}, {"num_threads", 1}, {"num_workers", 1}, {"sample_every_n_epochs", 0},
-            {"save_every_n_epochs", 0}, {"sample_steps", 2},
+            {"save_every_n_epochs", 0}, {"sample_inference_steps", 2},
             {"model", {{"channels", 8}, {"channel_mults", {1, 2}}, {"embed_dim", 32}}},
             {"plugins", Json::array({attacker, "hook_logger"})}};
   }
@@ -419,6 +419,47 @@ TEST_P(Jail, TheScratchFolderIsBounded) {
   EXPECT_EQ(loss_records(run.run_dir), reference_steps());
 }
 
+// What a manifest asks beyond the default view must be granted in train.json, item by item; once
+// granted, exactly that is open.
+TEST_P(Jail, PermissionsAreAskedInTheManifestAndGrantedInTrainJson) {
+  const fs::path shared = dir_ / "shared";
+  fs::create_directories(shared);
+  std::ofstream(shared / "notes.txt") << secret_;  // readable by the plugin's user, once granted
+  const fs::path plugin = dir_ / "needy";
+  fs::create_directories(plugin);
+  Json manifest = Json::parse(read_text(bulkhead::paths::home() / "tests" / "plugins" / "attacker" / "plugin.json"));
+  manifest["name"] = "needy";
+  manifest["permissions"] = {{"read", {shared.string()}}, {"env", {"AWS_SECRET_ACCESS_KEY"}}};
+  std::ofstream(plugin / "plugin.json") << manifest.dump(2);
+
+  Json cfg = config(Json::object());
+  cfg["plugins"] = {{{"name", plugin.string()},
+                     {"options", {{"attacks", {"files", "env"}}, {"read_paths", {(shared / "notes.txt").string()}},
+                                  {"secret_env", "AWS_SECRET_ACCESS_KEY"}}}}};
+  Outcome refused = train(cfg);
+  EXPECT_EQ(refused.exit_code, 2) << refused.output;
+  for (const std::string& named : {"read " + shared.string(), std::string("env AWS_SECRET_ACCESS_KEY"), (plugin / "plugin.json").string(),
+                                   (dir_ / "train.json").string(), std::string("\"grant\"")})
+    EXPECT_NE(refused.output.find(named), std::string::npos) << named << " is not named\n" << refused.output;
+  EXPECT_EQ(refused.output.find(secret_), std::string::npos);
+
+  cfg["plugins"][0]["grant"] = {{"read", {shared.string()}}, {"env", {"AWS_SECRET_ACCESS_KEY"}}};
+  fs::remove_all(dir_ / "run");
+  Outcome granted = train(cfg);
+  ASSERT_EQ(granted.exit_code, 0) << granted.output;
+  EXPECT_NE(granted.output.find("attack read " + (shared / "notes.txt").string() + ": SUCCEEDED: " + secret_), std::string::npos)
+      << lines_about(granted, "read");
+  EXPECT_NE(granted.output.find("attack read $AWS_SECRET_ACCESS_KEY: SUCCEEDED: " + secret_), std::string::npos)
+      << lines_about(granted, "read");
+
+  const std::string list = std::string(BULKHEAD_EXE) + " plugins --plugins-dir " + dir_.string() + " list 2>&1";
+  FILE* pipe = popen(list.c_str(), "r");
+  std::string listed;
+  for (char line[512]; std::fgets(line, sizeof line, pipe) != nullptr;) listed += line;
+  pclose(pipe);
+  EXPECT_NE(listed.find("permissions: read " + shared.string() + ", env AWS_SECRET_ACCESS_KEY"), std::string::npos) << listed;
+}
+
 // A machine that forbids user namespaces (as many containers do), made for real: the trainer runs
 // as an ordinary user inside a user namespace whose max_user_namespaces is 0.
 class NoUserNamespaces : public ::testing::Test {
@@ -468,7 +509,7 @@ class NoUserNamespaces : public ::testing::Test {
   Json config() const {
     return {{"run_dir", (dir_ / "run").string()}, {"max_epochs", 1}, {"resolution", 16}, {"batch_size", 64},
             {"max_tokens", 16}, {"num_threads", 1}, {"num_workers", 1}, {"sample_every_n_epochs", 0},
-            {"save_every_n_epochs", 0}, {"sample_steps", 2},
+            {"save_every_n_epochs", 0}, {"sample_inference_steps", 2},
             {"model", {{"channels", 8}, {"channel_mults", {1, 2}}, {"embed_dim", 32}}}, {"plugins", {"hook_logger"}}};
   }
 

@@ -145,6 +145,28 @@ TEST(Training, RequestedCheckpointIsSavedWithTag) {
   EXPECT_EQ(saved[1]["reason"], "final");
 }
 
+// A plugin cannot reach the run folder (docs/sandbox.md): it asks the trainer to delete a
+// checkpoint, which the trainer does only for one it saved on that same plugin's request.
+TEST(Training, OnlyACheckpointSavedOnItsOwnRequestIsDeletedForAPlugin) {
+  auto dir = scratch("run");
+  Json config = tiny_config(dir, 2);
+  config["save_every_n_epochs"] = 1;
+  std::vector<fs::path> requested, epoch;
+  train(config, std::nullopt, [&](const std::string& hook, const Json& kwargs) -> std::vector<Json> {
+    if (hook == "on_step_end" && kwargs["global_step"] == 2) return {{{"action", "save_checkpoint"}, {"tag", "mine"}}};
+    if (hook != "on_checkpoint_saved") return {};
+    const std::string path = kwargs["path"];
+    (kwargs["reason"] == "requested" ? requested : epoch).push_back(path);
+    if (kwargs["reason"] == "final") return {};
+    return {{{"action", "delete_checkpoint"}, {"path", path}}};
+  });
+  ASSERT_EQ(requested.size(), 1u);
+  ASSERT_GE(epoch.size(), 1u);
+  EXPECT_FALSE(fs::exists(requested[0])) << "its own requested checkpoint is deleted";
+  EXPECT_TRUE(fs::exists(epoch[0])) << "an epoch checkpoint is not the plugin's to delete";
+  EXPECT_NE(read_text(dir / "train.log").find("not a checkpoint saved on its request: refused"), std::string::npos);
+}
+
 // Every hook's kwargs match its params schema in schemas/hooks.json, in EveryDream2's order.
 TEST(Training, HookKwargsMatchTheCatalogue) {
   auto dir = scratch("run");
