@@ -109,6 +109,28 @@ class AccumPlugin(BasePlugin):
   EXPECT_NE(log.find("accum_plugin.py\", line"), std::string::npos) << log;
 }
 
+// EveryDream2's plugins import colorama and torch (every EveryDream2 install has them): the
+// default Python runtime has them too, and torch loads within the jail's default limits.
+TEST(PythonPlugins, AnEveryDream2PluginImportingTorchAndColoramaRunsInItsJail) {
+  auto dir = scratch("project");
+  fs::create_directories(dir / "plugins");
+  std::ofstream(dir / "plugins" / "torchy.py") << R"(import colorama
+import torch
+from plugins.plugins import BasePlugin
+
+class Torchy(BasePlugin):
+    def on_epoch_end(self, **kwargs):
+        print(colorama.Fore.GREEN + "torch says %g" % float(torch.ones(3).sum()) + colorama.Style.RESET_ALL)
+)";
+  Json config = tiny_config(dir / "run", 1);
+  config["plugins"] = {"plugins.torchy.Torchy"};
+  std::ofstream(dir / "train.json") << config.dump();
+  EXPECT_EQ(train(read_config_file(dir / "train.json"), std::nullopt, {}, dir / "train.json").outcome, RunOutcome::completed);
+  const Json report = read_json(dir / "run" / "plugin-report.json")["plugins"][0];
+  EXPECT_EQ(report["hooks"]["on_epoch_end"]["ok"].get<long>(), 1) << report.dump(2);
+  EXPECT_NE(read_text(dir / "run" / "train.log").find("torch says 3"), std::string::npos);
+}
+
 // train.json's "python" picks the interpreter of Python plugins (relative to the config's folder).
 TEST(PythonPlugins, RunOnTheInterpreterTheConfigNames) {
   auto dir = scratch("project");
