@@ -145,6 +145,28 @@ TEST(PythonPlugins, RunOnTheInterpreterTheConfigNames) {
   EXPECT_NE(read_text(dir / "run" / "train.log").find("my-python runs -m bulkhead_plugin.host"), std::string::npos);
 }
 
+// An interpreter without the SDK's modules stops the run before training, saying what to install,
+// never "quarantined, training went on".
+TEST(PythonPlugins, AnInterpreterWithoutTheSdkModulesIsAConfigError) {
+  auto dir = scratch("project");
+  // Python without its site packages: no zmq, msgpack or PIL.
+  std::ofstream(dir / "bare-python") << "#!/bin/sh\nexec /usr/bin/python3 -S \"$@\"\n";
+  fs::permissions(dir / "bare-python", fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
+  Json config = tiny_config(dir / "run", 1);
+  config["python"] = "bare-python";
+  config["plugins"] = {"example_plugin"};
+  try {
+    resolve_config(config, (dir / "train.json").string(), dir);
+    FAIL() << "accepted an interpreter without the SDK's modules";
+  } catch (const ConfigError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("/python: " + (dir / "bare-python").string() + " lacks what Python plugins need: zmq, msgpack, PIL"),
+              std::string::npos) << what;
+    EXPECT_NE(what.find("apt-get install python3-zmq python3-msgpack python3-pil"), std::string::npos) << what;
+    EXPECT_NE(what.find("pip install pyzmq msgpack pillow"), std::string::npos) << what;
+  }
+}
+
 // ---- the real program -------------------------------------------------------------------------
 
 // A Python plugin that starts a child process and says so in a folder its entry grants it.

@@ -9,6 +9,7 @@
 #include "plugins/host_process.hpp"
 #include "plugins/manifest.hpp"
 #include "plugins/plugin_runner.hpp"
+#include "plugins/python_runtime.hpp"
 
 namespace bulkhead {
 namespace {
@@ -113,6 +114,19 @@ void check_consistency(const TrainConfig& c, const std::string& source, std::vec
     } catch (const std::exception& e) {
       problems.push_back("/plugins/" + std::to_string(i) + ": " + e.what());
     }
+  }
+  // A Python plugin on an interpreter without the SDK's modules would fail at every start.
+  const bool python_plugins = std::any_of(entries.begin(), entries.end(), [&](const PluginSettings& entry) {
+    try {
+      return catalog.resolve(entry.entry, c.source_dir).runtime == "python";
+    } catch (const std::exception&) {
+      return false;  // reported above
+    }
+  });
+  if (python_plugins) {
+    const auto interpreter = python_interpreter(c.python.empty() ? std::filesystem::path() : c.from_config(c.python));
+    const std::string problem = python_sdk_problem(interpreter);
+    if (!problem.empty()) problems.push_back("/python: " + problem);
   }
   // Fail closed: no plugin starts without its jail, and that is known before the data is loaded.
   const auto jail = JailSettings::from_json(c.json.at("jail"));
