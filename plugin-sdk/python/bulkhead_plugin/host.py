@@ -241,6 +241,20 @@ def load_plugin_class(entry):
     return cls
 
 
+# Hooks of EveryDream2's (its newer branches) that hand a plugin the live model: out of process
+# there is no model object to hand over, so Bulkhead does not call them.
+UNCALLED_EVERYDREAM2_HOOKS = ("on_model_load", "on_model_save", "on_backpropagation", "modify_sample_prompt")
+
+
+def uncalled_hook_warnings(cls):
+    """One line per EveryDream2 hook the class defines that Bulkhead never calls, so that nothing
+    is dropped without a word."""
+    return ["%s defines %s, which Bulkhead does not call: it hands the plugin EveryDream2's live model, "
+            "which cannot cross into the plugin's process (model access for plugins is not built yet; "
+            "see docs/writing-plugins.md, 'Move an EveryDream2 plugin over'). The plugin runs without it."
+            % (cls.__name__, hook) for hook in UNCALLED_EVERYDREAM2_HOOKS if callable(getattr(cls, hook, None))]
+
+
 def build_plugin(entry):
     cls = load_plugin_class(entry)
     try:
@@ -462,6 +476,8 @@ def main():
         close(sock, ctx, 2000)
         return EXIT_LOAD_FAILED
     plugin._bulkhead_sink = sink
+    for message in uncalled_hook_warnings(type(plugin)):
+        sock.send(pack([NOTIFICATION, "log", {"level": "warning", "message": message}]))
 
     # 2. hello
     hello = {

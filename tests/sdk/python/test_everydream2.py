@@ -48,6 +48,29 @@ class EveryDream2Test(unittest.TestCase):
         p.shutdown()
         self.assertIn("hello world, this is a plugin at the end of epoch number: 1", p.stdout_lines)
 
+    def test_hooks_bulkhead_never_calls_are_named_at_load(self):
+        with open(os.path.join(self.config_dir, "plugins", "ti.py"), "w") as f:
+            f.write(textwrap.dedent('''
+                from plugins.plugins import BasePlugin
+
+                class TI(BasePlugin):
+                    def on_model_load(self, **kwargs):
+                        pass
+
+                    def on_model_save(self, **kwargs):
+                        pass
+
+                    def on_step_end(self, **kwargs):
+                        pass
+            '''))
+        p = self.peer("plugins.ti.TI")
+        p.handshake()
+        warnings = [l["message"] for l in p.logs if l["level"] == "warning"]
+        self.assertEqual(len(warnings), 2, warnings)
+        self.assertIn("TI defines on_model_load, which Bulkhead does not call", warnings[0])
+        self.assertIn("TI defines on_model_save", warnings[1])
+        self.assertIn("model access", warnings[0])
+
     def test_bundled_example_through_ed2_class_path(self):
         p = self.peer("plugins.example_plugin.ExampleLoggingPlugin")
         hello = p.handshake()
