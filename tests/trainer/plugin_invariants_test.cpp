@@ -145,6 +145,75 @@ TEST(PythonPlugins, RunOnTheInterpreterTheConfigNames) {
   EXPECT_NE(read_text(dir / "run" / "train.log").find("my-python runs -m bulkhead_plugin.host"), std::string::npos);
 }
 
+// EveryDream2's rolling-checkpoint pattern, unmodified: `from train import save_model`, save every
+// few steps, remove the previous save, remove the last at the end. The trainer saves and deletes.
+TEST(PythonPlugins, EveryDream2SaveModelKeepsOneRollingCheckpoint) {
+  auto dir = scratch("project");
+  fs::create_directories(dir / "plugins");
+  std::ofstream(dir / "plugins" / "rolling.py") << R"(import os
+import shutil
+from plugins.plugins import BasePlugin
+from train import save_model
+
+class Rolling(BasePlugin):
+    def __init__(self):
+        self.previous = None
+
+    def on_step_end(self, **kwargs):
+        if kwargs["global_step"] % 3 != 2:
+            return
+        path = os.path.join(kwargs["log_folder"], "ckpts", "rolling-%s-gs%05d" % (kwargs["project_name"], kwargs["global_step"]))
+        save_model(path, ed_state=kwargs["ed_state"], global_step=kwargs["global_step"], save_full_precision=True)
+        if self.previous:
+            shutil.rmtree(self.previous)
+        self.previous = path
+
+    def on_training_end(self, **kwargs):
+        if self.previous:
+            shutil.rmtree(self.previous)
+)";
+  Json config = tiny_config(dir / "run", 2);
+  config["plugins"] = {"plugins.rolling.Rolling"};
+  std::ofstream(dir / "train.json") << config.dump();
+  std::vector<std::string> saved;
+  auto summary = train(read_config_file(dir / "train.json"), std::nullopt,
+                       [&](const std::string& hook, const Json& kwargs) -> std::vector<Json> {
+                         if (hook == "on_checkpoint_saved" && kwargs["reason"] == "requested") saved.push_back(kwargs["path"]);
+                         return {};
+                       },
+                       dir / "train.json");
+  EXPECT_EQ(summary.outcome, RunOutcome::completed);
+  EXPECT_GE(saved.size(), 3u) << "a save every 3 steps";
+  for (const auto& path : saved) EXPECT_FALSE(fs::exists(path)) << path << " was not deleted";
+  const std::string log = read_text(dir / "run" / "train.log");
+  EXPECT_EQ(log.find("refused"), std::string::npos) << log;
+  EXPECT_NE(log.find("requested-rolling-"), std::string::npos);
+}
+
+// What cannot cross a process boundary says so at load, and training does not begin.
+TEST(PythonPlugins, EveryDream2ModelObjectsAreRefusedAtLoadSayingWhy) {
+  auto dir = scratch("project");
+  fs::create_directories(dir / "plugins");
+  std::ofstream(dir / "plugins" / "ti.py") << R"(from plugins.plugins import BasePlugin
+from train import EveryDreamTrainingState
+
+class TI(BasePlugin):
+    pass
+)";
+  Json config = tiny_config(dir / "run", 1);
+  config["plugins"] = {"plugins.ti.TI"};
+  std::ofstream(dir / "train.json") << config.dump();
+  try {
+    train(read_config_file(dir / "train.json"), std::nullopt, {}, dir / "train.json");
+    FAIL() << "training began";
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("train.EveryDreamTrainingState cannot work out of process"), std::string::npos) << what;
+    EXPECT_NE(what.find("plugins.ti.TI"), std::string::npos) << what;
+  }
+  EXPECT_FALSE(fs::exists(dir / "run" / "checkpoints" / "final-ep0001-gs000007.pt"));
+}
+
 // An interpreter without the SDK's modules stops the run before training, saying what to install,
 // never "quarantined, training went on".
 TEST(PythonPlugins, AnInterpreterWithoutTheSdkModulesIsAConfigError) {

@@ -26,6 +26,7 @@ import msgpack
 import zmq
 
 from . import catalogue
+from . import plugin as plugin_module
 from .plugin import BasePlugin, EdState, make_set_arg
 
 EXIT_OK = 0
@@ -220,6 +221,10 @@ def load_plugin_class(entry):
         while p in sys.path:
             sys.path.remove(p)
         sys.path.insert(0, p)
+    # EveryDream2's `train` module, last: a plugin's own train.py still wins.
+    shim = os.path.join(os.path.dirname(os.path.abspath(__file__)), "everydream2")
+    if shim not in sys.path:
+        sys.path.append(shim)
     install_plugins_package(roots)
 
     module_name, _, class_name = entry.rpartition(".")
@@ -453,6 +458,7 @@ def main():
     sock.connect(endpoint)
 
     sink = Sink()
+    plugin_module.HOST_SINK = sink
     root = logging.getLogger()
     root.addHandler(LogHandler(sink))
     level = os.environ.get("BULKHEAD_LOG_LEVEL", "INFO").upper()

@@ -66,6 +66,11 @@ class EdState:
         return "EdState(%s)" % ", ".join("%s=%r" % kv for kv in sorted(self._values.items()))
 
 
+# The running host's way to the trainer (set by bulkhead_plugin.host), for what is not a method of a
+# plugin: EveryDream2's `train.save_model`.
+HOST_SINK = None
+
+
 class BasePlugin:
     """Extend this and override the hooks you need.
 

@@ -1,5 +1,6 @@
 #include "train/trainer.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -246,7 +247,8 @@ void Trainer::run_epoch() {
     if (config_.sample_steps > 0 && position_.global_step % config_.sample_steps == 0)
       write_samples(step_name("step", position_.global_step));
     if (!at_optimizer_step) continue;
-    for (auto& [source, tag] : std::exchange(checkpoint_requests_, {})) requested_checkpoints_[save("requested", tag)] = source;
+    for (auto& [source, tag] : std::exchange(checkpoint_requests_, {}))
+      requested_checkpoints_.push_back({save("requested", tag), source, tag});
     if (checkpoint_time_due()) save("time");
     if ((stop_requested_ || interrupted()) && position_.batches_done < epoch_length_) return;
   }
@@ -264,7 +266,8 @@ void Trainer::run_epoch() {
   if (!last && config_.sample_every_n_epochs > 0 && done % config_.sample_every_n_epochs == 0)
     write_samples(step_name("epoch", done, 4));
   if (!last && config_.save_every_n_epochs > 0 && done % config_.save_every_n_epochs == 0) save("epoch");
-  for (auto& [source, tag] : std::exchange(checkpoint_requests_, {})) requested_checkpoints_[save("requested", tag)] = source;
+  for (auto& [source, tag] : std::exchange(checkpoint_requests_, {}))
+    requested_checkpoints_.push_back({save("requested", tag), source, tag});
 }
 
 // One batch: forward, backward, and an optimizer step every grad_accum batches
@@ -443,17 +446,22 @@ fs::path Trainer::save(const std::string& reason, const std::string& tag) {
 }
 
 // A plugin cannot reach the run folder: it asks, and only for what the trainer saved on its own request.
-void Trainer::delete_requested_checkpoint(const std::string& source, const fs::path& path) {
-  const auto found = requested_checkpoints_.find(path);
-  if (found == requested_checkpoints_.end() || found->second != source) {
-    log_->warn("{} asked to delete {}, which is not a checkpoint saved on its request: refused", source, path.string());
+void Trainer::delete_requested_checkpoint(const std::string& source, const Json& request) {
+  const bool by_path = request.contains("path");
+  const std::string wanted = by_path ? request["path"].get<std::string>() : request["tag"].get<std::string>();
+  const auto found = std::find_if(requested_checkpoints_.rbegin(), requested_checkpoints_.rend(), [&](const auto& saved) {
+    return saved.source == source && (by_path ? saved.path == fs::path(wanted) : saved.tag == wanted);
+  });
+  if (found == requested_checkpoints_.rend()) {
+    log_->warn("{} asked to delete {}{}, which is not a checkpoint saved on its request: refused", source,
+               by_path ? "" : "the checkpoint tagged ", wanted);
     return;
   }
   std::error_code error;
-  fs::remove(path, error);
-  if (error) log_->warn("could not delete {} for {}: {}", path.string(), source, error.message());
-  else log_->info("deleted {} for {}", path.string(), source);
-  requested_checkpoints_.erase(found);
+  fs::remove(found->path, error);
+  if (error) log_->warn("could not delete {} for {}: {}", found->path.string(), source, error.message());
+  else log_->info("deleted {} for {}", found->path.string(), source);
+  requested_checkpoints_.erase(std::next(found).base());
 }
 
 // ---------------------------------------------------------------------------
@@ -502,7 +510,7 @@ void Trainer::apply_control(const std::string& source, const Json& request) {
     checkpoint_requests_.emplace_back(source, request.value("tag", ""));
     log_->info("{} asked for a checkpoint{}", source, reason.empty() ? "" : ": " + reason);
   } else if (action == "delete_checkpoint") {
-    delete_requested_checkpoint(source, request.at("path").get<std::string>());
+    delete_requested_checkpoint(source, request);
   } else if (action == "set_arg" && request.at("name") != "grad_accum") {
     // The schema's whitelist may grow before the trainer learns the new name: refuse, never guess.
     log_->warn("{} asked to set {}, which this trainer cannot change", source, request.at("name").get<std::string>());

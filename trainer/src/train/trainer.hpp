@@ -97,7 +97,8 @@ class Trainer {
   int samplings_left() const;
   // Writes a checkpoint and tells the plugins; returns its path.
   std::filesystem::path save(const std::string& reason, const std::string& tag = "");
-  void delete_requested_checkpoint(const std::string& source, const std::filesystem::path& path);
+  // A plugin's delete_checkpoint: by path, or by the tag it saved it with (the newest of that tag).
+  void delete_requested_checkpoint(const std::string& source, const nlohmann::json& request);
   bool checkpoint_time_due() const;
   void prune_checkpoints();
 
@@ -135,7 +136,11 @@ class Trainer {
   std::vector<std::pair<std::string, nlohmann::json>> observer_requests_;
   bool stop_requested_ = false;
   std::vector<std::pair<std::string, std::string>> checkpoint_requests_;  // (who asked, tag)
-  std::map<std::filesystem::path, std::string> requested_checkpoints_;    // saved on request: path -> who asked
+  struct RequestedCheckpoint {
+    std::filesystem::path path;
+    std::string source, tag;  // who asked, and the tag it asked for
+  };
+  std::vector<RequestedCheckpoint> requested_checkpoints_;  // saved on request and not deleted, oldest first
 
   std::ofstream metrics_;
   std::unique_ptr<EventWriter> events_;  // run_dir/tensorboard
