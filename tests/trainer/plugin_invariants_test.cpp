@@ -114,21 +114,31 @@ class AccumPlugin(BasePlugin):
 TEST(PythonPlugins, AnEveryDream2PluginImportingTorchAndColoramaRunsInItsJail) {
   auto dir = scratch("project");
   fs::create_directories(dir / "plugins");
-  std::ofstream(dir / "plugins" / "torchy.py") << R"(import colorama
+  // Like EveryDream2's Accumulnator: a grad_accum schedule read from a JSON file beside the plugin.
+  std::ofstream(dir / "plugins" / "torchy.json") << R"({"grad_accum": 3})";
+  std::ofstream(dir / "plugins" / "torchy.py") << R"(import json
+import os
+import colorama
 import torch
 from plugins.plugins import BasePlugin
 
 class Torchy(BasePlugin):
+    def __init__(self):
+        with open(os.path.join(os.path.dirname(__file__), "torchy.json")) as f:
+            self.schedule = json.load(f)
+
     def on_epoch_end(self, **kwargs):
         print(colorama.Fore.GREEN + "torch says %g" % float(torch.ones(3).sum()) + colorama.Style.RESET_ALL)
+        kwargs["arg_update_callback"]("grad_accum", self.schedule["grad_accum"])
 )";
-  Json config = tiny_config(dir / "run", 1);
+  Json config = tiny_config(dir / "run", 2);
   config["plugins"] = {"plugins.torchy.Torchy"};
   std::ofstream(dir / "train.json") << config.dump();
   EXPECT_EQ(train(read_config_file(dir / "train.json"), std::nullopt, {}, dir / "train.json").outcome, RunOutcome::completed);
   const Json report = read_json(dir / "run" / "plugin-report.json")["plugins"][0];
-  EXPECT_EQ(report["hooks"]["on_epoch_end"]["ok"].get<long>(), 1) << report.dump(2);
+  EXPECT_EQ(report["hooks"]["on_epoch_end"]["ok"].get<long>(), 2) << report.dump(2);
   EXPECT_NE(read_text(dir / "run" / "train.log").find("torch says 3"), std::string::npos);
+  EXPECT_EQ(read_metrics(dir / "run").back()["grad_accum"], 3) << "the schedule beside the plugin was read";
 }
 
 // train.json's "python" picks the interpreter of Python plugins (relative to the config's folder).

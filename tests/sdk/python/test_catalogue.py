@@ -76,5 +76,28 @@ class CatalogueTest(unittest.TestCase):
             self.assertIn(var, doc)
 
 
+    def test_docs_hook_table_gives_each_hooks_kind_and_deadline(self):
+        with open(os.path.join(HOME, "docs", "protocol.md")) as f:
+            rows = {m.group(1): (m.group(2), m.group(3))
+                    for m in re.finditer(r"^\| `(\w+)` \| (call|notify|transform) \| (\d+) s \|", f.read(), re.M)}
+        hooks = catalogue.load_schema("hooks.json")["hooks"]
+        self.assertEqual(sorted(rows), sorted(hooks), "protocol.md's hook table lists every catalogue hook, and no other")
+        for name, spec in hooks.items():
+            self.assertEqual(rows[name], (spec["kind"], str(spec["deadline_ms"] // 1000)), name)
+
+    def test_docs_env_table_is_what_the_trainer_and_host_export(self):
+        with open(os.path.join(HOME, "docs", "protocol.md")) as f:
+            doc = f.read()
+        table = doc[doc.index("### Environment"):doc.index("## 2.")]
+        documented = set(re.findall(r"`(BULKHEAD_[A-Z_]+)`", table))
+        exported = set()
+        for source, pattern in (("trainer/src/plugins/host_process.cpp", r'\benv\["(BULKHEAD_[A-Z_]+)"\]'),
+                                ("plugin-host/src/runtime_exec.cpp", r'setenv\("(BULKHEAD_[A-Z_]+)"')):
+            with open(os.path.join(HOME, source)) as f:
+                exported |= set(re.findall(pattern, f.read()))
+        # BULKHEAD_PYTHON is the trainer's own setting, passed on to the host; the rest must match exactly.
+        self.assertEqual(documented - {"BULKHEAD_PYTHON"}, exported - {"BULKHEAD_PYTHON"})
+
+
 if __name__ == "__main__":
     unittest.main()
