@@ -124,7 +124,7 @@ void check_declared_hooks(SupervisedPlugin& plugin, Verdict& verdict, std::ostre
   }
 }
 
-// How a reply ended, for a message: "the result {...}", "the error 'hook_failed': ...", "a timeout".
+// How a reply ended, for a message: "the result {...}", "the error 'hook_failed': ...", ...
 std::string describe(const Reply& reply) {
   constexpr std::size_t kShown = 200;  // an image's bytes would drown the message
   switch (reply.status) {
