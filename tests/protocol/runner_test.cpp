@@ -424,8 +424,12 @@ TEST(PluginsCommand, CheckNamesTheFieldOfAnOutOfSchemaReply) {
                           " 2>/dev/null");
   EXPECT_EQ(result.status, 1) << result.output;
   EXPECT_NE(result.output.find("transform_caption       FAIL"), std::string::npos) << result.output;
-  EXPECT_NE(result.output.find("/caption: Value type not permitted by 'type' constraint."), std::string::npos) << result.output;
-  EXPECT_NE(result.output.find("/image/width: Value type not permitted"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("/caption: Value type not permitted by 'type' constraint. expected string, got integer."),
+            std::string::npos)
+      << result.output;
+  EXPECT_NE(result.output.find("/image/width: Value type not permitted by 'type' constraint. expected integer, got string."),
+            std::string::npos)
+      << result.output;
   EXPECT_EQ(result.output.find("Failed to validate"), std::string::npos) << result.output;
 }
 

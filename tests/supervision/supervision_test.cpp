@@ -36,6 +36,17 @@ TEST(Handshake, HelloOutOfSchemaIsRefused) {
   EXPECT_NE(error.find("hello.schema.json"), std::string::npos) << error;
 }
 
+// A hello of the wrong shape is refused at once, with why, not after the 10 s hello timeout.
+TEST(Handshake, MisshapenHelloIsRefusedAtOnce) {
+  const auto began = std::chrono::steady_clock::now();
+  const auto error = start_error(settings(raw_mode("hello-short")));
+  EXPECT_LT(std::chrono::steady_clock::now() - began, std::chrono::seconds(5));
+  EXPECT_NE(error.find("its hello is malformed: its first message breaks the protocol: a request has 4 elements, "
+                       "this one has 3"),
+            std::string::npos)
+      << error;
+}
+
 TEST(Handshake, LoadFailureExplainsItself) {
   const auto error = start_error(settings(raw_mode("exit-load")));
   EXPECT_NE(error.find("failed to load"), std::string::npos) << error;
@@ -137,6 +148,21 @@ TEST(Restart, ConcurrentCrashesInFlightOneRestart) {
   ASSERT_TRUE(wait_until([&] { return counter(*runner, "on_epoch_start", "ok") >= 3; }, std::chrono::seconds(10),
                          [&] { runner->call("on_epoch_start", epoch_kwargs()); }));
   EXPECT_EQ(plugin_report(*runner)["restarts"].get<long>(), 1) << plugin_report(*runner).dump(2);
+}
+
+// The reason is for the console and the run report: one line; the traceback stays in train.log.
+TEST(Quarantine, ReasonIsOneLineWithoutTheTraceback) {
+  LogCapture capture("plugins");
+  auto s = settings("fault-python", {{"fault", "throw"}});
+  s.max_restarts = 1;
+  auto runner = make_runner(s);
+  ASSERT_TRUE(wait_until([&] { return plugin_report(*runner)["quarantined"].get<bool>(); }, std::chrono::seconds(10),
+                         [&] { runner->transform_caption("a cat"); }));
+  const std::string reason = plugin_report(*runner)["quarantine_reason"].get<std::string>();
+  EXPECT_NE(reason.find("2 faults within"), std::string::npos) << reason;
+  EXPECT_EQ(reason.find('\n'), std::string::npos) << reason;
+  EXPECT_EQ(reason.find("Traceback"), std::string::npos) << reason;
+  EXPECT_NE(capture.sink->text().find("Traceback"), std::string::npos) << "the traceback is still logged";
 }
 
 // More than max_restarts faults within the window: quarantined, loudly, once; then left alone.

@@ -150,19 +150,25 @@ Message decode(const void* data, std::size_t size) {
   }
   if (!envelope.is_array() || envelope.empty() || !envelope[0].is_number_unsigned())
     throw DecodeError("not a MessagePack-RPC array [kind, ...]");
+  // Says what came, not only what is expected: a peer that sends 3 elements must be told so.
+  auto expect = [&](std::size_t size, const char* kind) {
+    if (envelope.size() != size)
+      throw DecodeError(std::string("a ") + kind + " has " + std::to_string(size) + " elements, this one has " +
+                        std::to_string(envelope.size()));
+  };
   Message m;
   switch (envelope[0].get<int>()) {
     case 0:
-      if (envelope.size() != 4) throw DecodeError("a request has 4 elements");
+      expect(4, "request");
       m = Message::request(message_id(envelope[1]), method_name(envelope[2]), envelope[3]);
       break;
     case 1:
-      if (envelope.size() != 4) throw DecodeError("a response has 4 elements");
+      expect(4, "response");
       m = Message::response(message_id(envelope[1]), envelope[3]);
       m.error = envelope[2];
       break;
     case 2:
-      if (envelope.size() != 3) throw DecodeError("a notification has 3 elements");
+      expect(3, "notification");
       m = Message::notification(method_name(envelope[1]), envelope[2]);
       break;
     default: throw DecodeError("message kind must be 0, 1 or 2");

@@ -11,6 +11,16 @@ read from the plugin's name, BULKHEAD_PLUGIN_NAME, set from each manifest:
   raw-fault-bad-token       says hello with a token that is not the one it was given
   raw-fault-bad-hello       says hello with params that break hello.schema.json
   raw-fault-exit-load       exits 78 at once (a load failure)
+  raw-fault-hello-notification  sends its hello as a notification [2, "hello", {...}]
+  raw-fault-hello-short     sends its hello as [0, 0, "hello"], without params
+  raw-fault-hello-typo      its hello lists "on_step_ned" instead of "on_step_end"
+  raw-fault-manifest-typo   behaves; its manifest declares "on_step_ned" instead of "on_step_end"
+  raw-fault-nil-unknown     answers a method it does not know with nil, not the error unknown_method
+  raw-fault-undeclared-unknown  answers a catalogue hook it did not declare with the error
+                            unknown_method, not nil
+  raw-fault-bad-control     every observer reply, and a control notification after each, asks
+                            for something control.schema.json does not allow
+  raw-fault-exit-3          exits with status 3 on shutdown
   raw-fault-once-MODE       the first start in a run (marker file in BULKHEAD_SCRATCH_DIR) behaves
                             like raw-fault; every later start (a restart) does MODE
 
@@ -32,6 +42,9 @@ import zmq
 
 REQUEST, RESPONSE, NOTIFICATION = 0, 1, 2
 HOOKS = ["transform_caption", "transform_pil_image", "on_step_end", "on_epoch_start"]
+# The catalogue's other hooks (schemas/hooks.json), which it does not declare: answered with nil.
+OTHER_HOOKS = ["on_training_start", "on_step_start", "on_epoch_end", "on_training_end", "on_checkpoint_saved",
+               "on_validation_end", "on_log"]
 
 
 def pack(obj):
@@ -52,6 +65,23 @@ def good_result(method, params):
     if method == "transform_pil_image":
         return {"image": params["image"]}
     return None
+
+
+UNKNOWN = {"code": "unknown_method", "message": "unknown method"}
+# Out of control.schema.json: set_arg accepts only grad_accum, an integer.
+BAD_CONTROL = [{"action": "set_arg", "name": "learning_rate", "value": "fast"}]
+
+
+def answer(sock, mode, fault, msg_id, method, params):
+    """The frames that answer one request, as the mode and the fault option make them."""
+    if method in OTHER_HOOKS:
+        return [pack([RESPONSE, msg_id, UNKNOWN if mode == "undeclared-unknown" else None, None])]
+    if method not in HOOKS:
+        return [pack([RESPONSE, msg_id, None if mode == "nil-unknown" else UNKNOWN, None])]
+    if mode == "bad-control" and good_result(method, params) is None:
+        return [pack([RESPONSE, msg_id, None, {"control": BAD_CONTROL}]),
+                pack([NOTIFICATION, "control", {"requests": BAD_CONTROL}])]
+    return bad_reply(sock, fault, msg_id, method, params)
 
 
 def bad_reply(sock, fault, msg_id, method, params):
@@ -176,7 +206,14 @@ def main():
     }
     if mode == "bad-hello":
         hello = {"protocol": 1, "hooks": "all of them"}
-    sock.send(pack([REQUEST, 0, "hello", hello]))
+    if mode == "hello-typo":
+        hello["hooks"] = [h.replace("on_step_end", "on_step_ned") for h in HOOKS]
+    if mode == "hello-notification":
+        sock.send(pack([NOTIFICATION, "hello", hello]))
+    elif mode == "hello-short":
+        sock.send(pack([REQUEST, 0, "hello"]))
+    else:
+        sock.send(pack([REQUEST, 0, "hello", hello]))
 
     options = None
     while options is None:
@@ -196,13 +233,13 @@ def main():
         msg = msgpack.unpackb(sock.recv(), raw=False)
         if msg[0] == NOTIFICATION:
             if msg[1] == "shutdown":
-                return 0
+                return 3 if mode == "exit-3" else 0
             continue
         if msg[0] != REQUEST:
             continue
         _, msg_id, method, params = msg
         calls += 1
-        frames = bad_reply(sock, fault if calls % every == 0 else "none", msg_id, method, params)
+        frames = answer(sock, mode, fault if calls % every == 0 else "none", msg_id, method, params)
         for frame in frames:
             sock.send(frame)
 

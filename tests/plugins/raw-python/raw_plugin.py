@@ -14,6 +14,10 @@ import msgpack
 import zmq
 
 REQUEST, RESPONSE, NOTIFICATION = 0, 1, 2
+# The catalogue's other observers (schemas/hooks.json): not declared, answered with nil
+# (docs/protocol.md 3.1); transform_pil_image, the other transform, returns its input unchanged.
+UNDECLARED_OBSERVERS = {"on_training_start", "on_epoch_start", "on_step_start", "on_epoch_end", "on_training_end",
+                        "on_checkpoint_saved", "on_validation_end", "on_log"}
 
 
 def pack(obj):
@@ -88,6 +92,10 @@ def main():
                     result = {"control": [{"action": "stop", "reason": "reached step %d" % stop_at}]}
                     sock.send(pack([NOTIFICATION, "log", {"level": "info", "message": "asking to stop at step %d" % params["global_step"]}]))
                 reply = [RESPONSE, msg_id, None, result]
+            elif method in UNDECLARED_OBSERVERS:
+                reply = [RESPONSE, msg_id, None, None]
+            elif method == "transform_pil_image":
+                reply = [RESPONSE, msg_id, None, params]
             else:
                 reply = [RESPONSE, msg_id, {"code": "unknown_method", "message": "unknown method %s" % method}, None]
         except Exception as e:

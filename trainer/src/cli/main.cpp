@@ -23,8 +23,7 @@ bool unknown_command(const CLI::App& app, int argc, char** argv) {
   std::vector<std::string> names;
   for (const auto* sub : app.get_subcommands({})) names.push_back(sub->get_name());
   if (std::find(names.begin(), names.end(), argv[1]) != names.end()) return false;
-  const std::string guess = bulkhead::nearest_key(argv[1], names);
-  std::cerr << "bulkhead: unknown command '" << argv[1] << "'" << (guess.empty() ? "" : " (did you mean '" + guess + "'?)")
+  std::cerr << "bulkhead: unknown command '" << argv[1] << "'" << bulkhead::did_you_mean(argv[1], names)
             << "; the commands are train, sample and plugins (bulkhead --help)\n";
   return true;
 }

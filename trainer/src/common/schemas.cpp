@@ -1,6 +1,8 @@
 #include "common/schemas.hpp"
 
+#include <algorithm>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
@@ -11,6 +13,7 @@
 #include <valijson/validator.hpp>
 
 #include "common/paths.hpp"
+#include "common/spelling.hpp"
 
 namespace bulkhead {
 namespace {
@@ -38,6 +41,109 @@ std::string pointer_from_context(const std::vector<std::string>& context) {
   return path;
 }
 
+// The JSON Schema name of a value's type, as a "type" constraint would call it.
+std::string type_name(const Json& value) {
+  switch (value.type()) {
+    case Json::value_t::null: return "null";
+    case Json::value_t::boolean: return "boolean";
+    case Json::value_t::number_integer:
+    case Json::value_t::number_unsigned: return "integer";
+    case Json::value_t::number_float: return "number";
+    case Json::value_t::string: return "string";
+    case Json::value_t::array: return "array";
+    case Json::value_t::binary: return "bin";
+    default: return "object";
+  }
+}
+
+std::string join(const std::vector<std::string>& items, const std::string& separator) {
+  std::string text;
+  for (const auto& item : items) text += (text.empty() ? "" : separator) + item;
+  return text;
+}
+
+// A schema and the document its local "$ref"s ("#/definitions/...") resolve in.
+struct Located {
+  Json schema;
+  Json root;
+};
+
+Located resolve(const std::filesystem::path& dir, Located at) {
+  for (int depth = 0; depth < 16 && at.schema.is_object() && at.schema.contains("$ref"); ++depth) {
+    const std::string ref = at.schema["$ref"];
+    const auto hash = ref.find('#');
+    if (hash != 0) {
+      const std::string file = ref.substr(0, hash);
+      at.root = read_json(std::filesystem::exists(dir / file) ? dir / file : dir / "protocol" / file);
+    }
+    const std::string pointer = hash == std::string::npos ? "" : ref.substr(hash + 1);
+    at.schema = at.root.value(Json::json_pointer(pointer), Json());
+  }
+  return at;
+}
+
+std::optional<Located> child(const std::filesystem::path& dir, const Located& at, const std::string& key, int depth = 0) {
+  const Json& schema = at.schema;
+  if (!schema.is_object() || depth > 8) return std::nullopt;
+  if (schema.contains("items") && schema["items"].is_object()) return resolve(dir, {schema["items"], at.root});
+  if (schema.contains("properties") && schema["properties"].contains(key)) return resolve(dir, {schema["properties"][key], at.root});
+  // Under alternatives, the first that knows the key (set_arg's "value", say).
+  for (const char* branch : {"oneOf", "anyOf", "allOf"})
+    for (const auto& alternative : schema.value(branch, Json::array()))
+      if (auto found = child(dir, resolve(dir, {alternative, at.root}), key, depth + 1)) return found;
+  if (schema.contains("additionalProperties") && schema["additionalProperties"].is_object())
+    return resolve(dir, {schema["additionalProperties"], at.root});
+  return std::nullopt;
+}
+
+Located schema_at(const std::filesystem::path& dir, const Located& top, const std::vector<std::string>& context) {
+  Located at = resolve(dir, top);
+  for (const auto& part : context) {
+    if (part == "<root>") continue;
+    // valijson writes a property and an index alike ("[name]", "[0]"): the schema tells which.
+    auto found = child(dir, at, pointer_from_context({part}).substr(1));
+    if (!found) return {};
+    at = *found;
+  }
+  return at;
+}
+
+std::vector<std::string> expected_types(const std::filesystem::path& dir, const Located& at, int depth = 0) {
+  std::vector<std::string> types;
+  const Json& schema = at.schema;
+  if (!schema.is_object() || depth > 8) return types;
+  if (schema.contains("type")) {
+    for (const auto& type : schema["type"].is_array() ? schema["type"] : Json::array({schema["type"]})) types.push_back(type);
+  }
+  for (const char* branch : {"oneOf", "anyOf"})
+    for (const auto& alternative : schema.value(branch, Json::array()))
+      for (const auto& type : expected_types(dir, resolve(dir, {alternative, at.root}), depth + 1))
+        if (std::find(types.begin(), types.end(), type) == types.end()) types.push_back(type);
+  return types;
+}
+
+// valijson says which rule broke, not with what: add the expected and the actual value.
+std::string explain(const std::filesystem::path& dir, const std::string& description, const Located& schema,
+                    const Json* value) {
+  if (!value) return description;
+  if (description.find("'type' constraint") != std::string::npos) {
+    // Under alternatives (null or object), the one that failed is of another type than the value's.
+    auto types = expected_types(dir, schema);
+    types.erase(std::remove(types.begin(), types.end(), type_name(*value)), types.end());
+    return description + " expected " + (types.empty() ? "another type" : join(types, " or ")) + ", got " + type_name(*value) + ".";
+  }
+  if (description.find("enum values") != std::string::npos && schema.schema.contains("enum")) {
+    std::vector<std::string> allowed, names;
+    for (const auto& option : schema.schema["enum"]) {
+      allowed.push_back(option.dump());
+      if (option.is_string()) names.push_back(option);
+    }
+    return description + " got " + value->dump() + (value->is_string() ? did_you_mean(*value, names) : "") +
+           "; allowed: " + join(allowed, ", ") + ".";
+  }
+  return description;
+}
+
 }  // namespace
 
 struct Schemas::Compiled {
@@ -52,6 +158,12 @@ const Schemas& Schemas::instance() {
 
 Schemas::Schemas(const std::filesystem::path& dir) : dir_(dir), catalogue_(read_json(dir / "hooks.json")) {}
 Schemas::~Schemas() = default;
+
+std::vector<std::string> Schemas::hook_names() const {
+  std::vector<std::string> names;
+  for (const auto& [hook, spec] : catalogue_["hooks"].items()) names.push_back(hook);
+  return names;
+}
 
 const Schemas::Compiled& Schemas::compiled(const std::string& schema_name) const {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -99,7 +211,16 @@ std::vector<SchemaError> Schemas::validate(const std::string& schema_name, const
   std::vector<SchemaError> errors;
   if (validator.validate(schema.schema, target, &results)) return errors;
   valijson::ValidationResults::Error error;
-  while (results.popError(error)) errors.push_back({pointer_from_context(error.context), error.description});
+  while (results.popError(error)) {
+    const std::string pointer = pointer_from_context(error.context);
+    const Json* value = nullptr;
+    try {
+      value = &document.at(Json::json_pointer(pointer));
+    } catch (const Json::exception&) {
+    }
+    const Located root{schema.document, schema.document};
+    errors.push_back({pointer, explain(dir_, error.description, schema_at(dir_, root, error.context), value)});
+  }
   return errors;
 }
 

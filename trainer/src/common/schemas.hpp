@@ -39,6 +39,8 @@ class Schemas {
 
   // The parsed hook catalogue (schemas/hooks.json).
   const Json& hook_catalogue() const { return catalogue_; }
+  // The catalogue's hook names, in its order.
+  std::vector<std::string> hook_names() const;
   const std::filesystem::path& dir() const { return dir_; }
 
  private:

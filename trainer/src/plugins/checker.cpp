@@ -1,5 +1,6 @@
 #include "plugins/checker.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -10,6 +11,7 @@
 #include <bulkhead/wire.hpp>
 
 #include "common/schemas.hpp"
+#include "common/spelling.hpp"
 #include "plugins/supervised_plugin.hpp"
 
 namespace bulkhead {
@@ -54,65 +56,171 @@ Json example_for_schema(const Json& schema) {
   return object;
 }
 
+namespace {
+
+// A method no catalogue will ever have: a plugin must answer it with the error unknown_method.
+constexpr const char* kUnknownMethod = "bulkhead_check_no_such_method";
+
+bool listed(const std::vector<std::string>& names, const std::string& name) {
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+// Prints each failure as it is found; the verdict is whether there was none.
+class Verdict {
+ public:
+  explicit Verdict(std::ostream& out) : out_(out) {}
+  void fail(const std::string& area, const std::string& why) {
+    out_ << "FAIL " << area << ": " << why << "\n";
+    passed_ = false;
+  }
+  void require(bool ok) { passed_ = passed_ && ok; }
+  bool passed() const { return passed_; }
+
+ private:
+  std::ostream& out_;
+  bool passed_ = true;
+};
+
+// The manifest promises hooks and hello names the ones the trainer calls: training goes by hello,
+// so a hook in one and not the other is a hook that is silently never called, or promised wrongly.
+void check_hooks_agree(const Manifest& manifest, const SupervisedPlugin& plugin, Verdict& verdict) {
+  const auto catalogue = Schemas::instance().hook_names();
+  for (const auto& hook : plugin.unknown_hooks())
+    verdict.fail("hello", "lists hook '" + hook + "', which is not in schemas/hooks.json, so it is never called" +
+                              did_you_mean(hook, catalogue));
+  if (manifest.path.empty()) return;  // a bare EveryDream2 class path has no manifest to agree with
+  for (const auto& hook : manifest.hooks) {
+    if (!listed(catalogue, hook))
+      verdict.fail("manifest", "declares hook '" + hook + "', which is not in schemas/hooks.json" + did_you_mean(hook, catalogue));
+    else if (!plugin.implements(hook))
+      verdict.fail("manifest", "declares hook '" + hook + "' but the plugin does not implement it (its hello does not list it)");
+  }
+  for (const auto& hook : plugin.hooks())
+    if (!listed(manifest.hooks, hook))
+      verdict.fail("hello", "lists hook '" + hook + "', which the manifest does not declare: add it to \"hooks\" in " +
+                                manifest.path.string());
+}
+
+// Calls every hook the plugin declares kRounds times, and prints the table of results.
+void check_declared_hooks(SupervisedPlugin& plugin, Verdict& verdict, std::ostream& out) {
+  const auto& catalogue = Schemas::instance().hook_catalogue()["hooks"];
+  for (const auto& hook : plugin.hooks()) {
+    Json params = example_for_schema(catalogue[hook]["params"]);
+    for (int round = 0; round < kRounds; ++round)
+      if (!plugin.invoke(hook, params)) break;  // one fault says it; the rounds are for latency
+  }
+  Json report = plugin.report();
+  out << std::left << std::setw(24) << "hook" << std::setw(8) << "result" << std::right << std::setw(10) << "p50 ms"
+      << "  detail\n";
+  for (const auto& hook : plugin.hooks()) {
+    const Json& c = report["hooks"][hook];
+    const bool ok = c["ok"].get<long>() == kRounds;
+    verdict.require(ok);
+    std::ostringstream latency;
+    if (!c["p50_ms"].is_null()) latency << std::fixed << std::setprecision(3) << c["p50_ms"].get<double>();
+    out << std::left << std::setw(24) << hook << std::setw(8) << (ok ? "pass" : "FAIL") << std::right << std::setw(10)
+        << (latency.str().empty() ? "-" : latency.str()) << "  "
+        << (ok ? "" : c["last_fault"].is_string() ? c["last_fault"].get<std::string>() : "no reply") << "\n";
+  }
+}
+
+// How a reply ended, for a message: "the result {...}", "the error 'hook_failed': ...", ...
+std::string describe(const Reply& reply) {
+  constexpr std::size_t kShown = 200;  // an image's bytes would drown the message
+  switch (reply.status) {
+    case Reply::Status::ok: {
+      const std::string result = reply.result.dump();
+      return "the result " + (result.size() > kShown ? result.substr(0, kShown) + "..." : result);
+    }
+    case Reply::Status::error: return "the error '" + reply.code + "': " + reply.detail;
+    case Reply::Status::timeout: return "no reply within its deadline";
+    case Reply::Status::invalid: return "an invalid reply: " + reply.detail;
+    case Reply::Status::disconnected: return "no reply: " + reply.detail;
+  }
+  return "";
+}
+
+// Training may send a method this plugin does not know (a newer trainer): it must say so, with
+// the code the trainer recognises, and go on serving.
+void check_unknown_method(SupervisedPlugin& plugin, Verdict& verdict) {
+  const Reply reply = plugin.probe(kUnknownMethod, Json::object());
+  if (reply.status != Reply::Status::error || reply.code != "unknown_method")
+    verdict.fail("unknown method", std::string("a request for '") + kUnknownMethod +
+                                       "' must be answered with the error code 'unknown_method' (docs/protocol.md 3.4); it got " +
+                                       describe(reply));
+}
+
+// A catalogue hook the plugin did not declare may still reach it (docs/protocol.md 3.1): an
+// observer answers nil, a transform its input unchanged, so that a chain of plugins stays whole.
+void check_undeclared_hooks(SupervisedPlugin& plugin, Verdict& verdict) {
+  for (const auto& [hook, spec] : Schemas::instance().hook_catalogue()["hooks"].items()) {
+    if (plugin.implements(hook)) continue;
+    const Json params = example_for_schema(spec["params"]);
+    const bool transform = spec["kind"] == "transform";
+    const Reply reply = plugin.probe(hook, params);
+    if (reply.status != Reply::Status::ok || reply.result != (transform ? params : Json()))
+      verdict.fail("undeclared hook", "'" + hook + "', which the plugin does not declare, must be answered with " +
+                                          (transform ? "its input unchanged" : "nil") + " (docs/protocol.md 3.1); it got " +
+                                          describe(reply));
+  }
+}
+
+void check_protocol_problems(const SupervisedPlugin& plugin, Verdict& verdict) {
+  for (const auto& problem : plugin.protocol_problems()) verdict.fail("protocol", problem);
+}
+
+struct CheckFolders {
+  std::filesystem::path scratch, runtime;
+  CheckFolders() {
+    scratch = std::filesystem::temp_directory_path() / ("bulkhead-check-" + std::to_string(getpid()));
+    std::filesystem::create_directories(scratch);
+    std::string pattern = (std::filesystem::temp_directory_path() / "bulkhead-XXXXXX").string();
+    runtime = mkdtemp(pattern.data()) ? pattern : std::string();
+  }
+  ~CheckFolders() {
+    std::error_code ignored;
+    std::filesystem::remove_all(runtime, ignored);
+    std::filesystem::remove_all(scratch, ignored);
+  }
+};
+
+}  // namespace
+
 bool check_plugin(const std::string& entry, const PluginCatalog& catalog, std::ostream& out) {
   Manifest manifest = catalog.resolve(entry);
   PluginSettings settings;
   settings.entry = entry;
   settings.max_restarts = 1000;  // the checker reports every fault; it never quarantines
   settings.grant = manifest.permissions.to_json();  // checked in the jail it asks for
+  CheckFolders folders;
   RunInfo run;
   run.project_name = "plugins-check";
-  run.scratch_dir = std::filesystem::temp_directory_path() / ("bulkhead-check-" + std::to_string(getpid()));
-  std::filesystem::create_directories(run.scratch_dir);
-  std::string runtime_pattern = (std::filesystem::temp_directory_path() / "bulkhead-XXXXXX").string();
-  mkdtemp(runtime_pattern.data());
+  run.scratch_dir = folders.scratch;
   run.run_dir = run.scratch_dir;
 
-  bool passed = true;
-  std::vector<ControlRequest> control;
+  Verdict verdict(out);
   {
-    SupervisedPlugin plugin(
-        manifest, settings, run, runtime_pattern, [&](const std::string& name, const Json& r) { control.push_back({name, r}); },
-        [](const std::string&) {});
+    SupervisedPlugin plugin(manifest, settings, run, folders.runtime, [](const std::string&, const Json&) {},
+                            [](const std::string&) {});
     try {
       plugin.start();
     } catch (const std::exception& e) {
       out << "FAIL handshake: " << e.what() << "\n";
-      std::filesystem::remove_all(runtime_pattern);
       return false;
     }
     out << manifest.name << " " << manifest.version << " (" << manifest.runtime << "): handshake ok\n"
         << "permissions: " << manifest.permissions.describe() << " (checked inside a jail granting them)\n";
-    const auto& catalogue = Schemas::instance().hook_catalogue()["hooks"];
-    for (const auto& declared : manifest.hooks)
-      if (!plugin.implements(declared)) {
-        out << "FAIL manifest: declares hook '" << declared << "' but the plugin does not implement it\n";
-        passed = false;
-      }
-    for (const auto& hook : plugin.hooks()) {
-      Json params = example_for_schema(catalogue[hook]["params"]);
-      for (int round = 0; round < kRounds; ++round)
-        if (!plugin.invoke(hook, params)) break;  // one fault says it; the rounds are for latency
-    }
-    Json report = plugin.report();
-    out << std::left << std::setw(24) << "hook" << std::setw(8) << "result" << std::right << std::setw(10) << "p50 ms"
-        << "  detail\n";
-    for (const auto& hook : plugin.hooks()) {
-      const Json& c = report["hooks"][hook];
-      const bool ok = c["ok"].get<long>() == kRounds;
-      passed = passed && ok;
-      std::ostringstream latency;
-      if (!c["p50_ms"].is_null()) latency << std::fixed << std::setprecision(3) << c["p50_ms"].get<double>();
-      out << std::left << std::setw(24) << hook << std::setw(8) << (ok ? "pass" : "FAIL") << std::right << std::setw(10)
-          << (latency.str().empty() ? "-" : latency.str()) << "  "
-          << (ok ? "" : c["last_fault"].is_string() ? c["last_fault"].get<std::string>() : "no reply") << "\n";
-    }
-    plugin.stop();
+    check_hooks_agree(manifest, plugin, verdict);
+    check_declared_hooks(plugin, verdict, out);
+    check_unknown_method(plugin, verdict);
+    check_undeclared_hooks(plugin, verdict);
+    check_protocol_problems(plugin, verdict);
+    const std::string shutdown = plugin.stop();
+    if (!shutdown.empty()) verdict.fail("shutdown", shutdown);
   }
-  std::filesystem::remove_all(runtime_pattern);
-  std::filesystem::remove_all(run.scratch_dir);
-  out << (passed ? "PASS: " : "FAIL: ") << manifest.name << (passed ? " conforms to protocol v1\n" : " does not conform\n");
-  return passed;
+  out << (verdict.passed() ? "PASS: " : "FAIL: ") << manifest.name
+      << (verdict.passed() ? " conforms to protocol v1\n" : " does not conform\n");
+  return verdict.passed();
 }
 
 }  // namespace bulkhead

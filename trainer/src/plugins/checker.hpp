@@ -1,5 +1,8 @@
 // checker.hpp — `bulkhead plugins check`: starts a plugin exactly as training would, calls every
-// hook it declares with representative inputs, and validates every reply against schemas/.
+// hook it declares with representative inputs, and validates every reply against schemas/. It
+// also holds the plugin to what training relies on without asking every time: hello's hooks match
+// the manifest's, an unknown method gets unknown_method, an undeclared catalogue hook gets nil or
+// its input back, control requests are valid, and shutdown ends in exit status 0.
 #pragma once
 
 #include <ostream>

@@ -152,7 +152,19 @@ struct Connection::Impl {
     done(reply);
   }
 
+  // Before the hello, a message the protocol does not allow there is a hello gone wrong: the
+  // wait for it ends now, with why, instead of at its deadline.
+  bool refuse_hello(const std::string& why) {
+    if (hello_seen) return false;
+    hello_seen = true;
+    hello.set_exception(std::make_exception_ptr(MalformedHello(why)));
+    return true;
+  }
+
   void handle(const Message& message) {
+    if (message.is_notification() && message.method == "hello" &&
+        refuse_hello("hello came as a notification [2, \"hello\", {...}]; it is a request [0, 0, \"hello\", {...}]"))
+      return;
     if (message.is_notification()) {
       if (message.method == "log" && events.on_log) events.on_log(message.params);
       else if (message.method == "control" && events.on_control) events.on_control(message.params.value("requests", Json()));
@@ -163,7 +175,9 @@ struct Connection::Impl {
       if (message.id == 0 && message.method == "hello" && !hello_seen) {
         hello_seen = true;
         hello.set_value(message.params);
-      } else if (events.on_protocol_error) {
+      } else if (!refuse_hello("its first request is '" + message.method + "' with id " + std::to_string(message.id) +
+                               "; the hello is [0, 0, \"hello\", {...}]") &&
+                 events.on_protocol_error) {
         events.on_protocol_error("unexpected request '" + message.method + "' from the plugin");
       }
       return;
@@ -192,6 +206,7 @@ struct Connection::Impl {
       reply.result = message.result;
     } else {
       reply.status = Reply::Status::error;
+      reply.code = message.error.is_object() ? message.error.value("code", "") : "";
       reply.detail = message.error.is_object() ? message.error.value("message", message.error.dump()) : message.error.dump();
       if (message.error.is_object() && message.error.contains("traceback") && message.error["traceback"].is_string())
         reply.detail += "\n" + message.error["traceback"].get<std::string>();
@@ -236,6 +251,7 @@ struct Connection::Impl {
         try {
           message = channel.receive(std::chrono::milliseconds(0));
         } catch (const wire::DecodeError& e) {
+          if (refuse_hello(std::string("its first message breaks the protocol: ") + e.what())) continue;
           if (events.on_protocol_error) events.on_protocol_error(e.what());
           fail_oldest(Reply::Status::invalid, e.what());
           continue;

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <stdexcept>
 #include <memory>
 #include <string>
 
@@ -24,6 +25,7 @@ struct Reply {
   Json result;         // ok
   std::string detail;  // error: the plugin's message; invalid: what was wrong; disconnected: why
   double latency_ms = 0;
+  std::string code;  // error: the error's code ("hook_failed", "unknown_method", ...)
 };
 
 struct ConnectionEvents {
@@ -36,6 +38,12 @@ struct ConnectionEvents {
   std::function<std::string()> exited;
 };
 
+// The host's first message was meant as its hello but has the wrong shape (another id, a
+// notification, not an envelope): waiting longer cannot help.
+struct MalformedHello : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 class Connection {
  public:
   // Binds `endpoint`; only a peer presenting `token` (ZeroMQ PLAIN, bulkhead/wire.hpp) connects.
@@ -43,6 +51,7 @@ class Connection {
   ~Connection();  // stops the I/O thread; pending requests end as disconnected
 
   // Waits for the host's hello (request id 0); returns its params, or an empty optional on timeout.
+  // Throws MalformedHello at once when what the host sent instead cannot be a hello.
   std::optional<Json> await_hello(std::chrono::milliseconds timeout, const std::function<bool()>& still_running);
   void answer_hello(const Json& error, const Json& result);
 

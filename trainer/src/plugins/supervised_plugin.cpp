@@ -18,6 +18,7 @@
 #include "common/log.hpp"
 #include "common/paths.hpp"
 #include "common/schemas.hpp"
+#include "common/spelling.hpp"
 
 namespace bulkhead {
 namespace {
@@ -29,6 +30,7 @@ constexpr auto kMaxBackoff = std::chrono::milliseconds(10000);
 // A start that has served this long without a fault resets the backoff.
 constexpr auto kStableAfter = std::chrono::seconds(30);
 constexpr int kExitLoadFailure = 78;
+constexpr std::size_t kProblemsKept = 20;  // protocol problems kept for `plugins check` to show
 
 std::string random_token() {
   std::random_device device;
@@ -67,6 +69,10 @@ std::string join_errors(const std::vector<SchemaError>& errors) {
   for (const auto& line : specific) text += (text.empty() ? "" : "; ") + line;
   return text;
 }
+
+// A quarantine reason is one line, for the console and the run report; the traceback that may
+// follow a fault's message is in train.log already.
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
 // The host exited 78 before its hello (bad library, import error), or its hello cannot be
 // accepted (another protocol version, a wrong token, out of schema): starting it again will not help, so the plugin is
@@ -126,8 +132,7 @@ SupervisedPlugin::SupervisedPlugin(Manifest manifest, PluginSettings settings, R
       granted_(Permissions::from_json(settings_.grant, run_.config_dir)) {
   const auto problem = ungranted(manifest_.name, manifest_.path, manifest_.permissions, granted_, run_.config_name());
   if (!problem.empty()) throw std::runtime_error(problem);
-  if (hooks_.empty())
-    for (const auto& [hook, spec] : Schemas::instance().hook_catalogue()["hooks"].items()) hooks_.push_back(hook);
+  if (hooks_.empty()) hooks_ = Schemas::instance().hook_names();
 }
 
 SupervisedPlugin::~SupervisedPlugin() { stop(); }
@@ -208,11 +213,7 @@ void SupervisedPlugin::start() {
     }
   };
   events.on_control = [this](const Json& requests) { handle_control(requests); };
-  events.on_protocol_error = [this](const std::string& what) {
-    log_->warn("{}: rejected a message: {}", manifest_.name, what);
-    std::lock_guard<std::mutex> lock(mutex_);
-    ++protocol_errors_;
-  };
+  events.on_protocol_error = [this](const std::string& what) { protocol_problem("rejected a message: " + what); };
   // A plain pointer, not a shared one: the I/O thread must never hold the last reference to the
   // generation, or it would destroy its own connection and join itself.
   Generation* raw = generation.get();
@@ -247,7 +248,12 @@ void SupervisedPlugin::start() {
     throw std::runtime_error(message);
   };
 
-  auto hello = generation->connection->await_hello(kHelloTimeout, [&] { return generation->process->running(); });
+  std::optional<Json> hello;
+  try {
+    hello = generation->connection->await_hello(kHelloTimeout, [&] { return generation->process->running(); });
+  } catch (const MalformedHello& e) {
+    fail(std::string("its hello is malformed: ") + e.what(), true);
+  }
   if (!hello) {
     if (generation->process->running()) fail("no hello within " + std::to_string(kHelloTimeout.count()) + " s");
     // give a load failure's log notification a moment to arrive
@@ -277,22 +283,26 @@ void SupervisedPlugin::start() {
   generation->connection->answer_hello(
       nullptr, {{"protocol", wire::kProtocolVersion}, {"options", options}, {"scratch_dir", scratch_dir().string()}});
 
-  std::vector<std::string> hooks;
+  std::vector<std::string> hooks, unknown;
   const auto& catalogue = Schemas::instance().hook_catalogue()["hooks"];
   for (const auto& hook : (*hello)["hooks"]) {
     if (catalogue.contains(hook.get<std::string>()))
       hooks.push_back(hook);
     else
-      log_->warn("{}: ignoring hook '{}', which is not in schemas/hooks.json", manifest_.name, hook.get<std::string>());
+      unknown.push_back(hook);
   }
+  for (const auto& hook : unknown)
+    log_->warn("{}: ignoring hook '{}' of its hello, which is not in schemas/hooks.json{}", manifest_.name, hook,
+               did_you_mean(hook, Schemas::instance().hook_names()));
   std::lock_guard<std::mutex> lock(mutex_);
   hooks_ = hooks;
+  unknown_hooks_ = unknown;
   current_ = generation;
   log_->info("{} {} ({}, pid {}) is ready: {}", manifest_.name, manifest_.version, manifest_.runtime,
              generation->process->pid(), fmt::join(hooks_, ", "));
 }
 
-void SupervisedPlugin::stop() {
+std::string SupervisedPlugin::stop() {
   std::shared_future<void> restarting;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -307,11 +317,46 @@ void SupervisedPlugin::stop() {
     retired.swap(retired_);
   }
   retired.clear();
-  if (!generation) return;
-  if (generation->process->running()) {
-    generation->connection->notify("shutdown", {{"reason", "training ended"}});
-    if (!generation->process->wait_for_exit(std::chrono::seconds(2))) generation->process->terminate(std::chrono::seconds(3));
+  // A host that died before has had its fault counted: only how a running one ends is news.
+  if (!generation || !generation->process->running()) return "";
+  generation->connection->notify("shutdown", {{"reason", "training ended"}});
+  std::string wrong;
+  if (!generation->process->wait_for_exit(std::chrono::seconds(2))) {
+    generation->process->terminate(std::chrono::seconds(3));
+    wrong = "it was still running 2 s after the shutdown notification, and was terminated";
+  } else if (generation->process->exit_status() != 0) {
+    wrong = "after the shutdown notification it ended with " + generation->process->exit_description() +
+            ", not exit status 0";
   }
+  if (!wrong.empty()) log_->warn("{}: {}", manifest_.name, wrong);
+  return wrong;
+}
+
+Reply SupervisedPlugin::probe(const std::string& method, const Json& params) {
+  std::shared_ptr<Generation> generation;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (current_ && !current_->dead) generation = current_;
+  }
+  if (!generation) return Reply{Reply::Status::disconnected, nullptr, "the plugin is not running"};
+  return generation->connection->call(method, params, deadline(method));
+}
+
+std::vector<std::string> SupervisedPlugin::unknown_hooks() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return unknown_hooks_;
+}
+
+std::vector<std::string> SupervisedPlugin::protocol_problems() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return protocol_problems_;
+}
+
+void SupervisedPlugin::protocol_problem(const std::string& what) {
+  log_->warn("{}: {}", manifest_.name, what);
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++protocol_errors_;
+  if (protocol_problems_.size() < kProblemsKept) protocol_problems_.push_back(what);
 }
 
 void SupervisedPlugin::reload() {
@@ -544,7 +589,7 @@ void SupervisedPlugin::fault(const std::string& hook, const std::string& what, i
       if (status && *status == kExitLoadFailure && !quarantined_) {
         quarantined_ = true;
         quarantine_reason_ = "the plugin failed to load or configure (exit status 78)" +
-                             (last_log_error_.empty() ? std::string() : ": " + last_log_error_);
+                             (last_log_error_.empty() ? std::string() : ": " + first_line(last_log_error_));
         quarantine_message = quarantine_reason_;
       }
       if (now - current_->started > kStableAfter) backoff_ = std::chrono::milliseconds(std::max(0, settings_.restart_backoff_ms));
@@ -557,7 +602,7 @@ void SupervisedPlugin::fault(const std::string& hook, const std::string& what, i
     if (!quarantined_ && long(recent_faults_.size()) > settings_.max_restarts) {
       quarantined_ = true;
       quarantine_reason_ = std::to_string(recent_faults_.size()) + " faults within " +
-                           std::to_string(int(settings_.restart_window_s)) + " s; last: " + hook + " " + what;
+                           std::to_string(int(settings_.restart_window_s)) + " s; last: " + hook + " " + first_line(what);
       quarantine_message = quarantine_reason_;
       if (current_) to_kill = current_, current_->dead = true;
     }
@@ -578,13 +623,14 @@ void SupervisedPlugin::fault(const std::string& hook, const std::string& what, i
 
 // Takes the plugin off for the rest of the run at once (a load failure on restart).
 void SupervisedPlugin::quarantine(const std::string& hook, const std::string& why) {
+  const std::string reason = first_line(why);
   std::shared_ptr<Generation> to_kill;
   std::string abort_message;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (quarantined_) return;
     quarantined_ = true;
-    quarantine_reason_ = why;
+    quarantine_reason_ = reason;
     counters_[hook].last_fault = why;
     last_fault_ = hook + " " + why;
     if (current_) to_kill = current_, current_->dead = true;
@@ -592,16 +638,14 @@ void SupervisedPlugin::quarantine(const std::string& hook, const std::string& wh
   }
   if (to_kill) to_kill->process->kill_group();
   retire(std::move(to_kill));
-  log_->error("PLUGIN QUARANTINED: '{}' is off for the rest of this run ({})", manifest_.name, why);
+  log_->error("PLUGIN QUARANTINED: '{}' is off for the rest of this run ({})", manifest_.name, reason);
   if (!abort_message.empty()) abort_(abort_message);
 }
 
 void SupervisedPlugin::handle_control(const Json& requests) {
   auto errors = Schemas::instance().validate("protocol/control.schema.json", requests);
   if (!errors.empty()) {
-    log_->warn("{}: rejected control requests {}: {}", manifest_.name, requests.dump(), join_errors(errors));
-    std::lock_guard<std::mutex> lock(mutex_);
-    ++protocol_errors_;
+    protocol_problem("rejected control requests " + requests.dump() + ": " + join_errors(errors));
     return;
   }
   for (const auto& request : requests) control_(manifest_.name, request);

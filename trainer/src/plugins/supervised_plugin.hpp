@@ -51,8 +51,9 @@ class SupervisedPlugin {
   // Starts the host and completes the handshake; throws std::runtime_error naming the entry on any
   // failure (what `plugins check` wants: no second chances).
   void start();
-  // Shutdown message, then SIGTERM after 2 s, then SIGKILL after 5 s.
-  void stop();
+  // Shutdown message, then SIGTERM after 2 s, then SIGKILL after 5 s. Returns what was wrong with
+  // how the host ended (not exit status 0, or not within 2 s), or empty.
+  std::string stop();
   // On the user's request (its code changed): the host is killed and started afresh when a hook
   // next needs it, with its faults forgiven, its backoff reset and its quarantine lifted.
   void reload();
@@ -68,6 +69,15 @@ class SupervisedPlugin {
   void send(const std::string& hook, const Json& params);
 
   Json report() const;
+
+  // For `plugins check`: one request to the running host, its reply returned unjudged (nothing
+  // counted, no fault), to test answers that training relies on but never asks for.
+  Reply probe(const std::string& method, const Json& params);
+  // Names in the latest hello's hooks that are not in the catalogue (ignored, so never called).
+  std::vector<std::string> unknown_hooks() const;
+  // What the plugin sent that the protocol does not allow (rejected control requests, messages
+  // that answer nothing), the first few.
+  std::vector<std::string> protocol_problems() const;
 
  private:
   struct Generation;
@@ -92,6 +102,7 @@ class SupervisedPlugin {
   void fault(const std::string& hook, const std::string& what, int generation, bool restart);
   void quarantine(const std::string& hook, const std::string& why);
   void handle_control(const Json& requests);
+  void protocol_problem(const std::string& what);
 
   Manifest manifest_;
   PluginSettings settings_;
@@ -116,6 +127,8 @@ class SupervisedPlugin {
   long restarts_ = 0;
   long reloads_ = 0;
   long protocol_errors_ = 0;
+  std::vector<std::string> protocol_problems_;
+  std::vector<std::string> unknown_hooks_;
   std::string last_log_error_;
   std::string last_fault_;  // "hook what", the latest fault of any hook
   std::map<std::string, HookCounters> counters_;

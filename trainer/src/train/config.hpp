@@ -17,6 +17,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/spelling.hpp"  // nearest_key, for its callers
+
 namespace bulkhead {
 
 using Json = nlohmann::json;
@@ -90,8 +92,5 @@ Json read_config_file(const std::filesystem::path& path);
 // fills defaults and returns the typed config. source names the file in messages.
 TrainConfig resolve_config(const Json& user, const std::string& source,
                            const std::filesystem::path& source_dir = {});
-
-// The closest candidate within a small edit distance, or "" (exposed for tests).
-std::string nearest_key(const std::string& key, const std::vector<std::string>& candidates);
 
 }  // namespace bulkhead
