@@ -11,7 +11,9 @@ struct Result {
 };
 
 Result bulkhead(const std::vector<std::string>& args) {
-  auto out = fs::path(::testing::TempDir()) / "bulkhead-cli-output.txt";
+  // One file per test: ctest runs these tests at the same time.
+  auto out = fs::path(::testing::TempDir()) /
+             ("bulkhead-cli-output-" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + ".txt");
   const int code = run_bulkhead(args, out);
   return {code, read_text(out)};
 }

@@ -200,6 +200,29 @@ class Rolling(BasePlugin):
   EXPECT_NE(log.find("requested-rolling-"), std::string::npos);
 }
 
+// A hook Bulkhead never calls is not dropped without a word: the console says so at load.
+TEST(PythonPlugins, EveryDream2HooksThatAreNeverCalledAreNamedAtLoad) {
+  auto dir = scratch("project");
+  fs::create_directories(dir / "plugins");
+  std::ofstream(dir / "plugins" / "loader.py") << R"(from plugins.plugins import BasePlugin
+
+class Loader(BasePlugin):
+    def on_model_load(self, **kwargs):
+        pass
+
+    def on_epoch_end(self, **kwargs):
+        pass
+)";
+  Json config = tiny_config(dir / "run", 1);
+  config["plugins"] = {"plugins.loader.Loader"};
+  std::ofstream(dir / "train.json") << config.dump();
+  EXPECT_EQ(train(read_config_file(dir / "train.json"), std::nullopt, {}, dir / "train.json").outcome, RunOutcome::completed);
+  const std::string log = read_text(dir / "run" / "train.log");
+  EXPECT_NE(log.find("[plugin:Loader] [warning] Loader defines on_model_load, which Bulkhead does not call"), std::string::npos)
+      << log;
+  EXPECT_NE(log.find("model access"), std::string::npos);
+}
+
 // What cannot cross a process boundary says so at load, and training does not begin.
 TEST(PythonPlugins, EveryDream2ModelObjectsAreRefusedAtLoadSayingWhy) {
   auto dir = scratch("project");
