@@ -90,9 +90,11 @@ void check_consistency(const TrainConfig& c, const std::string& source, std::vec
   // resolve here too; whether their module imports is the Python host's to say, at start-up.
   PluginCatalog catalog(plugin_dirs_from_environment());
   auto entries = plugin_settings_from_config(c.json.at("plugins"));
+  bool python_plugins = false;  // each resolved once, here
   for (std::size_t i = 0; i < entries.size(); ++i) {
     try {
       const Manifest manifest = catalog.resolve(entries[i].entry, c.source_dir);
+      python_plugins = python_plugins || manifest.runtime == "python";
       const auto problem = ungranted(manifest.name, manifest.path, manifest.permissions,
                                      Permissions::from_json(entries[i].grant, c.source_dir), source);
       if (!problem.empty()) problems.push_back("/plugins/" + std::to_string(i) + ": " + problem);
@@ -101,13 +103,6 @@ void check_consistency(const TrainConfig& c, const std::string& source, std::vec
     }
   }
   // A Python plugin on an interpreter without the SDK's modules would fail at every start.
-  const bool python_plugins = std::any_of(entries.begin(), entries.end(), [&](const PluginSettings& entry) {
-    try {
-      return catalog.resolve(entry.entry, c.source_dir).runtime == "python";
-    } catch (const std::exception&) {
-      return false;  // reported above
-    }
-  });
   if (python_plugins) {
     const auto interpreter = python_interpreter(c.python.empty() ? std::filesystem::path() : c.from_config(c.python));
     const std::string problem = python_sdk_problem(interpreter);
