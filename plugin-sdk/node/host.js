@@ -36,7 +36,7 @@ try {
   process.stderr.write(`bulkhead host.js: cannot load zeromq/@msgpack/msgpack (run scripts/install-node-deps.sh): ${e.message}\n`);
   process.exit(EXIT_REFUSED);
 }
-const { BasePlugin, makeSetArg, catalogue } = require(SDK_INDEX);
+const { BasePlugin, makeSetArg, plainDataProblem, catalogue } = require(SDK_INDEX);
 
 const encode = (obj) => msgpack.encode(obj);
 const decode = (buf) => msgpack.decode(buf);
@@ -177,6 +177,17 @@ class Session {
       const out = await this.guarded(() => p.transform_caption(params.caption));
       if (typeof out !== 'string') throw new HookError('hook_failed', `transform_caption returned ${typeof out}, not a string`);
       return { caption: out };
+    }
+    if (method === 'get_state') {
+      const state = await this.guarded(() => p.get_state(params));
+      const problem = plainDataProblem(state, 'state');
+      if (problem) throw new HookError('hook_failed', `get_state returned ${problem}`);
+      return { state };
+    }
+    if (method === 'set_state') {
+      if (!('state' in params)) throw new HookError('bad_params', 'set_state needs params {state, global_step}');
+      await this.guarded(() => p.set_state(params.state));
+      return null;
     }
     if (method === 'transform_pil_image') {
       const img = imageFromWire(params.image);

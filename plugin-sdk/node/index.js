@@ -12,6 +12,28 @@
 const catalogue = require('./lib/catalogue');
 
 const LEVELS = ['debug', 'info', 'warning', 'error'];
+const STATE_HOOKS = ['get_state', 'set_state'];
+
+// Undefined when value is plain data MessagePack carries as it is; else what and where it is not.
+function plainDataProblem(value, where) {
+  if (value === null || ['string', 'number', 'boolean'].includes(typeof value) || value instanceof Uint8Array) return undefined;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const problem = plainDataProblem(value[i], `${where}[${i}]`);
+      if (problem) return problem;
+    }
+    return undefined;
+  }
+  if (typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    for (const [key, item] of Object.entries(value)) {
+      const problem = plainDataProblem(item, `${where}.${key}`);
+      if (problem) return problem;
+    }
+    return undefined;
+  }
+  const kind = typeof value === 'object' ? value.constructor?.name || 'object' : typeof value;
+  return `a ${kind} at ${where}: a state is plain data (objects, arrays, strings, numbers, booleans, null, Uint8Array)`;
+}
 
 function makeSetArg(name, value, reason) {
   const spec = catalogue.setArgSpec();
@@ -58,6 +80,24 @@ class BasePlugin {
   transform_caption(caption) { return caption; }
   transform_pil_image(image) { return image; } // { width, height, mode, data: Uint8Array }
 
+  // Plugin state, kept across restarts, reloads and resumes: name the fields to keep (plain data:
+  // objects, arrays, strings, numbers, booleans, null, Uint8Array), or override get_state and
+  // set_state together. set_state may throw to refuse a state (the plugin then starts empty).
+  static state_attributes = [];
+  get_state() {
+    const keep = this.constructor.state_attributes;
+    return Object.fromEntries(keep.filter((name) => name in this).map((name) => [name, this[name]]));
+  }
+  set_state(state) {
+    if (state === null || typeof state !== 'object' || Array.isArray(state)) {
+      throw new TypeError('the state is not the object of state_attributes');
+    }
+    const keep = this.constructor.state_attributes;
+    const unknown = Object.keys(state).filter((name) => !keep.includes(name));
+    if (unknown.length) throw new RangeError(`the state holds ${unknown.join(', ')}, not among state_attributes [${keep.join(', ')}]`);
+    Object.assign(this, state); // all checked first: never half a state
+  }
+
   // Called once after the handshake; this.options is ready.
   configure() {}
 
@@ -92,10 +132,12 @@ class BasePlugin {
     return { name: String(name), version: String(version), description: String(description) };
   }
 
-  // The catalogue hooks this class overrides relative to BasePlugin.
+  // The catalogue hooks this class overrides relative to BasePlugin; get_state and set_state too
+  // when it names state_attributes.
   static implementedHooks() {
-    return catalogue.hookNames().filter((h) => typeof this.prototype[h] === 'function' && this.prototype[h] !== BasePlugin.prototype[h]);
+    return catalogue.hookNames().filter((h) => (typeof this.prototype[h] === 'function' && this.prototype[h] !== BasePlugin.prototype[h]) ||
+      (STATE_HOOKS.includes(h) && this.state_attributes.length > 0));
   }
 }
 
-module.exports = { BasePlugin, makeSetArg, catalogue, PROTOCOL_VERSION: catalogue.PROTOCOL_VERSION };
+module.exports = { BasePlugin, makeSetArg, plainDataProblem, catalogue, PROTOCOL_VERSION: catalogue.PROTOCOL_VERSION };

@@ -18,6 +18,10 @@ log = logging.getLogger("rolling_checkpoint")
 
 
 class RollingCheckpoint(BasePlugin):
+    # The newest rolling save survives a restart of this plugin and a --resume of the run, so it
+    # is still deleted when the next one comes.
+    state_attributes = ("previous",)
+
     def configure(self):
         o = self.options
         self.every_n_steps = int(o.get("every_n_steps", 0))

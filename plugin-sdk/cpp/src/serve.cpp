@@ -77,6 +77,12 @@ Json dispatch(Plugin& plugin, const std::string& method, const Json& params) {
       throw wire::DecodeError("transform_caption needs params {caption: str}");
     return {{"caption", plugin.transform_caption(params["caption"].get<std::string>())}};
   }
+  if (method == "get_state") return {{"state", plugin.get_state()}};
+  if (method == "set_state") {
+    if (!params.is_object() || !params.contains("state")) throw wire::DecodeError("set_state needs params {state, global_step}");
+    plugin.set_state(params["state"]);
+    return Json::object();
+  }
   if (method == "transform_pil_image") {
     if (!params.is_object() || !params.contains("image")) throw wire::DecodeError("transform_pil_image needs params {image}");
     return {{"image", wire::image_to_json(plugin.transform_pil_image(wire::image_from_json(params["image"])))}};

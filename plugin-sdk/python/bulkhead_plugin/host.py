@@ -300,6 +300,31 @@ def image_to_wire(img, fallback_mode):
     return {"width": img.width, "height": img.height, "mode": img.mode, "data": img.tobytes()}
 
 
+PLAIN_TYPES = (str, int, float, bool, bytes, type(None))
+
+
+def plain_data_problem(value, where):
+    """None when value is plain data MessagePack carries as it is; else what and where it is not."""
+    if isinstance(value, PLAIN_TYPES):
+        return None
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            problem = plain_data_problem(item, "%s[%d]" % (where, i))
+            if problem:
+                return problem
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, (str, int)):
+                return "a %s key in %s (keys are str or int)" % (type(key).__name__, where)
+            problem = plain_data_problem(item, "%s[%r]" % (where, key))
+            if problem:
+                return problem
+        return None
+    return ("a %s at %s: a state is plain data (dict, list, str, int, float, bool, None, bytes)"
+            % (type(value).__name__, where))
+
+
 # ---------------------------------------------------------------------------------------------
 # The session
 # ---------------------------------------------------------------------------------------------
@@ -338,6 +363,17 @@ class Session:
             if not isinstance(out, str):
                 raise HookError("hook_failed", "transform_caption returned %s, not str" % type(out).__name__)
             return {"caption": out}
+        if method == "get_state":
+            state = self._guarded(self.plugin.get_state)
+            problem = plain_data_problem(state, "state")
+            if problem:
+                raise HookError("hook_failed", "get_state returned %s" % problem)
+            return {"state": state}
+        if method == "set_state":
+            if "state" not in params:
+                raise HookError("bad_params", "set_state needs params {state, global_step}")
+            self._guarded(self.plugin.set_state, params["state"])
+            return None
         if method == "transform_pil_image":
             img = image_from_wire(params.get("image"))
             mode = img.mode

@@ -66,6 +66,8 @@ class EdState:
         return "EdState(%s)" % ", ".join("%s=%r" % kv for kv in sorted(self._values.items()))
 
 
+STATE_HOOKS = ("get_state", "set_state")
+
 # The running host's way to the trainer (set by bulkhead_plugin.host), for what is not a method of a
 # plugin: EveryDream2's `train.save_model`.
 HOST_SINK = None
@@ -129,6 +131,28 @@ class BasePlugin:
     def transform_pil_image(self, img):
         return img
 
+    # ---- plugin state: kept across restarts, reloads and resumes -----------------------------
+    #: Attributes the trainer keeps for this plugin: after a crash, a reload or a ``--resume`` the
+    #: new process gets them back before any hook. Plain data only (dict, list, str, int, float,
+    #: bool, None, bytes; tuples come back as lists): nothing is pickled across the jail.
+    state_attributes = ()
+
+    def get_state(self):
+        """The plugin's state, as plain data: by default the attributes named in state_attributes.
+        Override get_state and set_state together to keep something else."""
+        return {name: getattr(self, name) for name in self.state_attributes if hasattr(self, name)}
+
+    def set_state(self, state):
+        """Takes back what get_state returned; raise to refuse it (the plugin then starts empty)."""
+        if not isinstance(state, dict):
+            raise TypeError("the state is a %s, not the dict of state_attributes" % type(state).__name__)
+        unknown = sorted(set(state) - set(self.state_attributes))
+        if unknown:
+            raise ValueError("the state holds %s, not among state_attributes %r" % (", ".join(unknown),
+                                                                                       tuple(self.state_attributes)))
+        for name, value in state.items():  # all checked first: never half a state
+            setattr(self, name, value)
+
     # ---- optional ---------------------------------------------------------------------------
     def configure(self):
         """Called once after the handshake; self.options is ready."""
@@ -185,12 +209,13 @@ class BasePlugin:
 
     @classmethod
     def implemented_hooks(cls):
-        """The catalogue hooks this class overrides relative to BasePlugin."""
+        """The catalogue hooks this class overrides relative to BasePlugin; get_state and set_state
+        too when it names state_attributes."""
         hooks = []
         for name in catalogue.hook_names():
             mine = getattr(cls, name, None)
             base = getattr(BasePlugin, name, None)
-            if mine is not None and mine is not base:
+            if (mine is not None and mine is not base) or (name in STATE_HOOKS and cls.state_attributes):
                 hooks.append(name)
         return hooks
 

@@ -58,14 +58,17 @@ void add_plugins_command(CLI::App& app) {
   static std::string restart_name;
   static std::string run_dir;
   static int wait_s = 60;
+  static bool fresh = false;
   auto* restart = plugins->add_subcommand(
-      "restart", "Restart one plugin of a running training (say, after fixing its code); training goes on");
+      "restart", "Restart one plugin of a running training (say, after fixing its code); training goes on, "
+                 "and the plugin carries on from its state");
   restart->add_option("plugin", restart_name, "The plugin's name, as the run's log and report show it")->required();
   restart->add_option("--run", run_dir, "The run folder of the training")->required()->check(CLI::ExistingDirectory);
   restart->add_option("--wait", wait_s, "Seconds to wait for the trainer's answer (default 60)");
+  restart->add_flag("--fresh", fresh, "Start the plugin empty, without the state it had (plugins that keep state)");
   restart->callback([] {
     try {
-      restart_request::post(run_dir, restart_name);
+      restart_request::post(run_dir, restart_name, !fresh);
     } catch (const std::exception& e) {
       std::cerr << "error: " << e.what() << "\n";
       std::exit(2);

@@ -25,6 +25,7 @@ struct TrainArgs {
   std::optional<std::uint64_t> seed;
   std::string resume;
   bool overwrite = false;
+  bool watch_plugins = false;
 };
 
 // Ctrl-C, and what `docker stop`, a closed SSH session or a Slurm time limit send.
@@ -98,6 +99,7 @@ bulkhead::RunSummary train(const TrainArgs& args) {
 
   StopSignals stop_signals;
   bulkhead::Trainer trainer(config, resume, args.overwrite);
+  if (args.watch_plugins) trainer.watch_plugins();
   return trainer.run();
 }
 
@@ -121,6 +123,8 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--seed", args->seed, "Override seed");
   cmd->add_option("--resume", args->resume, "Continue from a run folder (its latest checkpoint) or a checkpoint file");
   cmd->add_flag("--overwrite", args->overwrite, "Delete an earlier run found in --run-dir and start afresh");
+  cmd->add_flag("--watch-plugins", args->watch_plugins,
+                "Restart a plugin, with its state, when its files change on disk (edit a plugin while it trains)");
   cmd->callback([args] {
     auto log = bulkhead::logger("trainer");
     try {

@@ -57,14 +57,18 @@ std::shared_ptr<spdlog::logger> logger(const std::string& component) {
 
 void log_to_file(const std::string& path) {
   std::lock_guard<std::mutex> lock(mutex);
+  // One train.log at a time: a later run in the same process (a study's trials, the tests) must
+  // not keep writing into the first one's.
+  static spdlog::sink_ptr current;
   auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path);
   file->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%n] [%l] %v");
-  // The file first: once a line is on the console, it is already in train.log.
-  auto& sinks = shared_sinks();
-  sinks.insert(sinks.begin(), file);
-  spdlog::apply_all([&](const std::shared_ptr<spdlog::logger>& existing) {
-    existing->sinks().insert(existing->sinks().begin(), file);
-  });
+  auto swap_in = [&](std::vector<spdlog::sink_ptr>& sinks) {
+    sinks.erase(std::remove(sinks.begin(), sinks.end(), current), sinks.end());
+    sinks.insert(sinks.begin(), file);  // the file first: once a line is on the console, it is in train.log
+  };
+  swap_in(shared_sinks());
+  spdlog::apply_all([&](const std::shared_ptr<spdlog::logger>& existing) { swap_in(existing->sinks()); });
+  current = file;
 }
 
 }  // namespace bulkhead

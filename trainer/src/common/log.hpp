@@ -11,7 +11,7 @@ namespace bulkhead {
 // The component's logger, created on first use with the shared sinks (console, and the run's train.log once set).
 std::shared_ptr<spdlog::logger> logger(const std::string& component);
 
-// From now on every logger also writes to this file (the run folder's train.log).
+// From now on every logger also writes to this file (the run folder's train.log), instead of the one set before.
 void log_to_file(const std::string& path);
 
 }  // namespace bulkhead

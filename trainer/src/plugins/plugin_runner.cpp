@@ -12,6 +12,7 @@
 
 #include "common/log.hpp"
 #include "common/schemas.hpp"
+#include "plugins/file_watch.hpp"
 #include "plugins/host_process.hpp"
 #include "plugins/manifest.hpp"
 #include "plugins/resource_group.hpp"
@@ -37,6 +38,7 @@ std::vector<PluginSettings> plugin_settings_from_config(const Json& plugins) {
     s.max_restarts = item.value("max_restarts", s.max_restarts);
     s.restart_window_s = item.value("restart_window_s", s.restart_window_s);
     s.restart_backoff_ms = item.value("restart_backoff_ms", s.restart_backoff_ms);
+    s.keep_state = item.value("keep_state", s.keep_state);
     s.grant = item.value("grant", Json::object());
     const Json limits = item.value("limits", Json::object());
     auto& l = s.limits;
@@ -48,6 +50,7 @@ std::vector<PluginSettings> plugin_settings_from_config(const Json& plugins) {
     l.tmp_mb = limits.value("tmp_mb", l.tmp_mb);
     l.scratch_mb = limits.value("scratch_mb", l.scratch_mb);
     l.max_message_mb = limits.value("max_message_mb", l.max_message_mb);
+    l.max_state_mb = limits.value("max_state_mb", l.max_state_mb);
     l.max_caption_bytes = limits.value("max_caption_bytes", l.max_caption_bytes);
     settings.push_back(s);
   }
@@ -84,6 +87,7 @@ struct PluginRunner::Impl {
   std::vector<ControlRequest> control;
   std::optional<std::string> abort_reason;
   bool strict = std::getenv("BULKHEAD_STRICT_HOOKS") != nullptr;
+  std::unique_ptr<FileWatch> watch;
 
   // Outgoing hooks must match the catalogue, kind and kwargs; checked when BULKHEAD_STRICT_HOOKS is
   // set (the trainer's tests set it; a benchmark may wait on a notify hook on purpose).
@@ -102,7 +106,8 @@ struct PluginRunner::Impl {
   }
 };
 
-PluginRunner::PluginRunner(std::vector<PluginSettings> settings, RunInfo run) : impl_(std::make_unique<Impl>()) {
+PluginRunner::PluginRunner(std::vector<PluginSettings> settings, RunInfo run, const Json& saved_states)
+    : impl_(std::make_unique<Impl>()) {
   impl_->run = std::move(run);
   if (impl_->run.scratch_dir.empty() && !impl_->run.run_dir.empty()) impl_->run.scratch_dir = impl_->run.run_dir / "plugin-scratch";
   if (settings.empty()) return;
@@ -135,6 +140,8 @@ PluginRunner::PluginRunner(std::vector<PluginSettings> settings, RunInfo run) : 
           std::lock_guard<std::mutex> lock(impl->mutex);
           if (!impl->abort_reason) impl->abort_reason = reason;
         });
+    // By name: a state only ever goes back to the plugin that gave it.
+    if (saved_states.contains(manifest.name)) plugin->restore_from(saved_states[manifest.name]);
     plugin->launch();
     impl->plugins.push_back(std::move(plugin));
   }
@@ -192,13 +199,58 @@ Image PluginRunner::transform_pil_image(Image image) {
   return image;
 }
 
-bool PluginRunner::reload(const std::string& name) {
+bool PluginRunner::reload(const std::string& name, bool keep_state, std::int64_t global_step) {
   for (auto& p : impl_->plugins)
     if (p->name() == name) {
-      p->reload();
+      p->reload(keep_state, global_step);
       return true;
     }
   return false;
+}
+
+void PluginRunner::snapshot_states(std::int64_t global_step, const std::string& reason, bool wait) {
+  const Json params = {{"global_step", global_step}, {"reason", reason}};
+  impl_->check_params("get_state", "call", params);
+  for (auto& p : impl_->plugins)
+    if (p->keeps_state()) p->snapshot_state(params, wait);
+}
+
+namespace {
+
+// What makes up a plugin on disk: its folder, its library when that lives elsewhere (a build
+// folder), or, for an EveryDream2 class path, the plugins/ folder beside train.json.
+std::vector<fs::path> plugin_files(const Manifest& manifest, const RunInfo& run) {
+  std::vector<fs::path> files;
+  if (!manifest.dir.empty()) files.push_back(manifest.dir);
+  else if (!run.config_dir.empty()) files.push_back(run.config_dir / "plugins");
+  const fs::path entry = manifest.resolved_entry();
+  std::error_code error;
+  if (entry.is_absolute() && fs::is_regular_file(entry, error) &&
+      (manifest.dir.empty() || entry.lexically_relative(manifest.dir).string().rfind("..", 0) == 0))
+    files.push_back(entry);
+  return files;
+}
+
+}  // namespace
+
+void PluginRunner::watch_plugin_files() {
+  std::map<std::string, std::vector<fs::path>> watched;
+  for (const auto& p : impl_->plugins) {
+    watched[p->name()] = plugin_files(p->manifest(), impl_->run);
+    for (const auto& path : watched[p->name()]) logger("plugins")->info("watching {} for {}", path.string(), p->name());
+  }
+  impl_->watch = std::make_unique<FileWatch>(std::move(watched));
+}
+
+std::vector<std::string> PluginRunner::changed_plugins() {
+  return impl_->watch ? impl_->watch->take_changed() : std::vector<std::string>{};
+}
+
+Json PluginRunner::saved_states() const {
+  Json states = Json::object();
+  for (const auto& p : impl_->plugins)
+    if (auto snapshot = p->state_snapshot(); !snapshot.is_null()) states[p->name()] = snapshot;
+  return states;
 }
 
 std::vector<ControlRequest> PluginRunner::take_control_requests() {

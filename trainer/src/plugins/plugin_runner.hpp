@@ -35,6 +35,7 @@ struct PluginLimits {
   int tmp_mb = 256;             // size of the jail's /tmp
   int scratch_mb = 1024;        // what its scratch folder (<run>/plugin-scratch/<name>) may hold
   int max_message_mb = 64;
+  int max_state_mb = 16;        // what get_state's state may weigh, encoded
   int max_caption_bytes = 4096;
 };
 
@@ -48,6 +49,7 @@ struct PluginSettings {
   int max_restarts = 5;                // faults tolerated within restart_window_s before quarantine
   double restart_window_s = 60;
   int restart_backoff_ms = 100;        // delay before the first restart; doubles per fault up to 10 s
+  bool keep_state = true;              // hand its latest state (get_state) to each new host (set_state)
   PluginLimits limits;
   Json grant = Json::object();         // permissions train.json grants (paths relative to its folder)
 };
@@ -78,7 +80,8 @@ class PluginRunner {
  public:
   // Resolves and starts every plugin and completes each handshake. Throws
   // std::runtime_error naming the entry when one cannot be found or started.
-  PluginRunner(std::vector<PluginSettings> plugins, RunInfo run);
+  // saved_states: what a checkpoint carried (plugin name -> state_snapshot()), for a resumed run.
+  PluginRunner(std::vector<PluginSettings> plugins, RunInfo run, const Json& saved_states = Json::object());
   ~PluginRunner();  // shuts every host down (shutdown message, SIGTERM, SIGKILL)
   PluginRunner(const PluginRunner&) = delete;
   PluginRunner& operator=(const PluginRunner&) = delete;
@@ -95,8 +98,20 @@ class PluginRunner {
   Image transform_pil_image(Image image);
 
   // Restarts the named plugin now, on the user's request (bulkhead plugins restart): fresh host,
-  // faults forgiven, quarantine lifted. False when no plugin has that name.
-  bool reload(const std::string& name);
+  // faults forgiven, quarantine lifted; with its state unless keep_state is false. False when no
+  // plugin has that name. global_step: where training stands, for the state asked of the old host.
+  bool reload(const std::string& name, bool keep_state = true, std::int64_t global_step = 0);
+
+  // Plugin state (docs/protocol.md, section 9). Asks every plugin that keeps state for it; wait:
+  // until each answers (a checkpoint, an epoch's end), else each reply is kept when it comes.
+  void snapshot_states(std::int64_t global_step, const std::string& reason, bool wait);
+  // Plugin name -> its latest good state and the step it was taken at: what a checkpoint carries.
+  Json saved_states() const;
+
+  // bulkhead train --watch-plugins: from now on, notice when a plugin's files change on disk.
+  void watch_plugin_files();
+  // The plugins whose files changed since the last call (none unless watched).
+  std::vector<std::string> changed_plugins();
 
   std::vector<ControlRequest> take_control_requests();
   // Set when a plugin with on_failure "abort" failed: names the plugin and the fault.

@@ -21,9 +21,11 @@ void write_atomically(const fs::path& file, const std::string& text) {
   fs::rename(temporary, file);
 }
 
+const std::string kFresh = "fresh";  // second line of a request: start the new host empty
+
 }  // namespace
 
-void post(const fs::path& run_dir, const std::string& plugin) {
+void post(const fs::path& run_dir, const std::string& plugin, bool keep_state) {
   // Manifest names, and the class names of EveryDream2 entries.
   static const std::regex name(R"(^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$)");
   if (!std::regex_match(plugin, name)) throw std::runtime_error("'" + plugin + "' is not a plugin name");
@@ -31,7 +33,7 @@ void post(const fs::path& run_dir, const std::string& plugin) {
     throw std::runtime_error(run_dir.string() + " is not a run folder (it has no config.json)");
   fs::create_directories(control_dir(run_dir));
   fs::remove(control_dir(run_dir) / (kPrefix + plugin + kAnswer));
-  write_atomically(control_dir(run_dir) / (kPrefix + plugin), plugin);
+  write_atomically(control_dir(run_dir) / (kPrefix + plugin), keep_state ? plugin : plugin + "\n" + kFresh);
 }
 
 std::optional<std::string> await_answer(const fs::path& run_dir, const std::string& plugin,
@@ -49,16 +51,20 @@ std::optional<std::string> await_answer(const fs::path& run_dir, const std::stri
   return message;
 }
 
-std::vector<std::string> take(const fs::path& run_dir) {
-  std::vector<std::string> plugins;
+std::vector<Request> take(const fs::path& run_dir) {
+  std::vector<Request> requests;
   std::error_code missing;
   for (const auto& entry : fs::directory_iterator(control_dir(run_dir), missing)) {
     const std::string file = entry.path().filename().string();
     if (file.rfind(kPrefix, 0) != 0 || entry.path().extension() == ".tmp" || entry.path().extension() == kAnswer) continue;
-    plugins.push_back(file.substr(kPrefix.size()));
+    std::ifstream in(entry.path());
+    std::string name, flag;
+    std::getline(in, name);
+    std::getline(in, flag);
+    requests.push_back({file.substr(kPrefix.size()), flag != kFresh});
     fs::remove(entry.path());
   }
-  return plugins;
+  return requests;
 }
 
 void answer(const fs::path& run_dir, const std::string& plugin, const std::string& message) {

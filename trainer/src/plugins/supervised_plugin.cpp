@@ -294,6 +294,12 @@ void SupervisedPlugin::start() {
   for (const auto& hook : unknown)
     log_->warn("{}: ignoring hook '{}' of its hello, which is not in schemas/hooks.json{}", manifest_.name, hook,
                did_you_mean(hook, Schemas::instance().hook_names()));
+  if (!restore_state(*generation, hooks)) {
+    // It may hold half the refused state: a fresh host, which starts empty, takes its place.
+    generation->process->kill_group();
+    generation->process->wait_for_exit(std::chrono::seconds(2));
+    return start();
+  }
   std::lock_guard<std::mutex> lock(mutex_);
   hooks_ = hooks;
   unknown_hooks_ = unknown;
@@ -359,10 +365,13 @@ void SupervisedPlugin::protocol_problem(const std::string& what) {
   if (protocol_problems_.size() < kProblemsKept) protocol_problems_.push_back(what);
 }
 
-void SupervisedPlugin::reload() {
+void SupervisedPlugin::reload(bool keep_state, std::int64_t global_step) {
+  // The running host's state is the freshest there is: asked for before it goes.
+  if (keep_state && keeps_state()) snapshot_state({{"global_step", global_step}, {"reason", "reload"}}, true);
   std::shared_ptr<Generation> old;
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    if (!keep_state) state_.reset();
     ++reloads_;
     quarantined_ = false;
     quarantine_reason_.clear();
@@ -372,7 +381,68 @@ void SupervisedPlugin::reload() {
     if (current_ && !current_->dead) old = current_, current_->dead = true;
   }
   if (old) old->process->kill_group();
-  log_->warn("{}: restarting at the user's request (reload {})", manifest_.name, reloads_);
+  log_->warn("{}: restarting at the user's request (reload {}{})", manifest_.name, reloads_,
+             keep_state ? "" : ", without its state");
+}
+
+bool SupervisedPlugin::keeps_state() const {
+  return settings_.keep_state && implements("get_state") && implements("set_state");
+}
+
+void SupervisedPlugin::snapshot_state(const Json& params, bool wait) {
+  const std::int64_t step = params.at("global_step");
+  if (!wait) {
+    send("get_state", params, [this, step](const Json& result) { keep_state(result, step); });
+    return;
+  }
+  if (auto result = invoke("get_state", params)) keep_state(*result, step);
+}
+
+void SupervisedPlugin::keep_state(const Json& result, std::int64_t global_step) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (state_ && state_->global_step > global_step) return;  // a late reply to an older request
+  state_ = StateSnapshot{result.at("state"), global_step};
+}
+
+Json SupervisedPlugin::state_snapshot() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!state_) return nullptr;
+  return {{"state", state_->state}, {"global_step", state_->global_step}};
+}
+
+void SupervisedPlugin::restore_from(const Json& snapshot) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (settings_.keep_state) state_ = StateSnapshot{snapshot.at("state"), snapshot.at("global_step").get<std::int64_t>()};
+}
+
+bool SupervisedPlugin::restore_state(Generation& generation, const std::vector<std::string>& hooks) {
+  std::optional<StateSnapshot> snapshot;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!settings_.keep_state || !state_) return true;
+    snapshot = state_;
+  }
+  if (std::find(hooks.begin(), hooks.end(), "set_state") == hooks.end()) {
+    log_->warn("{}: its new code has no set_state: it starts without its state of step {}", manifest_.name,
+               snapshot->global_step);
+    return true;
+  }
+  const Json params = {{"state", snapshot->state}, {"global_step", snapshot->global_step}};
+  const Reply reply = generation.connection->call("set_state", params, deadline("set_state"));
+  const std::string problem = reply.status == Reply::Status::ok ? check_reply("set_state", params, reply.result)
+                                                                : describe_failure("set_state", reply);
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (problem.empty()) {
+    ++state_restores_;
+    log_->info("{}: carries on from its state of step {}", manifest_.name, snapshot->global_step);
+    return true;
+  }
+  state_.reset();
+  ++state_refusals_;
+  state_problem_ = "set_state " + first_line(problem);
+  log_->warn("{}: set_state {}: it starts empty, without its state of step {}", manifest_.name, first_line(problem),
+             snapshot->global_step);
+  return false;
 }
 
 // fault() and quarantine() run on a connection's I/O thread; were they to drop the last reference
@@ -490,16 +560,19 @@ std::optional<Json> SupervisedPlugin::invoke(const std::string& hook, const Json
   return conclude(hook, params, reply, generation->number);
 }
 
-void SupervisedPlugin::send(const std::string& hook, const Json& params) {
+void SupervisedPlugin::send(const std::string& hook, const Json& params, std::function<void(const Json&)> on_result) {
   auto generation = ready_generation(std::chrono::milliseconds(0));  // a notify hook never waits
   if (!count_call(hook, generation != nullptr)) return;
   const int number = generation->number;
-  generation->connection->request(hook, params, deadline(hook),
-                                  [this, hook, number](Reply reply) { conclude(hook, Json(), reply, number); });
+  generation->connection->request(hook, params, deadline(hook), [this, hook, number, on_result](Reply reply) {
+    auto result = conclude(hook, Json(), reply, number);
+    if (result && on_result) on_result(*result);
+  });
 }
 
 std::string SupervisedPlugin::check_reply(const std::string& hook, const Json& params, const Json& result) {
-  if (!all_finite(result)) return "the reply holds NaN or infinity";
+  // A state is the plugin's own business (an average not yet begun may well be NaN); only its size is ours.
+  if (hook != "get_state" && !all_finite(result)) return "the reply holds NaN or infinity";
   auto errors = Schemas::instance().validate("hooks.json#/hooks/" + hook + "/result", result);
   if (!errors.empty()) return "the reply breaks schemas/hooks.json (" + hook + " result): " + join_errors(errors);
   if (hook == "transform_caption") {
@@ -508,6 +581,12 @@ std::string SupervisedPlugin::check_reply(const std::string& hook, const Json& p
     if (caption.size() > std::size_t(settings_.limits.max_caption_bytes))
       return "the caption has " + std::to_string(caption.size()) + " bytes, over the limit of " +
              std::to_string(settings_.limits.max_caption_bytes);
+  }
+  if (hook == "get_state") {
+    const std::size_t bytes = Json::to_msgpack(result["state"]).size();
+    if (bytes > std::size_t(settings_.limits.max_state_mb) << 20)
+      return "the state has " + std::to_string(bytes) + " bytes encoded, over limits.max_state_mb of " +
+             std::to_string(settings_.limits.max_state_mb) + " MB";
   }
   if (hook == "transform_pil_image") {
     try {
@@ -564,13 +643,17 @@ std::optional<Json> SupervisedPlugin::conclude(const std::string& hook, const Js
       ++counters_[hook].crashes;
     } break;
   }
+  const bool restart = reply.status == Reply::Status::timeout || reply.status == Reply::Status::disconnected;
+  fault(hook, describe_failure(hook, reply), generation, restart);
+  return std::nullopt;
+}
+
+std::string SupervisedPlugin::describe_failure(const std::string& hook, const Reply& reply) const {
   static const char* what[] = {"ok", "failed", "missed its deadline of", "sent an invalid reply", "crashed"};
   std::string description = what[int(reply.status)];
   if (reply.status == Reply::Status::timeout) description += " " + std::to_string(deadline(hook).count()) + " ms";
   if (!reply.detail.empty()) description += ": " + reply.detail;
-  const bool restart = reply.status == Reply::Status::timeout || reply.status == Reply::Status::disconnected;
-  fault(hook, description, generation, restart);
-  return std::nullopt;
+  return description;
 }
 
 void SupervisedPlugin::fault(const std::string& hook, const std::string& what, int generation, bool restart) {
@@ -677,6 +760,11 @@ Json SupervisedPlugin::report() const {
           {"protocol_errors", protocol_errors_},
           {"quarantined", quarantined_},
           {"quarantine_reason", quarantined_ ? Json(quarantine_reason_) : Json(nullptr)},
+          {"state", {{"kept", settings_.keep_state && state_.has_value()},
+                     {"global_step", state_ ? Json(state_->global_step) : Json(nullptr)},
+                     {"restored", state_restores_},
+                     {"refused", state_refusals_},
+                     {"last_problem", state_problem_.empty() ? Json(nullptr) : Json(state_problem_)}}},
           {"hooks", hooks}};
 }
 

@@ -55,8 +55,9 @@ class SupervisedPlugin {
   // how the host ended (not exit status 0, or not within 2 s), or empty.
   std::string stop();
   // On the user's request (its code changed): the host is killed and started afresh when a hook
-  // next needs it, with its faults forgiven, its backoff reset and its quarantine lifted.
-  void reload();
+  // next needs it, with its faults forgiven, its backoff reset and its quarantine lifted. With
+  // keep_state, the running host is asked for its state first and the new one starts from it.
+  void reload(bool keep_state = true, std::int64_t global_step = 0);
 
   const std::string& name() const { return manifest_.name; }
   const Manifest& manifest() const { return manifest_; }
@@ -65,8 +66,20 @@ class SupervisedPlugin {
 
   // Calls a hook and waits. `input` is what a transform sent, for the semantic checks.
   std::optional<Json> invoke(const std::string& hook, const Json& params);
-  // Sends a notify hook; its acknowledgement (and any control in it) is handled when it comes.
-  void send(const std::string& hook, const Json& params);
+  // Sends a hook without waiting; its reply (and any control in it) is handled when it comes,
+  // and a valid one handed to on_result, on the connection's thread.
+  void send(const std::string& hook, const Json& params, std::function<void(const Json&)> on_result = {});
+
+  // Plugin state (docs/protocol.md, section 9): true when it implements get_state and set_state
+  // and train.json keeps its state.
+  bool keeps_state() const;
+  // Asks the host for its state (params: get_state's); wait: up to the hook's deadline, else the
+  // reply is kept when it comes. A failure is a fault of get_state; the last good state stays.
+  void snapshot_state(const Json& params, bool wait);
+  // {"state", "global_step"} of the latest good state, or null.
+  Json state_snapshot() const;
+  // Before the first start of a resumed run: the snapshot its checkpoint carried.
+  void restore_from(const Json& snapshot);
 
   Json report() const;
 
@@ -86,6 +99,10 @@ class SupervisedPlugin {
   std::shared_ptr<Generation> ready_generation(std::chrono::milliseconds wait);
   std::shared_ptr<Generation> restart();
   void start_failed(const std::exception& e);
+  // Hands a new host the latest state before any hook; false when it refused it (the state is
+  // then dropped, so that the next host starts empty).
+  bool restore_state(Generation& generation, const std::vector<std::string>& hooks);
+  void keep_state(const Json& result, std::int64_t global_step);
   void retire(std::shared_ptr<Generation> generation);
   // Counts a call as sent, or as skipped when there was no generation to send it to; returns sent.
   bool count_call(const std::string& hook, bool sent);
@@ -98,6 +115,8 @@ class SupervisedPlugin {
   bool aborts_on(const std::string& hook) const;
   // Validates an ok reply; returns the reason it is invalid, or empty.
   std::string check_reply(const std::string& hook, const Json& params, const Json& result);
+  // What went wrong with a reply that is not ok, in words ("missed its deadline of 300 ms: ...").
+  std::string describe_failure(const std::string& hook, const Reply& reply) const;
   std::optional<Json> conclude(const std::string& hook, const Json& params, const Reply& reply, int generation);
   void fault(const std::string& hook, const std::string& what, int generation, bool restart);
   void quarantine(const std::string& hook, const std::string& why);
@@ -133,6 +152,15 @@ class SupervisedPlugin {
   std::string last_fault_;  // "hook what", the latest fault of any hook
   std::map<std::string, HookCounters> counters_;
   Permissions granted_;  // what train.json grants it (a superset of what its manifest asks)
+
+  struct StateSnapshot {
+    Json state;
+    std::int64_t global_step = 0;
+  };
+  std::optional<StateSnapshot> state_;  // the latest good get_state, handed to each new host
+  long state_restores_ = 0;             // new hosts that took it
+  long state_refusals_ = 0;             // new hosts that refused it and were replaced by empty ones
+  std::string state_problem_;           // why the latest refusal
 };
 
 }  // namespace bulkhead

@@ -23,7 +23,8 @@ nlohmann::json to_json(const CheckpointInfo& info) {
           {"reason", info.reason},
           {"tag", info.tag},
           {"config", info.config},
-          {"vocabulary", info.vocab.to_json()}};
+          {"vocabulary", info.vocab.to_json()},
+          {"requested_checkpoints", info.requested_checkpoints}};
 }
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
@@ -40,6 +41,7 @@ CheckpointInfo from_json(const nlohmann::json& j) {
   info.tag = j.at("tag");
   info.config = j.at("config");
   info.vocab = Vocabulary::from_json(j.at("vocabulary"));
+  info.requested_checkpoints = j.value("requested_checkpoints", nlohmann::json::array());
   return info;
 }
 
@@ -71,6 +73,9 @@ void save_checkpoint(const fs::path& path, FlowModel& model, torch::optim::Optim
     archive.write("optimizer", state);
   }
   archive.write("rng", rng.get_state());
+  // MessagePack, as the plugins sent them: a state may hold bytes, which JSON text cannot.
+  const auto states = nlohmann::json::to_msgpack(info.plugin_states);
+  archive.write("plugin_states", c10::IValue(std::string(states.begin(), states.end())));
   AtomicFile file(path);
   archive.save_to([&](const void* data, std::size_t size) { return file.write(data, size); });
   file.commit();
@@ -128,6 +133,9 @@ Checkpoint::Checkpoint(const fs::path& path, const torch::Device& device) : path
     c10::IValue info;
     archive_.read("info", info);
     info_ = from_json(nlohmann::json::parse(info.toStringRef()));
+    c10::IValue states;
+    if (archive_.try_read("plugin_states", states))  // absent from checkpoints older than plugin state
+      info_.plugin_states = nlohmann::json::from_msgpack(states.toStringRef());
   } catch (const c10::Error& e) {  // its what() carries a C++ stack trace: not for users
     throw std::runtime_error(path.string() + " is not a readable Bulkhead checkpoint (" +
                              first_line(e.what_without_backtrace()) + ")");

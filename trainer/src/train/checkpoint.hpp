@@ -7,7 +7,7 @@
 //
 // A checkpoint holds the model's weights, the AdamW state, the random
 // generator's state, the position in training, the vocabulary and the
-// resolved config. A file under its final name is always complete: a crash
+// resolved config, and the plugins' states. A file under its final name is always complete: a crash
 // while saving leaves only a .tmp file behind.
 #pragma once
 
@@ -40,6 +40,11 @@ struct CheckpointInfo {
   std::string tag;     // from a plugin's save_checkpoint request, may be empty
   nlohmann::json config;
   Vocabulary vocab;
+  // Plugin name -> {"state", "global_step"}: each stateful plugin's latest state (docs/protocol.md, section 9).
+  nlohmann::json plugin_states = nlohmann::json::object();
+  // [{"path", "plugin", "tag"}]: checkpoints saved on a plugin's request and not deleted, which
+  // that plugin may still ask to delete after a resume.
+  nlohmann::json requested_checkpoints = nlohmann::json::array();
 };
 
 FlowModelOptions model_options(const nlohmann::json& config, std::int64_t vocab_size);

@@ -142,6 +142,8 @@ TrainConfig typed(const Json& j) {
   c.keep_last_n_checkpoints = j.at("keep_last_n_checkpoints");
   c.sample_every_n_epochs = j.at("sample_every_n_epochs");
   c.sample_steps = j.at("sample_steps");
+  c.plugin_state_every_n_steps = j.at("plugin_state").at("every_n_steps");
+  c.plugin_state_each_epoch = j.at("plugin_state").at("each_epoch");
   if (j.at("sample_prompts").is_array()) c.sample_prompts = j.at("sample_prompts").get<std::vector<std::string>>();
   c.sample_inference_steps = j.at("sample_inference_steps");
   c.sample_guidance = j.at("sample_guidance");

@@ -64,6 +64,8 @@ struct TrainConfig {
   int keep_last_n_checkpoints = 0;     // 0: keep all
   int sample_every_n_epochs = 0;
   int sample_steps = 0;                // sample every N steps (EveryDream2's meaning); 0: never
+  int plugin_state_every_n_steps = 0;  // ask stateful plugins for their state every N steps; 0: never
+  bool plugin_state_each_epoch = true; // and after each on_epoch_end
   std::vector<std::string> sample_prompts;  // read from the file when train.json names one
   int sample_inference_steps = 0;      // Euler steps per sample
   double sample_guidance = 0;

@@ -112,7 +112,8 @@ Trainer::Trainer(TrainConfig config, std::optional<fs::path> resume, bool overwr
   RunInfo run{config_.project_name, run_dir_, config_.source_dir, {},
               config_.python.empty() ? fs::path() : config_.from_config(config_.python)};
   run.jail = JailSettings::from_json(config_.json.at("jail"));
-  plugins_ = std::make_unique<PluginRunner>(plugin_settings_from_config(config_.json.at("plugins")), run);
+  plugins_ = std::make_unique<PluginRunner>(plugin_settings_from_config(config_.json.at("plugins")), run,
+                                            resumed_plugin_states_);
   log_->info("device {}{}, {} torch threads, {} training / {} validation images, {} steps per epoch, plugins: {}",
              device_.str(), amp_ ? " (bfloat16 autocast)" : "", torch::get_num_threads(), train_.examples.size(),
              validation_.examples.size(), epoch_length_, plugins_->empty() ? "none" : std::to_string(plugins_->names().size()));
@@ -121,6 +122,8 @@ Trainer::Trainer(TrainConfig config, std::optional<fs::path> resume, bool overwr
 }
 
 Trainer::~Trainer() = default;
+
+void Trainer::watch_plugins() { plugins_->watch_plugin_files(); }
 
 void Trainer::create_run_folder(const std::optional<fs::path>& resume, bool overwrite) {
   folder_.emplace(claim_run_folder(config_, resume, overwrite));
@@ -144,6 +147,9 @@ void Trainer::build_model(const std::optional<fs::path>& resume) {
   std::optional<Checkpoint> checkpoint;
   if (resume) {
     checkpoint.emplace(*resume, device_);
+    resumed_plugin_states_ = checkpoint->info().plugin_states;
+    for (const auto& saved : checkpoint->info().requested_checkpoints)
+      requested_checkpoints_.push_back({saved.at("path").get<std::string>(), saved.at("plugin"), saved.at("tag")});
     vocab_ = checkpoint->info().vocab;  // the model only understands the ids it was trained with
     position_ = checkpoint->info().position;
     model_ = checkpoint->make_model();
@@ -260,6 +266,7 @@ void Trainer::run_epoch() {
   kwargs.erase("epoch_length");  // EveryDream2 passes no epoch_length here
   kwargs["global_step"] = position_.global_step;
   call("on_epoch_end", kwargs);
+  if (config_.plugin_state_each_epoch) plugins_->snapshot_states(position_.global_step, "epoch", true);
 
   const int done = epoch + 1;
   const bool last = done == config_.max_epochs;
@@ -331,6 +338,9 @@ void Trainer::train_step(const Batch& batch, int local_step, int epoch_length) {
 
   ++position_.global_step;  // after on_step_end, as in EveryDream2
   position_.batches_done = local_step + 1;
+  // Not waited for: the host answers after on_step_end, and the reply is kept when it comes.
+  if (config_.plugin_state_every_n_steps > 0 && position_.global_step % config_.plugin_state_every_n_steps == 0)
+    plugins_->snapshot_states(position_.global_step, "step", false);
   handle_control_requests();
   check_abort();
 }
@@ -430,7 +440,13 @@ fs::path Trainer::save(const std::string& reason, const std::string& tag) {
   std::snprintf(name, sizeof name, "%s%s%s-ep%04d-gs%06lld.pt", reason.c_str(), tag.empty() ? "" : "-", tag.c_str(),
                 position_.epoch, static_cast<long long>(position_.global_step));
   const fs::path path = run_dir_ / "checkpoints" / name;
-  save_checkpoint(path, model_, optimizer_.get(), rng_, {position_, reason, tag, config_.json, vocab_});
+  // After a signal or an error the plugins are not asked (they may be why): their latest states go in.
+  if (reason != "interrupted" && reason != "errored") plugins_->snapshot_states(position_.global_step, "checkpoint", true);
+  Json requested = Json::array();
+  for (const auto& saved : requested_checkpoints_)
+    requested.push_back({{"path", saved.path.string()}, {"plugin", saved.source}, {"tag", saved.tag}});
+  save_checkpoint(path, model_, optimizer_.get(), rng_,
+                  {position_, reason, tag, config_.json, vocab_, plugins_->saved_states(), requested});
   summary_.last_checkpoint = path;
   last_save_ = std::chrono::steady_clock::now();
   progress_->clear();
@@ -485,13 +501,18 @@ void Trainer::notify(const std::string& hook, const Json& kwargs) {
 void Trainer::handle_control_requests() {
   for (auto& request : plugins_->take_control_requests()) apply_control(request.plugin, request.request);
   for (auto& [source, request] : std::exchange(observer_requests_, {})) apply_control(source, request);
-  for (const auto& plugin : restart_request::take(run_dir_)) {
-    const bool known = plugins_->reload(plugin);
+  for (const auto& [plugin, keep_state] : restart_request::take(run_dir_)) {
+    const bool known = plugins_->reload(plugin, keep_state, position_.global_step);
     const std::string names = fmt::format("{}", fmt::join(plugins_->names(), ", "));
     restart_request::answer(run_dir_, plugin,
-                            known ? "restarted " + plugin + " at step " + std::to_string(position_.global_step)
+                            known ? "restarted " + plugin + " at step " + std::to_string(position_.global_step) +
+                                        (keep_state ? "" : ", without its state")
                                   : "no plugin named " + plugin + " in this run (plugins: " + names + ")");
     if (!known) log_->warn("restart asked for an unknown plugin '{}' (plugins: {})", plugin, names);
+  }
+  for (const auto& plugin : plugins_->changed_plugins()) {
+    log_->warn("{}: its files changed: restarting it with its state (--watch-plugins)", plugin);
+    plugins_->reload(plugin, true, position_.global_step);
   }
 }
 

@@ -83,6 +83,8 @@ class Trainer {
   // like plugin control requests. Lets tests and embedders watch and steer a run.
   using HookObserver = std::function<std::vector<nlohmann::json>(const std::string& hook, const nlohmann::json& kwargs)>;
   void set_hook_observer(HookObserver observer) { observer_ = std::move(observer); }
+  // Restart a plugin, with its state, when its files change on disk (bulkhead train --watch-plugins).
+  void watch_plugins();
 
  private:
   // Setup
@@ -132,6 +134,7 @@ class Trainer {
   int epoch_length_ = 0;
 
   std::unique_ptr<PluginRunner> plugins_;
+  nlohmann::json resumed_plugin_states_ = nlohmann::json::object();  // from the resumed checkpoint
   HookObserver observer_;
   std::vector<std::pair<std::string, nlohmann::json>> observer_requests_;
   bool stop_requested_ = false;

@@ -90,6 +90,12 @@ class Plugin {
   virtual std::string transform_caption(const std::string& caption) { return caption; }
   virtual Image transform_pil_image(Image image) { return image; }
 
+  // Plugin state, kept across restarts, reloads and resumes: override both. get_state returns
+  // plain data; set_state takes back what it returned, or throws to refuse it (the plugin then
+  // starts empty).
+  virtual Json get_state() { return nullptr; }
+  virtual void set_state(const Json& /*state*/) {}
+
   // Called once, after the handshake, before any hook. options() is ready here.
   virtual void configure() {}
 
@@ -135,6 +141,8 @@ std::vector<std::string> overridden_hooks() {
   BULKHEAD_DETAIL_ADD_IF(Class, on_log)
   BULKHEAD_DETAIL_ADD_IF(Class, transform_caption)
   BULKHEAD_DETAIL_ADD_IF(Class, transform_pil_image)
+  BULKHEAD_DETAIL_ADD_IF(Class, get_state)
+  BULKHEAD_DETAIL_ADD_IF(Class, set_state)
   return hooks;
 }
 }  // namespace detail
