@@ -141,7 +141,7 @@ async function waitGone(pid, ms) {
 }
 
 test('BasePlugin methods are exactly the hooks in hooks.json', () => {
-  const methods = Object.getOwnPropertyNames(BasePlugin.prototype).filter((n) => /^(on_|transform_)/.test(n));
+  const methods = Object.getOwnPropertyNames(BasePlugin.prototype).filter((n) => /^(on_|transform_|get_state$|set_state$)/.test(n));
   assert.deepEqual(methods.sort(), catalogue.hookNames().sort());
   const raw = JSON.parse(fs.readFileSync(path.join(HOME, 'schemas', 'hooks.json'), 'utf8'));
   assert.deepEqual(catalogue.argUpdateHooks(), Object.keys(raw.hooks).filter((h) => raw.hooks[h].arg_update_callback === true));

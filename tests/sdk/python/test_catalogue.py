@@ -9,27 +9,29 @@ import unittest
 from support import HOME, catalogue
 
 from bulkhead_plugin import BasePlugin
-from bulkhead_plugin.plugin import make_set_arg
+from bulkhead_plugin.plugin import STATE_HOOKS, make_set_arg
 
 
 class CatalogueTest(unittest.TestCase):
     def test_python_base_plugin_has_exactly_the_catalogue_hooks(self):
         methods = {n for n, _ in inspect.getmembers(BasePlugin, inspect.isfunction)
-                   if n.startswith("on_") or n.startswith("transform_")}
+                   if n.startswith("on_") or n.startswith("transform_") or n in STATE_HOOKS}
         self.assertEqual(methods, set(catalogue.hook_names()))
 
     def test_everydream2_hooks_take_kwargs(self):
         for name in catalogue.hook_names():
             sig = inspect.signature(getattr(BasePlugin, name))
-            if catalogue.is_transform(name):
+            if catalogue.is_transform(name) or name == "set_state":
                 self.assertEqual(len(sig.parameters), 2, name)  # self + value, as in EveryDream2
+            elif name == "get_state":
+                self.assertEqual(len(sig.parameters), 1, name)
             else:
                 self.assertTrue(any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()), name)
 
     def test_node_base_plugin_has_exactly_the_catalogue_hooks(self):
         script = ("const { BasePlugin } = require(%r);"
                   "console.log(JSON.stringify(Object.getOwnPropertyNames(BasePlugin.prototype)"
-                  ".filter(n => n.startsWith('on_') || n.startsWith('transform_'))))"
+                  ".filter(n => /^(on_|transform_|get_state$|set_state$)/.test(n))))"
                   % os.path.join(HOME, "plugin-sdk", "node", "index.js"))
         out = subprocess.run(["node", "-e", script], capture_output=True, text=True, check=True).stdout
         self.assertEqual(set(json.loads(out)), set(catalogue.hook_names()))

@@ -294,6 +294,32 @@ class ConformanceMixin:
         self.assertLess(time.monotonic() - t, 1.5)
 
 
+    # ---- plugin state ---------------------------------------------------------------------------
+    def test_state_attributes_are_kept_whole_and_plain(self):
+        p = self.started(stem="stateful_plugin", cls="Stateful")
+        self.assertEqual(p.hello["hooks"], ["on_step_end", "get_state", "set_state"])
+        for _ in range(2):
+            self.assertIsNone(p.call("on_step_end", sample_kwargs("on_step_end"))[0])
+        get = {"global_step": 2, "reason": "step"}
+        self.assertEqual(p.call("get_state", get), (None, {"state": {"count": 2, "names": [], "blob": b""}}))
+        state = {"count": 7, "names": ["a"], "blob": b"\x00\x01"}
+        self.assertEqual(p.call("set_state", {"state": state, "global_step": 2}), (None, None))
+        self.assertEqual(p.call("get_state", get), (None, {"state": state}))
+        # A state with a name it does not keep is refused whole: nothing of it is taken.
+        err, _ = p.call("set_state", {"state": {"count": 1, "evil": 2}, "global_step": 2})
+        self.assertEqual(err["code"], "hook_failed")
+        self.assertIn("evil", err["message"])
+        self.assertEqual(p.call("get_state", get), (None, {"state": state}))
+
+    def test_a_state_that_is_not_plain_data_is_an_error_naming_where(self):
+        p = self.started(options={"unplain": True}, stem="stateful_plugin", cls="Stateful")
+        self.assertIsNone(p.call("on_step_end", sample_kwargs("on_step_end"))[0])
+        err, _ = p.call("get_state", {"global_step": 1, "reason": "step"})
+        self.assertEqual(err["code"], "hook_failed")
+        self.assertIn("names", err["message"])
+        self.assertIn("plain data", err["message"])
+
+
 class PythonSdkConformance(ConformanceMixin, unittest.TestCase):
     runtime = "python"
     lang = "python"

@@ -5,16 +5,18 @@ import unittest
 
 from support import TrainerPeer, catalogue, image, sample_kwargs
 
+STATE_HOOKS = ("get_state", "set_state")
+
 BIN = os.environ.get("BULKHEAD_BIN_DIR", "")
 LIB = os.environ.get("BULKHEAD_LIB_DIR", "")
 
 
 @unittest.skipUnless(BIN and LIB, "BULKHEAD_BIN_DIR and BULKHEAD_LIB_DIR name the build (ctest sets them)")
 class CppHostConformance(unittest.TestCase):
-    def peer(self, options):
+    def peer(self, options, plugin="fault"):
         command = ([os.path.join(BIN, "bulkhead-plugin-host"), "--runtime", "cpp",
-                    "--entry", os.path.join(LIB, "libbulkhead_test_fault.so")], {})
-        p = TrainerPeer("cpp", "fault", meta={"name": "fault", "version": "1.0.0", "description": "test"},
+                    "--entry", os.path.join(LIB, "libbulkhead_test_%s.so" % plugin)], {})
+        p = TrainerPeer("cpp", plugin, meta={"name": plugin, "version": "1.0.0", "description": "test"},
                         command=command)
         self.addCleanup(p.close)
         p.start()
@@ -24,8 +26,10 @@ class CppHostConformance(unittest.TestCase):
     def test_every_hook_reply_hello_and_shutdown_match_the_schemas(self):
         p = self.peer({"fault": "none"})
         self.assertEqual(p.hello["runtime"]["name"], "cpp")
-        self.assertEqual(p.hello["hooks"], catalogue.hook_names())
-        for hook in catalogue.hook_names():
+        # Every hook but the state pair, which only a plugin that keeps state declares (below).
+        hooks = [h for h in catalogue.hook_names() if h not in STATE_HOOKS]
+        self.assertEqual(sorted(p.hello["hooks"]), sorted(hooks))
+        for hook in hooks:
             if hook == "transform_caption":
                 params = {"caption": "a red square"}
             elif hook == "transform_pil_image":
@@ -35,6 +39,18 @@ class CppHostConformance(unittest.TestCase):
             err, result = p.call(hook, params)  # the peer validates each reply against the hook's schema
             self.assertIsNone(err, hook)
         self.assertEqual(p.call("transform_caption", {"caption": "a red square"})[1], {"caption": "a red square"})
+        self.assertEqual(p.shutdown(), 0)
+
+    def test_state_hooks_match_the_schemas(self):
+        p = self.peer({"seed": 5}, plugin="stateful")
+        self.assertLessEqual(set(STATE_HOOKS), set(p.hello["hooks"]))
+        err, result = p.call("get_state", {"global_step": 3, "reason": "step"})
+        self.assertIsNone(err)
+        self.assertEqual(result, {"state": {"owner": "stateful", "epochs": 0, "random": 5}})
+        self.assertEqual(p.call("set_state", {"state": result["state"], "global_step": 3}), (None, None))
+        err, _ = p.call("set_state", {"state": {"owner": "another", "epochs": 1, "random": 2}, "global_step": 3})
+        self.assertEqual(err["code"], "hook_failed")
+        self.assertIn("given the state of \"another\"", err["message"])
         self.assertEqual(p.shutdown(), 0)
 
     def test_errors_match_the_schema(self):
