@@ -139,10 +139,10 @@ std::vector<std::string> overridden_hooks() {
   BULKHEAD_DETAIL_ADD_IF(Class, on_checkpoint_saved)
   BULKHEAD_DETAIL_ADD_IF(Class, on_validation_end)
   BULKHEAD_DETAIL_ADD_IF(Class, on_log)
-  BULKHEAD_DETAIL_ADD_IF(Class, transform_caption)
-  BULKHEAD_DETAIL_ADD_IF(Class, transform_pil_image)
   BULKHEAD_DETAIL_ADD_IF(Class, get_state)
   BULKHEAD_DETAIL_ADD_IF(Class, set_state)
+  BULKHEAD_DETAIL_ADD_IF(Class, transform_caption)
+  BULKHEAD_DETAIL_ADD_IF(Class, transform_pil_image)
   return hooks;
 }
 }  // namespace detail
