@@ -95,7 +95,8 @@ RunFolder RunFolder::claim(const fs::path& path, Mode mode) {
   std::error_code error;
   fs::create_directories(path, error);
   if (error) throw ConfigError("run folder " + path.string() + ": cannot create it: " + error.message());
-  if (mode == Mode::resume && !fs::exists(path / "checkpoints"))
+  // A study's folder (study.json) is resumed as a whole; its trials are run folders of their own.
+  if (mode == Mode::resume && !fs::exists(path / "checkpoints") && !fs::exists(path / "study.json"))
     throw ConfigError("run folder " + path.string() + " holds no run to resume");
   RunFolder folder(path, take_lock(path));
   check_mode(path, mode);

@@ -90,6 +90,15 @@ class Plugin {
   virtual std::string transform_caption(const std::string& caption) { return caption; }
   virtual Image transform_pil_image(Image image) { return image; }
 
+  // Fine-tuning methods (manifest "provides": "method"; docs/methods.md). The Json ones return the
+  // hook's result, as schemas/hooks.json describes it.
+  virtual Json describe_method(const Kwargs&) { return Json::object(); }
+  virtual Json suggest_trial(const Kwargs&) { return Json::object(); }
+  virtual void on_trial_start(const Kwargs&) {}
+  virtual void on_trial_end(const Kwargs&) {}
+  virtual Json evaluate(const Kwargs&) { return Json::object(); }
+  virtual void on_study_end(const Kwargs&) {}
+
   // Called once, after the handshake, before any hook. options() is ready here.
   virtual void configure() {}
 
@@ -135,6 +144,12 @@ std::vector<std::string> overridden_hooks() {
   BULKHEAD_DETAIL_ADD_IF(Class, on_log)
   BULKHEAD_DETAIL_ADD_IF(Class, transform_caption)
   BULKHEAD_DETAIL_ADD_IF(Class, transform_pil_image)
+  BULKHEAD_DETAIL_ADD_IF(Class, describe_method)
+  BULKHEAD_DETAIL_ADD_IF(Class, suggest_trial)
+  BULKHEAD_DETAIL_ADD_IF(Class, on_trial_start)
+  BULKHEAD_DETAIL_ADD_IF(Class, on_trial_end)
+  BULKHEAD_DETAIL_ADD_IF(Class, evaluate)
+  BULKHEAD_DETAIL_ADD_IF(Class, on_study_end)
   return hooks;
 }
 }  // namespace detail
