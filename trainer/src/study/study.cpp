@@ -100,9 +100,10 @@ class Method {
 
  private:
   Json ask_or_fail(const std::string& hook, const Json& kwargs) {
-    if (auto reply = runner_->ask(hook, kwargs)) return *reply;
-    const std::string fault = runner_->last_fault(hook);
-    throw ConfigError(fmt::format("method '{}': {} {}", name_, hook,
+    auto reply = runner_->ask(hook, kwargs);
+    if (reply && !reply->is_null()) return *reply;
+    const std::string fault = reply ? "" : runner_->last_fault(hook);
+    throw ConfigError(fmt::format("method '{}': {}: {}", name_, hook,
                                   fault.empty() ? "is not implemented (the plugin's hello does not list it)" : fault));
   }
 
@@ -230,7 +231,9 @@ class Study {
                                            {"score", t.score ? Json(*t.score) : Json(nullptr)}});
     auto reply = method_->runner().ask("suggest_trial", {{"trial", n}, {"search_space", spec().search_space},
                                                          {"history", history}, {"higher_is_better", spec().higher_is_better}});
-    std::string why = reply ? outside_space(spec().search_space, (*reply)["params"]) : method_->runner().last_fault("suggest_trial");
+    std::string why = !reply            ? method_->runner().last_fault("suggest_trial")
+                      : reply->is_null() ? "it answered nil: the plugin does not implement suggest_trial"
+                                         : outside_space(spec().search_space, (*reply)["params"]);
     if (why.empty()) {
       try {
         resolve_config(trial_config(request_.user, spec().settings, (*reply)["params"]), request_.source, request_.source_dir);
@@ -299,7 +302,7 @@ class Study {
       trainer.set_hook_observer([&diverged](const std::string& hook, const Json& kwargs) -> std::vector<Json> {
         const char* key = hook == "on_step_end" ? "loss" : hook == "on_validation_end" ? "val_loss" : nullptr;
         if (!key || finite(kwargs.at(key)) || !diverged.empty()) return {};
-        diverged = fmt::format("diverged: {} is {} at step {}", key, kwargs.at(key).dump(), kwargs.at("global_step").get<long>());
+        diverged = fmt::format("diverged: {} is {} at step {}", key, kwargs.at(key).get<double>(), kwargs.at("global_step").get<long>());
         return {{{"action", "stop"}, {"reason", diverged}}};
       });
       summary = trainer.run();
@@ -329,7 +332,7 @@ class Study {
 
   void evaluate(TrialRecord& record) {
     auto reply = method_->runner().ask("evaluate", {{"trial", record.trial}, {"params", record.params}, {"metrics", record.metrics}});
-    if (!reply) return;  // not implemented, or a fault the runner counted and logged
+    if (!reply || reply->is_null()) return;  // not implemented, or a fault the runner counted and logged
     for (auto& [name, value] : (*reply)["metrics"].items()) {
       if (std::find(spec().metrics.begin(), spec().metrics.end(), name) == spec().metrics.end()) {
         ++method_faults_;
