@@ -22,8 +22,10 @@ class LrSearch extends BasePlugin {
   }
 
   suggest_trial({ search_space: space, history, higher_is_better: higher }) {
-    const lo = Math.log(space.lr.min);
-    const hi = Math.log(space.lr.max);
+    // The range is the one describe_method gave; a caller that sends no search space gets it too.
+    const range = (space && space.lr) || { min: this.options.min_lr, max: this.options.max_lr };
+    const lo = Math.log(range.min);
+    const hi = Math.log(range.max);
     const clamp = (x) => Math.min(hi, Math.max(lo, x));
     const done = history.filter((t) => t.status === 'ok');
     if (done.length === 0) return { params: { lr: Math.exp((lo + hi) / 2) } };

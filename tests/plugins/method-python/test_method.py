@@ -12,7 +12,7 @@ from bulkhead_plugin import BasePlugin
 
 class TestMethod(BasePlugin):
     def describe_method(self, **kwargs):
-        return self.options["describe"]
+        return self.options.get("describe", {"search_space": {"lr": [0.001]}, "main_metric": "val_loss"})
 
     def suggest_trial(self, trial, search_space, history, higher_is_better):
         mode = self.options.get("suggest", "first")
