@@ -252,6 +252,20 @@ TEST(Study, AnOrdinaryPluginIsNoMethodAndAMethodIsNoPlugin) {
       << as_plugin.output;
 }
 
+TEST(Study, EvaluateAddsTheMetricsItDeclaredAndMayBeTheScore) {
+  auto dir = scratch("evaluate");
+  const Json describe = {{"search_space", {{"lr", {0.003}}}}, {"metrics", {"quality"}}, {"main_metric", "quality"},
+                         {"higher_is_better", true}};
+  auto result = study(dir, study_config(dir, describe, {{"evaluate", {{"quality", 0.75}, {"sneaky", 1}}}}));
+  ASSERT_EQ(result.code, 0) << result.output;
+  const Json record = read_json(dir / "study" / "study.json");
+  const Json& trial = record["trials"][0];
+  EXPECT_EQ(trial["score"], 0.75) << record.dump(2);
+  EXPECT_FALSE(trial["metrics"].contains("sneaky")) << "a name describe_method did not list is ignored";
+  EXPECT_TRUE(trial["metrics"].contains("val_loss")) << "beside the trainer's own";
+  EXPECT_EQ(record["method_faults"], 1);
+}
+
 TEST(Study, BundledMethodsRunEndToEnd) {
   auto dir = scratch("bundled");
   // Python: Embedding Studio's default method's shape, on a one-point grid to stay short.
