@@ -169,6 +169,20 @@ TEST(Study, NonsenseSuggestionIsAFaultToo) {
   EXPECT_NE(result.output.find("\"data_root\" is not in the search space"), std::string::npos) << result.output;
 }
 
+TEST(Study, HangingSuggestTrialMissesItsDeadlineAndFallsBack) {
+  auto dir = scratch("hang");
+  const Json describe = {{"search_space", {{"lr", {0.002, 0.003}}}}, {"algorithm", "plugin"}, {"max_evals", 1},
+                         {"main_metric", "val_loss"}};
+  Json config = study_config(dir, describe, {{"suggest", "hang"}});
+  config["method"]["timeout_ms"] = 1500;
+  auto result = study(dir, config);
+  ASSERT_EQ(result.code, 0) << result.output;
+  const Json record = read_json(dir / "study" / "study.json");
+  EXPECT_EQ(record["suggestion_faults"], 1);
+  EXPECT_EQ(record["trials"][0]["status"], "ok");
+  EXPECT_NE(result.output.find("missed its deadline of 1500 ms"), std::string::npos) << result.output;
+}
+
 TEST(Study, BadDescribeMethodStopsBeforeTrainingNamingTheField) {
   struct Case {
     Json describe;
