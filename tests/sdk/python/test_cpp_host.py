@@ -24,7 +24,8 @@ class CppHostConformance(unittest.TestCase):
     def test_every_hook_reply_hello_and_shutdown_match_the_schemas(self):
         p = self.peer({"fault": "none"})
         self.assertEqual(p.hello["runtime"]["name"], "cpp")
-        self.assertEqual(p.hello["hooks"], catalogue.hook_names())
+        training = [h for h in catalogue.hook_names() if not catalogue.hook(h).get("method")]
+        self.assertEqual(p.hello["hooks"], training, "every training hook; the method hooks are a method's")
         for hook in catalogue.hook_names():
             if hook == "transform_caption":
                 params = {"caption": "a red square"}
@@ -35,6 +36,25 @@ class CppHostConformance(unittest.TestCase):
             err, result = p.call(hook, params)  # the peer validates each reply against the hook's schema
             self.assertIsNone(err, hook)
         self.assertEqual(p.call("transform_caption", {"caption": "a red square"})[1], {"caption": "a red square"})
+        self.assertEqual(p.shutdown(), 0)
+
+    def test_method_hooks_answer_their_value_or_nil(self):
+        command = ([os.path.join(BIN, "bulkhead-plugin-host"), "--runtime", "cpp",
+                    "--entry", os.path.join(LIB, "libbulkhead_test_method_cpp.so")], {})
+        p = TrainerPeer("cpp", "method_cpp", meta={"name": "method_cpp", "version": "1.0.0", "description": "test"},
+                        command=command)
+        self.addCleanup(p.close)
+        p.start()
+        p.handshake()
+        self.assertEqual(p.hello["hooks"], ["describe_method", "suggest_trial", "on_trial_end", "evaluate"])
+        err, recipe = p.call("describe_method", sample_kwargs("describe_method"))  # validated against hooks.json
+        self.assertIsNone(err, err)
+        self.assertEqual(recipe["main_metric"], "val_loss")
+        err, suggestion = p.call("suggest_trial", sample_kwargs("suggest_trial"))
+        self.assertEqual((err, suggestion), (None, {"params": {"lr": 0.001}}), "the lr the history has not tried")
+        err, extra = p.call("evaluate", {"trial": 0, "params": {"lr": 0.001}, "metrics": {"val_loss": 1.0}})
+        self.assertEqual((err, extra), (None, {"metrics": {"inverse_val_loss": 0.5}}))
+        self.assertEqual(p.call("on_trial_start", sample_kwargs("on_trial_start")), (None, None), "not implemented: nil")
         self.assertEqual(p.shutdown(), 0)
 
     def test_errors_match_the_schema(self):
