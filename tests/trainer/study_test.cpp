@@ -169,6 +169,27 @@ TEST(Study, NonsenseSuggestionIsAFaultToo) {
   EXPECT_NE(result.output.find("\"data_root\" is not in the search space"), std::string::npos) << result.output;
 }
 
+TEST(Study, AbortedTrialsFailAndAStudyWithoutABestExits1) {
+  auto dir = scratch("abort");
+  const Json describe = {{"search_space", {{"lr", {0.002, 0.003}}}}, {"main_metric", "val_loss"}};
+  Json config = study_config(dir, describe);
+  // Every trial's own plugin fails in on_epoch_end and is set to abort its training.
+  config["plugins"] = {{{"name", test_plugin("fault").string()},
+                        {"on_failure", "abort"},
+                        {"options", {{"fault", "throw"}, {"hooks", {"on_epoch_end"}}}}}};
+  auto result = study(dir, config);
+  EXPECT_EQ(result.code, 1) << result.output;
+  const Json record = read_json(dir / "study" / "study.json");
+  ASSERT_EQ(record["trials"].size(), 2u);
+  for (const auto& trial : record["trials"]) {
+    EXPECT_EQ(trial["status"], "failed");
+    EXPECT_NE(trial["error"].get<std::string>().find("on_failure: abort"), std::string::npos) << trial.dump();
+  }
+  EXPECT_TRUE(record["best_trial"].is_null());
+  EXPECT_FALSE(fs::exists(dir / "study" / "best"));
+  EXPECT_NE(result.output.find("no trial succeeded: no best model"), std::string::npos) << result.output;
+}
+
 TEST(Study, HangingSuggestTrialMissesItsDeadlineAndFallsBack) {
   auto dir = scratch("hang");
   const Json describe = {{"search_space", {{"lr", {0.002, 0.003}}}}, {"algorithm", "plugin"}, {"max_evals", 1},
