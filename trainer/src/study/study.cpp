@@ -365,7 +365,7 @@ class Study {
   }
 
   // best/ becomes a run folder of its own (checkpoints/, config.json, trial.json) that
-  // `bulkhead sample --checkpoint` and `bulkhead train --resume` take.
+  // `bulkhead sample --checkpoint` and `bulkhead train --resume ... --run-dir NEW` take.
   void promote(const TrialRecord& record, const fs::path& checkpoint) {
     const fs::path staged = dir_ / ".best.tmp";
     fs::remove_all(staged);
