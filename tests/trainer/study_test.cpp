@@ -252,6 +252,28 @@ TEST(Study, SigkillMidStudyThenResumeRunsNoFinishedTrialAgain) {
   EXPECT_NE(resumed.output.find("resuming: 1 trial(s) finished"), std::string::npos) << resumed.output;
 }
 
+TEST(Study, CtrlCStopsTheStudyCleanlyAndResumeFinishesIt) {
+  auto dir = scratch("sigint");
+  const Json describe = {{"search_space", {{"lr", {0.001, 0.002}}}}, {"main_metric", "val_loss"}};
+  Json config = study_config(dir, describe);
+  config["max_epochs"] = 3;
+  const pid_t child = start_bulkhead({"study", "--config", write_config(dir, config).string()}, dir / "first.txt");
+  const fs::path out = dir / "study";
+  ASSERT_TRUE(wait_until([&] { return lines_in(out / "trials" / "000" / "metrics.jsonl") > 0; })) << read_text(dir / "first.txt");
+  kill(child, SIGINT);
+  EXPECT_EQ(wait_exit(child), 130) << read_text(dir / "first.txt");
+  const Json stopped = read_json(out / "study.json");
+  EXPECT_EQ(stopped["status"], "interrupted");
+  EXPECT_EQ(stopped["trials"][0]["status"], "running") << "cut short: run again on resume";
+
+  auto resumed = bulkhead({"study", "--resume", out.string()}, dir);
+  ASSERT_EQ(resumed.code, 0) << resumed.output;
+  const Json after = read_json(out / "study.json");
+  ASSERT_EQ(after["trials"].size(), 2u);
+  for (const auto& trial : after["trials"]) EXPECT_EQ(trial["status"], "ok") << trial.dump();
+  EXPECT_EQ(after["status"], "done");
+}
+
 TEST(Study, TwoMethodsWithOneNameAreAnErrorNamingBothPaths) {
   auto dir = scratch("dup");
   for (const char* copy : {"a", "b"}) {
