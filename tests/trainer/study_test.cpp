@@ -11,6 +11,7 @@
 
 #include <stb/stb_image.h>
 
+#include "study/search.hpp"
 #include "tensorboard_reader.hpp"
 #include "test_support.hpp"
 
@@ -58,6 +59,40 @@ std::vector<fs::path> files_in(const fs::path& folder, const std::string& extens
 const Json kGrid = {{"search_space", {{"lr", {0.001, 0.004}}, {"batch_size", {32, 64}}}},
                     {"accumulators", {{{"metric", "loss"}, {"mean", true}, {"sliding_window", 3}, {"min", true}, {"max", true}}}},
                     {"main_metric", "val_loss"}};
+
+TEST(StudySearch, GridVisitsEveryPointOnceTheLastKeyFastest) {
+  const Json space = {{"batch_size", {16, 32}}, {"lr", {0.001, 0.002, 0.003}}};
+  EXPECT_EQ(grid_point(space, 0), Json({{"batch_size", 16}, {"lr", 0.001}}));
+  EXPECT_EQ(grid_point(space, 1), Json({{"batch_size", 16}, {"lr", 0.002}}));
+  EXPECT_EQ(grid_point(space, 3), Json({{"batch_size", 32}, {"lr", 0.001}}));
+  std::set<std::string> seen;
+  for (std::size_t i = 0; i < 6; ++i) seen.insert(grid_point(space, i).dump());
+  EXPECT_EQ(seen.size(), 6u);
+}
+
+TEST(StudySearch, RandomDrawsDependOnSeedAndTrialOnlyAndStayInTheSpace) {
+  const Json space = {{"lr", {{"min", 1e-4}, {"max", 1e-2}, {"log", true}}},
+                      {"grad_accum", {{"min", 1}, {"max", 4}, {"integer", true}}},
+                      {"lr_scheduler", {"cosine", "constant"}}};
+  EXPECT_EQ(random_point(space, 7, 3), random_point(space, 7, 3)) << "a resumed study draws trial 3 alike";
+  EXPECT_NE(random_point(space, 7, 3), random_point(space, 7, 4));
+  EXPECT_NE(random_point(space, 7, 3), random_point(space, 8, 3));
+  for (std::size_t trial = 0; trial < 200; ++trial) {
+    const Json p = random_point(space, 1, trial);
+    EXPECT_EQ(outside_space(space, p), "") << p.dump();
+    EXPECT_TRUE(p["grad_accum"].is_number_integer()) << p.dump();
+  }
+}
+
+TEST(StudySearch, OutsideSpaceSaysWhatIsWrong) {
+  const Json space = {{"lr", {{"min", 0.001}, {"max", 0.01}}}, {"batch_size", {16, 32}}};
+  EXPECT_EQ(outside_space(space, {{"lr", 0.002}, {"batch_size", 16}}), "");
+  EXPECT_EQ(outside_space(space, {{"lr", 0.002}}), "\"batch_size\" is missing");
+  EXPECT_EQ(outside_space(space, {{"lr", 0.002}, {"batch_size", 16}, {"data_root", "/"}}), "\"data_root\" is not in the search space");
+  EXPECT_EQ(outside_space(space, {{"lr", 0.5}, {"batch_size", 16}}), "lr 0.5 is outside [0.001, 0.01]");
+  EXPECT_EQ(outside_space(space, {{"lr", 0.002}, {"batch_size", 24}}), "batch_size 24 is not one of [16,32]");
+  EXPECT_EQ(outside_space(space, Json::array()), "params is array, not an object");
+}
 
 TEST(Study, TwoByTwoGridKeepsTheLowestValLossTrialAndSampleUsesIt) {
   auto dir = scratch("grid");

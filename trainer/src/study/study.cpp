@@ -102,9 +102,9 @@ class Method {
   Json ask_or_fail(const std::string& hook, const Json& kwargs) {
     auto reply = runner_->ask(hook, kwargs);
     if (reply && !reply->is_null()) return *reply;
-    const std::string fault = reply ? "" : runner_->last_fault(hook);
-    throw ConfigError(fmt::format("method '{}': {}: {}", name_, hook,
-                                  fault.empty() ? "is not implemented (the plugin's hello does not list it)" : fault));
+    std::string why = reply ? "it answered nil: the plugin does not implement it" : runner_->last_fault(hook);
+    if (why.empty()) why = "the plugin does not implement it (its hello does not list it)";
+    throw ConfigError(fmt::format("method '{}': {}: {}", name_, hook, why));
   }
 
   std::string name_;
