@@ -31,11 +31,18 @@ class LrSearch extends BasePlugin {
     if (done.length === 0) return { params: { lr: Math.exp((lo + hi) / 2) } };
     const better = (a, b) => (higher ? a.score > b.score : a.score < b.score);
     const best = done.reduce((a, b) => (better(b, a) ? b : a));
-    // The step shrinks with every trial that did not improve on the best, and alternates direction.
+    // The step shrinks with every trial that did not improve on the best, and alternates direction;
+    // a point already tried (or clamped onto one) is skipped for the next smaller step.
     const misses = history.length - 1 - history.findIndex((t) => t.trial === best.trial);
-    const step = ((hi - lo) / 4) / 2 ** Math.floor(misses / 2);
-    const direction = misses % 2 === 0 ? -1 : 1;
-    return { params: { lr: Math.exp(clamp(Math.log(best.params.lr) + direction * step)) } };
+    const tried = (x) => history.some((t) => Math.abs(Math.log(t.params.lr) - x) < 1e-9);
+    for (let k = Math.floor(misses / 2); k < Math.floor(misses / 2) + 20; k++) {
+      const step = ((hi - lo) / 4) / 2 ** k;
+      for (const direction of misses % 2 === 0 ? [-1, 1] : [1, -1]) {
+        const x = clamp(Math.log(best.params.lr) + direction * step);
+        if (!tried(x)) return { params: { lr: Math.exp(x) } };
+      }
+    }
+    return { params: { lr: best.params.lr } };
   }
 
   on_trial_end(trial) {
