@@ -112,23 +112,21 @@ TEST(Runner, MethodHooksRoundTripThroughARealHost) {
         << "not implemented: nothing to hand back";
     EXPECT_EQ(runner.last_fault("describe_method"), "");
   }
+  auto refused = [&dir](const PluginSettings& settings, const std::string& why) {
+    try {
+      PluginRunner runner({settings}, run_in(dir));
+      ADD_FAILURE() << settings.entry << " must be refused: " << why;
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+    }
+  };
   PluginSettings misplaced = method;
-  misplaced.method = false;
-  try {
-    PluginRunner runner({misplaced}, run_in(dir));
-    ADD_FAILURE() << "a method plugin in train.json's plugins must be refused";
-  } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("is a method plugin"), std::string::npos) << e.what();
-  }
+  misplaced.method = false;  // a method in train.json's plugins
+  refused(misplaced, "is a method plugin");
   PluginSettings ordinary;
   ordinary.entry = test::test_plugin("recorder").string();
-  ordinary.method = true;
-  try {
-    PluginRunner runner({ordinary}, run_in(dir));
-    ADD_FAILURE() << "an ordinary plugin as train.json's method must be refused";
-  } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("is not a method plugin"), std::string::npos) << e.what();
-  }
+  ordinary.method = true;  // an ordinary plugin as train.json's method
+  refused(ordinary, "is not a method plugin");
 }
 
 TEST(Runner, HandshakeRefusesAnotherProtocolVersionNamingBoth) {

@@ -11,10 +11,10 @@ LIB = os.environ.get("BULKHEAD_LIB_DIR", "")
 
 @unittest.skipUnless(BIN and LIB, "BULKHEAD_BIN_DIR and BULKHEAD_LIB_DIR name the build (ctest sets them)")
 class CppHostConformance(unittest.TestCase):
-    def peer(self, options):
+    def peer(self, options, name="fault"):
         command = ([os.path.join(BIN, "bulkhead-plugin-host"), "--runtime", "cpp",
-                    "--entry", os.path.join(LIB, "libbulkhead_test_fault.so")], {})
-        p = TrainerPeer("cpp", "fault", meta={"name": "fault", "version": "1.0.0", "description": "test"},
+                    "--entry", os.path.join(LIB, "libbulkhead_test_%s.so" % name)], {})
+        p = TrainerPeer("cpp", name, meta={"name": name, "version": "1.0.0", "description": "test"},
                         command=command)
         self.addCleanup(p.close)
         p.start()
@@ -39,13 +39,7 @@ class CppHostConformance(unittest.TestCase):
         self.assertEqual(p.shutdown(), 0)
 
     def test_method_hooks_answer_their_value_or_nil(self):
-        command = ([os.path.join(BIN, "bulkhead-plugin-host"), "--runtime", "cpp",
-                    "--entry", os.path.join(LIB, "libbulkhead_test_method_cpp.so")], {})
-        p = TrainerPeer("cpp", "method_cpp", meta={"name": "method_cpp", "version": "1.0.0", "description": "test"},
-                        command=command)
-        self.addCleanup(p.close)
-        p.start()
-        p.handshake()
+        p = self.peer({}, name="method_cpp")
         self.assertEqual(p.hello["hooks"], ["describe_method", "suggest_trial", "on_trial_end", "evaluate"])
         err, recipe = p.call("describe_method", sample_kwargs("describe_method"))  # validated against hooks.json
         self.assertIsNone(err, err)
