@@ -346,8 +346,8 @@ TEST(Study, AnOrdinaryPluginIsNoMethodAndAMethodIsNoPlugin) {
 
 TEST(Study, EvaluateAddsTheMetricsItDeclaredAndMayBeTheScore) {
   auto dir = scratch("evaluate");
-  const Json describe = {{"search_space", {{"lr", {0.003}}}}, {"metrics", {"quality"}}, {"main_metric", "quality"},
-                         {"higher_is_better", true}};
+  const Json describe = {{"search_space", {{"lr", {0.003}}}}, {"metrics", {"quality", "sample_brightness"}},
+                         {"main_metric", "quality"}, {"higher_is_better", true}};
   auto result = study(dir, study_config(dir, describe, {{"evaluate", {{"quality", 0.75}, {"sneaky", 1}}}}));
   ASSERT_EQ(result.code, 0) << result.output;
   const Json record = read_json(dir / "study" / "study.json");
@@ -355,6 +355,8 @@ TEST(Study, EvaluateAddsTheMetricsItDeclaredAndMayBeTheScore) {
   EXPECT_EQ(trial["score"], 0.75) << record.dump(2);
   EXPECT_FALSE(trial["metrics"].contains("sneaky")) << "a name describe_method did not list is ignored";
   EXPECT_TRUE(trial["metrics"].contains("val_loss")) << "beside the trainer's own";
+  const double brightness = trial["metrics"].value("sample_brightness", -1.0);
+  EXPECT_TRUE(brightness > 0 && brightness < 1) << "the method judged the trial's sample grid: " << brightness;
   EXPECT_EQ(record["method_faults"], 1);
 }
 

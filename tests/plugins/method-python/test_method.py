@@ -34,7 +34,12 @@ class TestMethod(BasePlugin):
         self.log("info", "trial %d ended %s, score %r" % (kwargs["trial"], kwargs["status"], kwargs["score"]))
 
     def evaluate(self, **kwargs):
-        return {"metrics": self.options.get("evaluate") or {}}
+        metrics = dict(self.options.get("evaluate") or {})
+        samples = kwargs.get("samples")
+        if samples is not None:  # the final sample grid, as the wire carries images
+            data = samples["data"]
+            metrics["sample_brightness"] = sum(data) / (255.0 * len(data))
+        return {"metrics": metrics}
 
     def on_study_end(self, **kwargs):
         self.log("info", "study over: best trial %r" % (kwargs["best_trial"],))

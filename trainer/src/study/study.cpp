@@ -15,6 +15,8 @@
 
 #include <fmt/format.h>
 
+#include <bulkhead/wire.hpp>
+
 #include "common/atomic_file.hpp"
 #include "common/log.hpp"
 #include "plugins/plugin_runner.hpp"
@@ -22,6 +24,7 @@
 #include "study/method.hpp"
 #include "study/search.hpp"
 #include "train/config.hpp"
+#include "train/image_io.hpp"
 #include "train/loss_plot.hpp"
 #include "train/run_folder.hpp"
 #include "train/tensorboard.hpp"
@@ -264,30 +267,35 @@ class Study {
 
     const auto started = std::chrono::steady_clock::now();
     const fs::path trial_dir = dir_ / "trials" / record.name();
-    int signal = 0;
-    fs::path checkpoint;
+    TrialRun run;
     try {
-      std::tie(signal, checkpoint) = train_trial(record, trial_dir);
+      run = train_trial(record, trial_dir);
     } catch (const std::exception& e) {
       record.status = "failed";
       record.error = e.what();
     }
     record.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    if (signal) return signal;  // stays "running" in study.json: --resume runs it again
-    if (record.status != "failed") score(record, trial_dir);
+    if (run.signal) return run.signal;  // stays "running" in study.json: --resume runs it again
+    if (record.status != "failed") score(record, trial_dir, run.samples);
     if (record.status == "failed") log_->warn("trial {:03d} failed: {}", n, record.error);
     else log_->info("trial {:03d}: {} {}", n, spec().main_metric, *record.score);
     *find(n) = record;
     method_->runner().notify("on_trial_end", record.to_json());
-    if (consider_best(record)) promote(record, checkpoint);
+    if (consider_best(record)) promote(record, run.checkpoint);
     prune_checkpoints();
     write_record("running");
     write_curves();
     return 0;
   }
 
-  // Trains one trial; a diverged one is stopped at its next step. Returns (signal, final checkpoint).
-  std::pair<int, fs::path> train_trial(TrialRecord& record, const fs::path& trial_dir) {
+  // How a trial's training ended: the signal that cut it short (0: none), its final checkpoint and sample grid.
+  struct TrialRun {
+    int signal = 0;
+    fs::path checkpoint, samples;
+  };
+
+  // Trains one trial; a diverged one is stopped at its next step.
+  TrialRun train_trial(TrialRecord& record, const fs::path& trial_dir) {
     Json user = trial_config(request_.user, spec().settings, record.params);
     user.erase("method");
     user["run_dir"] = trial_dir.string();
@@ -307,13 +315,13 @@ class Study {
       });
       summary = trainer.run();
     }
-    if (summary.outcome == RunOutcome::interrupted) return {summary.signal, {}};
+    if (summary.outcome == RunOutcome::interrupted) return {summary.signal, {}, {}};
     if (!diverged.empty()) record.status = "failed", record.error = diverged;
-    return {0, summary.last_checkpoint};
+    return {0, summary.last_checkpoint, summary.last_samples};
   }
 
   // Raw metrics, accumulators, evaluate's extra metrics, and the score: the main metric's last value.
-  void score(TrialRecord& record, const fs::path& trial_dir) {
+  void score(TrialRecord& record, const fs::path& trial_dir, const fs::path& samples) {
     TrialMetrics metrics = read_trial_metrics(trial_dir / "metrics.jsonl", spec().accumulators);
     for (auto& [name, value] : metrics.values) record.metrics[name] = value;
     write_accumulated(trial_dir, metrics);
@@ -321,7 +329,7 @@ class Study {
       record.status = "failed", record.error = "diverged: " + metrics.non_finite + " is not finite";
       return;
     }
-    evaluate(record);
+    evaluate(record, samples);
     if (!record.metrics.contains(spec().main_metric)) {
       record.status = "failed", record.error = "the trial never logged its main metric " + spec().main_metric;
       return;
@@ -330,8 +338,12 @@ class Study {
     record.score = record.metrics[spec().main_metric].get<double>();
   }
 
-  void evaluate(TrialRecord& record) {
-    auto reply = method_->runner().ask("evaluate", {{"trial", record.trial}, {"params", record.params}, {"metrics", record.metrics}});
+  // The method may judge the trial's samples too: it cannot see the run folder, so the final grid
+  // travels in the message (a few hundred KiB at most at the built-in resolutions).
+  void evaluate(TrialRecord& record, const fs::path& samples) {
+    Json kwargs = {{"trial", record.trial}, {"params", record.params}, {"metrics", record.metrics}};
+    if (!samples.empty()) kwargs["samples"] = wire::image_to_json(read_image(samples));
+    auto reply = method_->runner().ask("evaluate", kwargs);
     if (!reply || reply->is_null()) return;  // not implemented, or a fault the runner counted and logged
     for (auto& [name, value] : (*reply)["metrics"].items()) {
       if (std::find(spec().metrics.begin(), spec().metrics.end(), name) == spec().metrics.end()) {
