@@ -12,6 +12,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev bubblewrap
   python3 python3-zmq python3-msgpack python3-pil python3-jsonschema
   python3-torch python3-colorama python3-numpy  # what EveryDream2's plugins import
+  python3-optuna  # default_method's "search": "optuna" (it falls back to random search without it)
 )
 # Node.js may already come from elsewhere (its own npm included, which Debian's npm conflicts with):
 # ask apt for it only when the commands are missing.

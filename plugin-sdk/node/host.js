@@ -203,8 +203,14 @@ class Session {
       const sink = this.sink;
       kwargs.arg_update_callback = (arg, newValue) => sink.control(makeSetArg(arg, newValue, `arg_update_callback in ${method}`));
     }
-    await this.guarded(() => p[method](kwargs)); // observers' return values are ignored
-    return null;
+    const out = await this.guarded(() => p[method](kwargs));
+    // A method's answer (hooks.json: returns_value); null or undefined is nil, what a plugin that
+    // does not implement the hook answers.
+    if (catalogue.hook(method).returns_value && out !== null && out !== undefined) {
+      if (typeof out !== 'object' || Array.isArray(out)) throw new HookError('hook_failed', `${method} returned ${typeof out}, not an object`);
+      return out;
+    }
+    return null; // observers' return values are ignored
   }
 
   async handleRequest(id, method, params) {

@@ -79,6 +79,14 @@ class BasePlugin {
   // data loader transforms
   transform_caption(caption) { return caption; }
   transform_pil_image(image) { return image; } // { width, height, mode, data: Uint8Array }
+  // fine-tuning methods (manifest "provides": "method"; docs/methods.md): describe_method,
+  // suggest_trial and evaluate return their result (an object); see hooks.json
+  describe_method(kwargs) { return null; }
+  suggest_trial(kwargs) { return null; }
+  on_trial_start(kwargs) {}
+  on_trial_end(kwargs) {}
+  evaluate(kwargs) { return null; }
+  on_study_end(kwargs) {}
 
   // Plugin state, kept across restarts, reloads and resumes: name the fields to keep (plain data:
   // objects, arrays, strings, numbers, booleans, null, Uint8Array), or override get_state and

@@ -58,7 +58,10 @@ TEST(Runner, EveryCatalogueHookRoundTripsThroughARealHost) {
   fs::permissions(dir, fs::perms::all);          // and writable by its user (nobody, under root)
   {
     PluginRunner runner({recorder}, run_in(dir));
-    const auto& hooks = Schemas::instance().hook_catalogue()["hooks"];
+    // Every training hook; the method hooks are a method plugin's (MethodHooksRoundTripThroughARealHost).
+    Json hooks = Schemas::instance().hook_catalogue()["hooks"];
+    for (const auto& [hook, spec] : Schemas::instance().hook_catalogue()["hooks"].items())
+      if (spec.value("method", false)) hooks.erase(hook);
     for (const auto& [hook, spec] : hooks.items()) {
       Json params = example_for_schema(spec["params"]);
       const std::string kind = spec["kind"];
@@ -81,7 +84,49 @@ TEST(Runner, EveryCatalogueHookRoundTripsThroughARealHost) {
   std::ifstream calls(dir / "calls.jsonl");
   std::set<std::string> seen;
   for (std::string line; std::getline(calls, line);) seen.insert(Json::parse(line)["hook"].get<std::string>());
-  for (const auto& [hook, spec] : Schemas::instance().hook_catalogue()["hooks"].items()) EXPECT_TRUE(seen.count(hook)) << hook;
+  for (const auto& [hook, spec] : Schemas::instance().hook_catalogue()["hooks"].items())
+    if (!spec.value("method", false)) EXPECT_TRUE(seen.count(hook)) << hook;
+}
+
+// A method plugin (tests/plugins/method_cpp) answers describe_method, suggest_trial and evaluate with
+// values the runner hands back; what it does not implement answers nil. Each kind of plugin keeps its place.
+TEST(Runner, MethodHooksRoundTripThroughARealHost) {
+  fs::path dir = fresh_dir("method");
+  PluginSettings method;
+  method.entry = test::test_plugin("method_cpp").string();
+  method.method = true;
+  {
+    PluginRunner runner({method}, run_in(dir));
+    const auto& hooks = Schemas::instance().hook_catalogue()["hooks"];
+    auto recipe = runner.ask("describe_method", example_for_schema(hooks["describe_method"]["params"]));
+    ASSERT_TRUE(recipe) << runner.last_fault("describe_method");
+    EXPECT_EQ((*recipe)["main_metric"], "val_loss");
+    auto suggestion = runner.ask("suggest_trial", {{"trial", 0}, {"search_space", (*recipe)["search_space"]},
+                                                   {"history", Json::array()}, {"higher_is_better", false}});
+    ASSERT_TRUE(suggestion);
+    EXPECT_EQ((*suggestion)["params"]["lr"], 0.001);
+    auto extra = runner.ask("evaluate", {{"trial", 0}, {"params", {{"lr", 0.001}}}, {"metrics", {{"val_loss", 3.0}}}});
+    ASSERT_TRUE(extra);
+    EXPECT_EQ((*extra)["metrics"]["inverse_val_loss"], 0.25);
+    EXPECT_FALSE(runner.ask("on_study_end", {{"trials", 1}, {"best_trial", 0}, {"best_score", 0.5}}))
+        << "not implemented: nothing to hand back";
+    EXPECT_EQ(runner.last_fault("describe_method"), "");
+  }
+  auto refused = [&dir](const PluginSettings& settings, const std::string& why) {
+    try {
+      PluginRunner runner({settings}, run_in(dir));
+      ADD_FAILURE() << settings.entry << " must be refused: " << why;
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+    }
+  };
+  PluginSettings misplaced = method;
+  misplaced.method = false;  // a method in train.json's plugins
+  refused(misplaced, "is a method plugin");
+  PluginSettings ordinary;
+  ordinary.entry = test::test_plugin("recorder").string();
+  ordinary.method = true;  // an ordinary plugin as train.json's method
+  refused(ordinary, "is not a method plugin");
 }
 
 TEST(Runner, HandshakeRefusesAnotherProtocolVersionNamingBoth) {

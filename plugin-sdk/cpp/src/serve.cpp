@@ -67,7 +67,20 @@ Json dispatch(Plugin& plugin, const std::string& method, const Json& params) {
       {"on_epoch_end", &Plugin::on_epoch_end},           {"on_training_end", &Plugin::on_training_end},
       {"on_checkpoint_saved", &Plugin::on_checkpoint_saved},
       {"on_validation_end", &Plugin::on_validation_end}, {"on_log", &Plugin::on_log},
+      {"on_trial_start", &Plugin::on_trial_start},       {"on_trial_end", &Plugin::on_trial_end},
+      {"on_study_end", &Plugin::on_study_end},
   };
+  // A method's hooks that answer with a value (hooks.json: returns_value).
+  using Answerer = Json (Plugin::*)(const Kwargs&);
+  static const std::map<std::string, Answerer> answerers = {
+      {"describe_method", &Plugin::describe_method}, {"suggest_trial", &Plugin::suggest_trial},
+      {"evaluate", &Plugin::evaluate},
+  };
+  if (auto answerer = answerers.find(method); answerer != answerers.end()) {
+    Json result = (plugin.*(answerer->second))(Kwargs(params.is_null() ? Json::object() : params));
+    if (!result.is_object()) throw std::runtime_error(method + " returned " + std::string(result.type_name()) + ", not an object");
+    return result;
+  }
   if (auto observer = observers.find(method); observer != observers.end()) {
     (plugin.*(observer->second))(Kwargs(params.is_null() ? Json::object() : params));
     return Json::object();

@@ -391,8 +391,14 @@ class Session:
             def arg_update_callback(arg, newValue):
                 sink.control(make_set_arg(arg, newValue, reason="arg_update_callback in %s" % method))
             kwargs["arg_update_callback"] = arg_update_callback
-        self._guarded(fn, **kwargs)  # observers' return values are ignored, as in EveryDream2
-        return None
+        out = self._guarded(fn, **kwargs)
+        # A method's answer (hooks.json: returns_value); None is nil, what a plugin that does not
+        # implement the hook answers.
+        if catalogue.hook(method).get("returns_value") and out is not None:
+            if not isinstance(out, dict):
+                raise HookError("hook_failed", "%s returned %s, not a dict" % (method, type(out).__name__))
+            return out
+        return None  # observers' return values are ignored, as in EveryDream2
 
     def _guarded(self, fn, *args, **kwargs):
         try:

@@ -153,6 +153,26 @@ class BasePlugin:
         for name, value in state.items():  # all checked first: never half a state
             setattr(self, name, value)
 
+    # ---- fine-tuning methods (manifest "provides": "method"; docs/methods.md) -------------------
+    # describe_method, suggest_trial and evaluate return their result (a dict); see hooks.json.
+    def describe_method(self, **kwargs):
+        return None
+
+    def suggest_trial(self, **kwargs):
+        return None
+
+    def on_trial_start(self, **kwargs):
+        pass
+
+    def on_trial_end(self, **kwargs):
+        pass
+
+    def evaluate(self, **kwargs):
+        return None
+
+    def on_study_end(self, **kwargs):
+        pass
+
     # ---- optional ---------------------------------------------------------------------------
     def configure(self):
         """Called once after the handshake; self.options is ready."""

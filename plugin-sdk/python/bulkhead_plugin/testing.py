@@ -285,6 +285,22 @@ def sample_kwargs(hook):
             out[key] = "epoch"
         elif key == "metrics":
             out[key] = {"step": 10, "loss": 0.1}
+        elif key in ("trial", "trials", "best_trial"):  # the method hooks (docs/methods.md)
+            out[key] = 1
+        elif key == "params":
+            out[key] = {"lr": 0.001}
+        elif key == "search_space":
+            out[key] = {"lr": [0.001, 0.002]}
+        elif key == "history":
+            out[key] = [{"trial": 0, "params": {"lr": 0.002}, "status": "ok", "score": 0.5}]
+        elif key in ("score", "best_score"):
+            out[key] = 0.5
+        elif key == "status":
+            out[key] = "ok"
+        elif key == "higher_is_better":
+            out[key] = False
+        elif key == "tunable":
+            out[key] = ["lr", "batch_size"]
         elif key == "caption":
             out[key] = "a red square"
         elif key == "image":

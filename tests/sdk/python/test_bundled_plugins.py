@@ -10,7 +10,8 @@ import jsonschema
 from support import HOME, NODE_READY, TrainerPeer, catalogue, image, load_json, sample_kwargs
 from bulkhead_plugin.schema import validator
 
-MINE = ["example_plugin", "grad_accum_schedule", "rolling_checkpoint", "color_grade", "caption_case_js"]
+MINE = ["example_plugin", "grad_accum_schedule", "rolling_checkpoint", "color_grade", "caption_case_js",
+        "default_method", "lr_search_js"]
 RAW = os.path.join(HOME, "tests", "plugins", "raw-python")
 
 
@@ -146,6 +147,45 @@ class BundledTest(unittest.TestCase):
                 self.assertGreater(out["data"][0], 64, "gamma 2 brightens")
 
     @unittest.skipUnless(NODE_READY, "node_modules missing: run scripts/install-node-deps.sh")
+    def test_default_method_grid_and_its_search_without_optuna(self):
+        p = self.start("default_method", {"lr": [0.001, 0.002], "batch_size": [8], "settings": {"max_epochs": 2}})
+        err, recipe = p.call("describe_method", {"project_name": "p", "tunable": ["lr", "batch_size"]})
+        self.assertIsNone(err, err)
+        self.assertEqual(recipe["algorithm"], "grid")
+        self.assertEqual(recipe["search_space"], {"lr": [0.001, 0.002], "batch_size": [8]})
+        self.assertEqual(recipe["settings"], {"max_epochs": 2})
+        self.assertEqual(recipe["main_metric"], "val_loss")
+        self.assertNotIn("max_evals", recipe, "a grid runs all of itself")
+        try:
+            import optuna  # noqa: F401
+            have_optuna = True
+        except ImportError:
+            have_optuna = False
+        q = self.start("default_method", {"search": "optuna", "max_evals": 3})
+        err, recipe = q.call("describe_method", {"project_name": "p", "tunable": ["lr"]})
+        self.assertEqual(recipe["algorithm"], "plugin" if have_optuna else "random")
+        self.assertEqual(recipe["max_evals"], 3)
+        space = {"lr": {"min": 0.001, "max": 0.01, "log": True}, "batch_size": [8, 16]}
+        history = [{"trial": 0, "params": {"lr": 0.002, "batch_size": 8}, "status": "ok", "score": 0.5},
+                   {"trial": 1, "params": {"lr": 0.004, "batch_size": 16}, "status": "failed", "score": None}]
+        err, res = q.call("suggest_trial", {"trial": 2, "search_space": space, "history": history, "higher_is_better": False})
+        self.assertIsNone(err, err)
+        self.assertTrue(0.001 <= res["params"]["lr"] <= 0.01, res)
+        self.assertIn(res["params"]["batch_size"], [8, 16])
+
+    @unittest.skipUnless(NODE_READY, "node_modules missing: run scripts/install-node-deps.sh")
+    def test_lr_search_js_steps_from_the_best(self):
+        p = self.start("lr_search_js", {"min_lr": 0.001, "max_lr": 0.004, "max_evals": 4})
+        err, recipe = p.call("describe_method", {"project_name": "p", "tunable": ["lr"]})
+        self.assertIsNone(err, err)
+        self.assertEqual(recipe["algorithm"], "plugin")
+        space = recipe["search_space"]
+        err, first = p.call("suggest_trial", {"trial": 0, "search_space": space, "history": [], "higher_is_better": False})
+        self.assertAlmostEqual(first["params"]["lr"], 0.002)
+        history = [{"trial": 0, "params": first["params"], "status": "ok", "score": 1.0}]
+        err, second = p.call("suggest_trial", {"trial": 1, "search_space": space, "history": history, "higher_is_better": False})
+        self.assertTrue(0.001 <= second["params"]["lr"] < 0.002, second)
+
     def test_caption_case_js(self):
         p = self.start("caption_case_js", {"case": "lower", "prefix": "photo of "})
         self.assertEqual(p.call("transform_caption", {"caption": "  A  Red\tSQUARE , on grass  "})[1],

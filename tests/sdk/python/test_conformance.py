@@ -117,6 +117,27 @@ class ConformanceMixin:
         p = self.started()
         self.assertEqual(p.call("on_training_start", sample_kwargs("on_training_start")), (None, None))
 
+    # ---- method hooks (hooks.json: returns_value) -------------------------------------------------
+    def test_method_hooks_answer_their_value(self):
+        p = self.peer(stem="method_plugin", cls="Method").start()
+        hello = p.handshake(options={"suggestion": {"params": {"lr": 0.002}}})
+        self.assertEqual(hello["hooks"], ["describe_method", "suggest_trial"])
+        err, res = p.call("describe_method", {"project_name": "p", "tunable": ["lr", "batch_size"]})
+        self.assertIsNone(err, err)
+        self.assertEqual(res, {"search_space": {"lr": [0.001, 0.002]}, "main_metric": "val_loss", "max_evals": 2})
+        err, res = p.call("suggest_trial", {"trial": 0, "search_space": {}, "history": [], "higher_is_better": False})
+        self.assertEqual((err, res), (None, {"params": {"lr": 0.002}}))
+
+    def test_method_hook_returning_no_map_fails(self):
+        p = self.peer(stem="method_plugin", cls="Method").start()
+        p.handshake(options={"suggestion": [1, 2]})
+        err, _ = p.call("suggest_trial", {"trial": 0, "search_space": {}, "history": [], "higher_is_better": False})
+        self.assertEqual(err["code"], "hook_failed")
+
+    def test_method_hooks_not_implemented_answer_nil(self):
+        p = self.started()
+        self.assertEqual(p.call("describe_method", {"project_name": "p", "tunable": []}), (None, None))
+
     def test_ed_state_attribute_access(self):
         p = self.started()
         self.assertEqual(p.call("on_step_end", sample_kwargs("on_step_end")), (None, None))

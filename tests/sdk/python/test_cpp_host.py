@@ -13,10 +13,10 @@ LIB = os.environ.get("BULKHEAD_LIB_DIR", "")
 
 @unittest.skipUnless(BIN and LIB, "BULKHEAD_BIN_DIR and BULKHEAD_LIB_DIR name the build (ctest sets them)")
 class CppHostConformance(unittest.TestCase):
-    def peer(self, options, plugin="fault"):
+    def peer(self, options, name="fault"):
         command = ([os.path.join(BIN, "bulkhead-plugin-host"), "--runtime", "cpp",
-                    "--entry", os.path.join(LIB, "libbulkhead_test_%s.so" % plugin)], {})
-        p = TrainerPeer("cpp", plugin, meta={"name": plugin, "version": "1.0.0", "description": "test"},
+                    "--entry", os.path.join(LIB, "libbulkhead_test_%s.so" % name)], {})
+        p = TrainerPeer("cpp", name, meta={"name": name, "version": "1.0.0", "description": "test"},
                         command=command)
         self.addCleanup(p.close)
         p.start()
@@ -26,10 +26,10 @@ class CppHostConformance(unittest.TestCase):
     def test_every_hook_reply_hello_and_shutdown_match_the_schemas(self):
         p = self.peer({"fault": "none"})
         self.assertEqual(p.hello["runtime"]["name"], "cpp")
-        # Every hook but the state pair, which only a plugin that keeps state declares (below).
-        hooks = [h for h in catalogue.hook_names() if h not in STATE_HOOKS]
-        self.assertEqual(sorted(p.hello["hooks"]), sorted(hooks))
-        for hook in hooks:
+        # Every training hook; the method hooks are a method's, the state pair a stateful plugin's (below).
+        training = [h for h in catalogue.hook_names() if not catalogue.hook(h).get("method") and h not in STATE_HOOKS]
+        self.assertEqual(p.hello["hooks"], training)
+        for hook in catalogue.hook_names():
             if hook == "transform_caption":
                 params = {"caption": "a red square"}
             elif hook == "transform_pil_image":
@@ -42,7 +42,7 @@ class CppHostConformance(unittest.TestCase):
         self.assertEqual(p.shutdown(), 0)
 
     def test_state_hooks_match_the_schemas(self):
-        p = self.peer({"seed": 5}, plugin="stateful")
+        p = self.peer({"seed": 5}, name="stateful")
         self.assertLessEqual(set(STATE_HOOKS), set(p.hello["hooks"]))
         err, result = p.call("get_state", {"global_step": 3, "reason": "step"})
         self.assertIsNone(err)
@@ -51,6 +51,19 @@ class CppHostConformance(unittest.TestCase):
         err, _ = p.call("set_state", {"state": {"owner": "another", "epochs": 1, "random": 2}, "global_step": 3})
         self.assertEqual(err["code"], "hook_failed")
         self.assertIn("given the state of \"another\"", err["message"])
+        self.assertEqual(p.shutdown(), 0)
+
+    def test_method_hooks_answer_their_value_or_nil(self):
+        p = self.peer({}, name="method_cpp")
+        self.assertEqual(p.hello["hooks"], ["describe_method", "suggest_trial", "on_trial_end", "evaluate"])
+        err, recipe = p.call("describe_method", sample_kwargs("describe_method"))  # validated against hooks.json
+        self.assertIsNone(err, err)
+        self.assertEqual(recipe["main_metric"], "val_loss")
+        err, suggestion = p.call("suggest_trial", sample_kwargs("suggest_trial"))
+        self.assertEqual((err, suggestion), (None, {"params": {"lr": 0.001}}), "the lr the history has not tried")
+        err, extra = p.call("evaluate", {"trial": 0, "params": {"lr": 0.001}, "metrics": {"val_loss": 1.0}})
+        self.assertEqual((err, extra), (None, {"metrics": {"inverse_val_loss": 0.5}}))
+        self.assertEqual(p.call("on_trial_start", sample_kwargs("on_trial_start")), (None, None), "not implemented: nil")
         self.assertEqual(p.shutdown(), 0)
 
     def test_errors_match_the_schema(self):

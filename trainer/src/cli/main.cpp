@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
   bulkhead::add_train_command(app);
   bulkhead::add_sample_command(app);
   bulkhead::add_plugins_command(app);
+  bulkhead::add_study_command(app);
   add_version_flags(app, "bulkhead " BULKHEAD_VERSION " (LibTorch " TORCH_VERSION ")");
   if (unknown_command(app, argc, argv)) return 2;
   try {

@@ -18,6 +18,8 @@ int list_plugins(const PluginCatalog& catalog) {
     std::cout << std::left << std::setw(24) << m.name << std::setw(10) << m.version << std::setw(8) << m.runtime
               << m.description << "\n";
     // What a plugin asks beyond its jail is what a user must decide to grant: never hidden.
+    // A method is chosen with train.json's "method" (or --method), never in "plugins": say which it is.
+    if (m.provides == "method") std::cout << std::setw(42) << "" << "method: bulkhead study --method " << m.name << "\n";
     if (!m.permissions.empty()) std::cout << std::setw(42) << "" << "permissions: " << m.permissions.describe() << "\n";
   }
   for (const auto& problem : catalog.problems())

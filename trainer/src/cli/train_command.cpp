@@ -7,7 +7,9 @@
 #include <vector>
 
 #include "cli/commands.hpp"
+#include "cli/stop_signals.hpp"
 #include "common/log.hpp"
+#include "study/study.hpp"
 #include "train/trainer.hpp"
 
 namespace fs = std::filesystem;
@@ -23,33 +25,10 @@ struct TrainArgs {
   std::optional<std::vector<std::string>> plugins;
   std::optional<std::string> device;
   std::optional<std::uint64_t> seed;
+  std::optional<std::string> method;
   std::string resume;
   bool overwrite = false;
   bool watch_plugins = false;
-};
-
-// Ctrl-C, and what `docker stop`, a closed SSH session or a Slurm time limit send.
-constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGHUP};
-
-// The first signal asks the trainer to stop cleanly; a second one of the same kind ends the process at once.
-void on_stop_signal(int signal) {
-  bulkhead::request_interrupt(signal);
-  std::signal(signal, SIG_DFL);
-}
-
-// Installs on_stop_signal for the life of the object, then puts the earlier handlers back.
-class StopSignals {
- public:
-  StopSignals() {
-    bulkhead::clear_interrupt();
-    for (std::size_t i = 0; i < std::size(kStopSignals); ++i) previous_[i] = std::signal(kStopSignals[i], on_stop_signal);
-  }
-  ~StopSignals() {
-    for (std::size_t i = 0; i < std::size(kStopSignals); ++i) std::signal(kStopSignals[i], previous_[i]);
-  }
-
- private:
-  void (*previous_[std::size(kStopSignals)])(int);
 };
 
 void apply_overrides(Json& user, const TrainArgs& args) {
@@ -60,6 +39,7 @@ void apply_overrides(Json& user, const TrainArgs& args) {
   if (args.plugins) user["plugins"] = *args.plugins;
   if (args.device) user["device"] = *args.device;
   if (args.seed) user["seed"] = *args.seed;
+  if (args.method) user["method"] = {{"name", *args.method}};
 }
 
 // A resumed run keeps its model's shape; a --config given with --resume may change anything else.
@@ -94,10 +74,13 @@ bulkhead::RunSummary train(const TrainArgs& args) {
     if (resume && !user.contains("run_dir")) user["run_dir"] = resume->parent_path().parent_path().string();
   }
   apply_overrides(user, args);
+  // With a method, a plain training is the study's first trial: its settings and first parameters.
+  if (user.contains("method") && !resume) user = bulkhead::first_trial_config({user, source, source_dir});
+  else user.erase("method");
   bulkhead::TrainConfig config = bulkhead::resolve_config(user, source, source_dir);
   if (saved_config) check_same_model(config, *saved_config);
 
-  StopSignals stop_signals;
+  bulkhead::StopSignals stop_signals;
   bulkhead::Trainer trainer(config, resume, args.overwrite);
   if (args.watch_plugins) trainer.watch_plugins();
   return trainer.run();
@@ -121,6 +104,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--plugins", args->plugins, "Replace the config's plugin list")->expected(0, -1);
   cmd->add_option("--device", args->device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd->add_option("--seed", args->seed, "Override seed");
+  cmd->add_option("--method", args->method, "Train the first trial of this method plugin (docs/methods.md)");
   cmd->add_option("--resume", args->resume, "Continue from a run folder (its latest checkpoint) or a checkpoint file");
   cmd->add_flag("--overwrite", args->overwrite, "Delete an earlier run found in --run-dir and start afresh");
   cmd->add_flag("--watch-plugins", args->watch_plugins,

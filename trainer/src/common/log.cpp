@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <map>
 #include <mutex>
 #include <vector>
 
@@ -37,6 +38,12 @@ spdlog::sink_ptr plugin_console_sink() {
   return sink;
 }
 
+// The files log_to_file added, by path, so that stop_log_to_file can take one out again.
+std::map<std::string, spdlog::sink_ptr>& file_sinks() {
+  static std::map<std::string, spdlog::sink_ptr> sinks;
+  return sinks;
+}
+
 bool is_plugin_component(const std::string& component) { return component.rfind("plugin:", 0) == 0; }
 
 }  // namespace
@@ -57,18 +64,30 @@ std::shared_ptr<spdlog::logger> logger(const std::string& component) {
 
 void log_to_file(const std::string& path) {
   std::lock_guard<std::mutex> lock(mutex);
-  // One train.log at a time: a later run in the same process (a study's trials, the tests) must
-  // not keep writing into the first one's.
-  static spdlog::sink_ptr current;
   auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path);
   file->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%n] [%l] %v");
-  auto swap_in = [&](std::vector<spdlog::sink_ptr>& sinks) {
-    sinks.erase(std::remove(sinks.begin(), sinks.end(), current), sinks.end());
-    sinks.insert(sinks.begin(), file);  // the file first: once a line is on the console, it is in train.log
-  };
-  swap_in(shared_sinks());
-  spdlog::apply_all([&](const std::shared_ptr<spdlog::logger>& existing) { swap_in(existing->sinks()); });
-  current = file;
+  // The file first: once a line is on the console, it is already in train.log.
+  auto& sinks = shared_sinks();
+  sinks.insert(sinks.begin(), file);
+  file_sinks()[path] = file;
+  spdlog::apply_all([&](const std::shared_ptr<spdlog::logger>& existing) {
+    existing->sinks().insert(existing->sinks().begin(), file);
+  });
+}
+
+void stop_log_to_file(const std::string& path) {
+  std::lock_guard<std::mutex> lock(mutex);
+  auto found = file_sinks().find(path);
+  if (found == file_sinks().end()) return;
+  const spdlog::sink_ptr file = found->second;
+  file_sinks().erase(found);
+  file->flush();
+  auto& sinks = shared_sinks();
+  sinks.erase(std::remove(sinks.begin(), sinks.end(), file), sinks.end());
+  spdlog::apply_all([&](const std::shared_ptr<spdlog::logger>& existing) {
+    auto& own = existing->sinks();
+    own.erase(std::remove(own.begin(), own.end(), file), own.end());
+  });
 }
 
 }  // namespace bulkhead

@@ -45,6 +45,7 @@ Manifest load_manifest(const fs::path& path) {
   m.options = json.value("options", Json::object());
   m.resizes_images = json.value("resizes_images", false);
   m.wants_tensors = json.value("wants_tensors", false);
+  m.provides = json.value("provides", "hooks");
   m.permissions = Permissions::from_json(json.value("permissions", Json::object()));
   m.path = fs::absolute(path);
   m.dir = m.path.parent_path();

@@ -21,6 +21,7 @@ struct Manifest {
   Json options = Json::object();
   bool resizes_images = false;
   bool wants_tensors = false;
+  std::string provides = "hooks";  // hooks | method (a fine-tuning method: docs/methods.md)
   Permissions permissions;     // what it asks beyond the default view; train.json must grant each
   std::filesystem::path dir;   // the plugin's folder; empty for an EveryDream2 class path
   std::filesystem::path path;  // the plugin.json; empty for an EveryDream2 class path

@@ -129,6 +129,12 @@ PluginRunner::PluginRunner(std::vector<PluginSettings> settings, RunInfo run, co
   Impl* impl = impl_.get();
   for (auto& s : settings) {
     Manifest manifest = catalog.resolve(s.entry, impl->run.config_dir);
+    // A method's hooks are not a training plugin's: each must sit in its own place in train.json.
+    if (s.method != (manifest.provides == "method"))
+      throw std::runtime_error(s.method ? "method '" + s.entry + "' (" + manifest.path.string() +
+                                              ") is not a method plugin: its manifest lacks \"provides\": \"method\""
+                                        : "plugin '" + s.entry + "' (" + manifest.path.string() +
+                                              ") is a method plugin: name it in train.json's \"method\", not in \"plugins\"");
     auto plugin = std::make_unique<SupervisedPlugin>(
         manifest, s, impl->run, impl->runtime_dir,
         [impl](const std::string& name, const Json& request) {
@@ -179,6 +185,21 @@ void PluginRunner::call(const std::string& hook, const Json& kwargs) {
   impl_->check_params(hook, "call", kwargs);
   for (auto& p : impl_->plugins)
     if (p->implements(hook)) p->invoke(hook, kwargs);
+}
+
+std::optional<Json> PluginRunner::ask(const std::string& hook, const Json& kwargs) {
+  impl_->check_params(hook, "call", kwargs);
+  for (auto& p : impl_->plugins)
+    if (p->implements(hook)) return p->invoke(hook, kwargs);
+  return std::nullopt;
+}
+
+std::string PluginRunner::last_fault(const std::string& hook) const {
+  for (const auto& p : impl_->plugins) {
+    const Json hooks = p->report()["hooks"];
+    if (hooks.contains(hook) && hooks[hook]["last_fault"].is_string()) return hooks[hook]["last_fault"];
+  }
+  return "";
 }
 
 std::string PluginRunner::transform_caption(std::string caption) {

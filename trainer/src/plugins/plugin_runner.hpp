@@ -52,6 +52,7 @@ struct PluginSettings {
   bool keep_state = true;              // hand its latest state (get_state) to each new host (set_state)
   PluginLimits limits;
   Json grant = Json::object();         // permissions train.json grants (paths relative to its folder)
+  bool method = false;                 // train.json's method, not its plugins: the manifest must provide "method"
 };
 
 // Parses train.json's "plugins" array (already valid against plugin-entry.schema.json).
@@ -94,6 +95,12 @@ class PluginRunner {
 
   void notify(const std::string& hook, const Json& kwargs);
   void call(const std::string& hook, const Json& kwargs);
+  // A call hook whose result the caller needs (a method's describe_method, suggest_trial, evaluate):
+  // the first plugin that implements it answers. Nothing when none does or it failed; the fault
+  // is counted, and last_fault() says what it was.
+  std::optional<Json> ask(const std::string& hook, const Json& kwargs);
+  // The latest fault of a hook, over all plugins ("" for none): "sent an invalid reply: ...".
+  std::string last_fault(const std::string& hook) const;
   std::string transform_caption(std::string caption);
   Image transform_pil_image(Image image);
 

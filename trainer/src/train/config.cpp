@@ -286,4 +286,15 @@ TrainConfig resolve_config(const Json& given, const std::string& source,
   return config;
 }
 
+std::vector<std::string> tunable_keys() {
+  std::vector<std::string> keys;
+  for (auto& [key, property] : train_schema().at("properties").items()) {
+    if (property.value("x-tunable", false)) keys.push_back(key);
+    if (property.contains("properties"))
+      for (auto& [inner, nested] : property["properties"].items())
+        if (nested.value("x-tunable", false)) keys.push_back(key + "." + inner);
+  }
+  return keys;
+}
+
 }  // namespace bulkhead

@@ -90,6 +90,10 @@ struct TrainConfig {
 // Parses a JSON file; a syntax error names the file, line and column.
 Json read_config_file(const std::filesystem::path& path);
 
+// The keys a method plugin may set (marked x-tunable in the schema): training knobs only, never
+// paths, plugins, device or grants. Nested keys are dotted: "model.channels".
+std::vector<std::string> tunable_keys();
+
 // Checks user keys against the schema (unknown keys get a "did you mean"),
 // fills defaults and returns the typed config. source names the file in messages.
 TrainConfig resolve_config(const Json& user, const std::string& source,

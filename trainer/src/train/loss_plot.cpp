@@ -70,16 +70,31 @@ void polyline(Image& image, const Frame& f, const std::vector<Point>& points, st
   }
 }
 
-void axes(Image& image, const Frame& f) {
+void axes(Image& image, const Frame& f, const std::string& caption, const char* x_name) {
   for (int x = kLeft; x < kWidth - kRight; ++x) set(image, x, kHeight - kBottom, 0, 0, 0);
   for (int y = kTop; y <= kHeight - kBottom; ++y) set(image, kLeft, y, 0, 0, 0);
   char text[64];
   std::snprintf(text, sizeof text, "%.4g", f.max_value);
   draw_text(image, 4, kTop, text, 1);
   draw_text(image, 4, kHeight - kBottom - 8, "0", 1);
-  std::snprintf(text, sizeof text, "step %.0f", f.max_step);
+  std::snprintf(text, sizeof text, "%s %.0f", x_name, f.max_step);
   draw_text(image, kWidth - kRight - 80, kHeight - kBottom + 8, text, 1);
-  draw_text(image, kLeft, 8, "loss (gray), moving average (blue), val_loss (red)", 1);
+  draw_text(image, kLeft, 8, caption, 1);
+}
+
+// A filled square around each point, for values that are not a curve (one per trial).
+void markers(Image& image, const Frame& f, const std::vector<Point>& points, std::uint8_t r, std::uint8_t g, std::uint8_t b) {
+  for (const auto& p : points)
+    for (int dy = -3; dy <= 3; ++dy)
+      for (int dx = -3; dx <= 3; ++dx) set(image, f.x(p.step) + dx, f.y(p.value) + dy, r, g, b);
+}
+
+Image blank() {
+  Image image;
+  image.width = kWidth;
+  image.height = kHeight;
+  image.data.assign(std::size_t(kWidth) * kHeight * 3, 255);
+  return image;
 }
 
 }  // namespace
@@ -92,14 +107,26 @@ void write_loss_plot(const std::filesystem::path& metrics, const std::filesystem
   for (auto& p : curves.smoothed) top = std::max(top, p.value);
   for (auto& p : curves.val_loss) top = std::max(top, p.value);
   const Frame frame{std::max(1.0, curves.loss.back().step), top > 0 ? top * 1.1 : 1.0};
-  Image image;
-  image.width = kWidth;
-  image.height = kHeight;
-  image.data.assign(std::size_t(kWidth) * kHeight * 3, 255);
+  Image image = blank();
   polyline(image, frame, curves.loss, 200, 200, 200);
   polyline(image, frame, curves.smoothed, 40, 80, 225);
   polyline(image, frame, curves.val_loss, 220, 40, 40);
-  axes(image, frame);
+  axes(image, frame, "loss (gray), moving average (blue), val_loss (red)", "step");
+  write_image(png, image);
+}
+
+void write_points_plot(const std::filesystem::path& png, const std::vector<std::pair<double, double>>& points,
+                       const std::vector<double>& failed, const std::string& caption) {
+  std::vector<Point> ok, bad;
+  double top = 0, last = 1;
+  for (auto& [x, y] : points) ok.push_back({x, y}), top = std::max(top, y), last = std::max(last, x);
+  for (double x : failed) bad.push_back({x, 0}), last = std::max(last, x);
+  const Frame frame{last, top > 0 ? top * 1.1 : 1.0};
+  Image image = blank();
+  polyline(image, frame, ok, 160, 180, 230);
+  markers(image, frame, ok, 40, 80, 225);
+  markers(image, frame, bad, 220, 40, 40);
+  axes(image, frame, caption, "trial");
   write_image(png, image);
 }
 

@@ -55,8 +55,10 @@ int take_lock(const fs::path& folder) {
 
 // What a start leaves before the first step: a start that failed on its data leaves these, and the
 // user who fixes the data and starts again must not be told the folder "holds a run".
+// A study's folder (docs/methods.md) starts with study.log and an empty trials/.
 const std::set<std::string> kStartFiles = {kLockName, "config.json", "train.log", "metrics.jsonl", "tensorboard",
-                                           "checkpoints", "samples", "control", "plugin-scratch", "plugin-report.json"};
+                                           "checkpoints", "samples", "control", "plugin-scratch", "plugin-report.json",
+                                           "study.log", "trials"};
 
 bool holds_nothing(const fs::path& path) {
   return fs::is_directory(path) ? fs::is_empty(path) : fs::is_regular_file(path) && fs::file_size(path) == 0;
@@ -68,7 +70,8 @@ std::vector<fs::path> earlier_run(const fs::path& folder) {
   for (auto& entry : fs::directory_iterator(folder)) {
     const std::string name = entry.path().filename().string();
     const bool trained =
-        (name == "metrics.jsonl" || name == "checkpoints" || name == "samples") && !holds_nothing(entry.path());
+        (name == "metrics.jsonl" || name == "checkpoints" || name == "samples" || name == "trials") &&
+        !holds_nothing(entry.path());
     if (trained || !kStartFiles.count(name)) found.push_back(entry.path());
   }
   return found;
@@ -95,7 +98,8 @@ RunFolder RunFolder::claim(const fs::path& path, Mode mode) {
   std::error_code error;
   fs::create_directories(path, error);
   if (error) throw ConfigError("run folder " + path.string() + ": cannot create it: " + error.message());
-  if (mode == Mode::resume && !fs::exists(path / "checkpoints"))
+  // A study's folder (study.json) is resumed as a whole; its trials are run folders of their own.
+  if (mode == Mode::resume && !fs::exists(path / "checkpoints") && !fs::exists(path / "study.json"))
     throw ConfigError("run folder " + path.string() + " holds no run to resume");
   RunFolder folder(path, take_lock(path));
   check_mode(path, mode);

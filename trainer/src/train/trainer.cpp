@@ -121,7 +121,10 @@ Trainer::Trainer(TrainConfig config, std::optional<fs::path> resume, bool overwr
     log_->warn("EveryDream2's \"{}\" is not used by Bulkhead: {}", key, why);
 }
 
-Trainer::~Trainer() = default;
+// A later run in this process (a study's next trial, a test) writes its own train.log, not this one.
+Trainer::~Trainer() {
+  if (!run_dir_.empty()) stop_log_to_file((run_dir_ / "train.log").string());
+}
 
 void Trainer::watch_plugins() { plugins_->watch_plugin_files(); }
 

@@ -96,6 +96,15 @@ class Plugin {
   virtual Json get_state() { return nullptr; }
   virtual void set_state(const Json& /*state*/) {}
 
+  // Fine-tuning methods (manifest "provides": "method"; docs/methods.md). The Json ones return the
+  // hook's result, as schemas/hooks.json describes it.
+  virtual Json describe_method(const Kwargs&) { return Json::object(); }
+  virtual Json suggest_trial(const Kwargs&) { return Json::object(); }
+  virtual void on_trial_start(const Kwargs&) {}
+  virtual void on_trial_end(const Kwargs&) {}
+  virtual Json evaluate(const Kwargs&) { return Json::object(); }
+  virtual void on_study_end(const Kwargs&) {}
+
   // Called once, after the handshake, before any hook. options() is ready here.
   virtual void configure() {}
 
@@ -143,6 +152,12 @@ std::vector<std::string> overridden_hooks() {
   BULKHEAD_DETAIL_ADD_IF(Class, set_state)
   BULKHEAD_DETAIL_ADD_IF(Class, transform_caption)
   BULKHEAD_DETAIL_ADD_IF(Class, transform_pil_image)
+  BULKHEAD_DETAIL_ADD_IF(Class, describe_method)
+  BULKHEAD_DETAIL_ADD_IF(Class, suggest_trial)
+  BULKHEAD_DETAIL_ADD_IF(Class, on_trial_start)
+  BULKHEAD_DETAIL_ADD_IF(Class, on_trial_end)
+  BULKHEAD_DETAIL_ADD_IF(Class, evaluate)
+  BULKHEAD_DETAIL_ADD_IF(Class, on_study_end)
   return hooks;
 }
 }  // namespace detail
