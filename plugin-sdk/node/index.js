@@ -57,6 +57,11 @@ class BasePlugin {
   // data loader transforms
   transform_caption(caption) { return caption; }
   transform_pil_image(image) { return image; } // { width, height, mode, data: Uint8Array }
+  // model access (manifest permissions.model_access; docs/protocol.md, section 9): sent only to a
+  // granted plugin; the returned object (or null) is the reply
+  on_model_load(kwargs) { return null; }
+  on_model_step(kwargs) { return null; }
+  on_model_save(kwargs) { return null; }
 
   // Called once after the handshake; this.options is ready.
   configure() {}

@@ -21,6 +21,7 @@
 
 #include <bulkhead/plugin.hpp>
 
+#include "plugins/model_gate.hpp"
 #include "plugins/sandbox.hpp"
 
 namespace bulkhead {
@@ -36,6 +37,10 @@ struct PluginLimits {
   int scratch_mb = 1024;        // what its scratch folder (<run>/plugin-scratch/<name>) may hold
   int max_message_mb = 64;
   int max_caption_bytes = 4096;
+  double max_update_norm = 10;          // model_access: largest L2 norm of a row of an update
+  int max_update_staleness_steps = 8;   // model_access: how old the data an update is based on may be
+  int model_region_slots = 2;           // model_access: slots of its shared-memory region
+  int model_region_slot_mb = 4;
 };
 
 // One entry of train.json's plugins list, with every default filled in.
@@ -97,6 +102,13 @@ class PluginRunner {
   // Restarts the named plugin now, on the user's request (bulkhead plugins restart): fresh host,
   // faults forgiven, quarantine lifted. False when no plugin has that name.
   bool reload(const std::string& name);
+
+  // Model access (docs/protocol.md, section 9): the gate of each plugin whose manifest asks for it, in
+  // config order, and the on_model_* hooks, sent to one plugin with what it alone may see.
+  std::vector<std::pair<std::string, std::shared_ptr<ModelGate>>> model_gates() const;
+  bool implements(const std::string& plugin, const std::string& hook) const;
+  std::optional<Json> call_plugin(const std::string& plugin, const std::string& hook, const Json& kwargs);
+  void notify_plugin(const std::string& plugin, const std::string& hook, const Json& kwargs);
 
   std::vector<ControlRequest> take_control_requests();
   // Set when a plugin with on_failure "abort" failed: names the plugin and the fault.

@@ -22,6 +22,7 @@
 #include "plugins/connection.hpp"
 #include "plugins/host_process.hpp"
 #include "plugins/manifest.hpp"
+#include "plugins/model_gate.hpp"
 #include "plugins/plugin_runner.hpp"
 
 namespace bulkhead {
@@ -61,6 +62,8 @@ class SupervisedPlugin {
   const std::string& name() const { return manifest_.name; }
   const Manifest& manifest() const { return manifest_; }
   bool implements(const std::string& hook) const;
+  // Its door to the model: null unless its manifest asks for model_access (granted, or it would not exist).
+  const std::shared_ptr<ModelGate>& model_gate() const { return gate_; }
   const std::vector<std::string>& hooks() const { return hooks_; }
 
   // Calls a hook and waits. `input` is what a transform sent, for the semantic checks.
@@ -99,6 +102,8 @@ class SupervisedPlugin {
   // Validates an ok reply; returns the reason it is invalid, or empty.
   std::string check_reply(const std::string& hook, const Json& params, const Json& result);
   std::optional<Json> conclude(const std::string& hook, const Json& params, const Reply& reply, int generation);
+  // A region slot lent with a request is the trainer's again once the request is answered or failed.
+  void release_slot(std::optional<int> slot);
   void fault(const std::string& hook, const std::string& what, int generation, bool restart);
   void quarantine(const std::string& hook, const std::string& why);
   void handle_control(const Json& requests);
@@ -133,6 +138,7 @@ class SupervisedPlugin {
   std::string last_fault_;  // "hook what", the latest fault of any hook
   std::map<std::string, HookCounters> counters_;
   Permissions granted_;  // what train.json grants it (a superset of what its manifest asks)
+  std::shared_ptr<ModelGate> gate_;
 };
 
 }  // namespace bulkhead
