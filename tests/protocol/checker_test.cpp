@@ -33,6 +33,20 @@ TEST(PluginsCommand, CheckPassesTheWellBehavedRawPlugin) {
   EXPECT_NE(result.output.find("PASS: raw-fault conforms"), std::string::npos) << result.output;
 }
 
+// Model access: checked in a jail granting what it asks, against a small model of the demo's shape.
+TEST(PluginsCommand, CheckPassesTheTextualInversionPluginShowingItsModelAccess) {
+  auto result = check("textual_inversion");
+  EXPECT_EQ(result.status, 0) << result.output;
+  EXPECT_NE(result.output.find("permissions: model caption.words.weight read, model caption.words.weight write"),
+            std::string::npos)
+      << result.output;
+  for (const char* hook : {"on_model_load", "on_model_step", "on_model_save"})
+    EXPECT_NE(result.output.find(std::string(hook) + std::string(24 - std::string(hook).size(), ' ') + "pass"),
+              std::string::npos)
+        << hook << "\n" << result.output;
+  EXPECT_NE(result.output.find("PASS: textual_inversion conforms"), std::string::npos) << result.output;
+}
+
 TEST(PluginsCommand, CheckFailsAPluginThatExitsNonZeroOnShutdown) {
   expect_fails_with("exit-3", "FAIL shutdown: after the shutdown notification it ended with exit status 3, not exit status 0");
 }
