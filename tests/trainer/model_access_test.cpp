@@ -11,6 +11,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <iostream>
 
 #include "test_support.hpp"
 #include "train/model.hpp"
@@ -125,7 +126,8 @@ TEST(ModelAccess, HostileUpdatesAreRefusedCountedAndChangeNoWeight) {
   const Json report = plugin_report(base / "hostile");
   // 13 refused replies, and the crash: each counted as the plugin's fault, none applied.
   EXPECT_EQ(hook_counter(report, "on_model_step", "invalid_replies"), 13) << report.dump(2);
-  EXPECT_EQ(hook_counter(report, "on_model_step", "crashes"), 1) << report.dump(2);
+  // The crash fails its own request, and any step's request sent before the trainer saw it die.
+  EXPECT_GE(hook_counter(report, "on_model_step", "crashes"), 1) << report.dump(2);
   EXPECT_FALSE(report["quarantined"].get<bool>());
   const std::string log = read_text(base / "hostile" / "train.log");
   for (const char* reason : {"holds NaN", "holds infinity", "the tensor's shape is", "is frozen (not trainable)",
@@ -207,6 +209,11 @@ TEST(ModelAccess, TextualInversionTeachesAWordThatSteersSample) {
                            named_weights(taught.last_checkpoint).at("conv_out.weight")));
   EXPECT_TRUE(fs::exists(taught.last_checkpoint.string() + ".files/textual_inversion/textual_inversions/zorblax.bin"));
   EXPECT_TRUE(fs::exists(taught.last_checkpoint.string() + ".files/textual_inversion/textual_inversions/zorblax.json"));
+  // What the plugin's model access cost the training loop, for the record (the target is under 3 %).
+  const std::string log = read_text(dir / "ti" / "train.log");
+  const auto share = log.find("model access took ");
+  ASSERT_NE(share, std::string::npos);
+  std::cout << log.substr(share, log.find('\n', share) - share) << "\n";
 }
 
 TEST(ModelAccess, PluginsListShowsTheModelAccessAPluginAsksFor) {

@@ -1,5 +1,6 @@
 #include "train/model_access.hpp"
 
+#include <chrono>
 #include <cstring>
 
 #include <fmt/ranges.h>
@@ -127,13 +128,30 @@ void ModelAccess::freeze() {
   log_->info("model access: {} values train, everything else is frozen", training);
 }
 
+namespace {
+
+// Adds the scope's wall time to a total.
+class Stopwatch {
+ public:
+  explicit Stopwatch(double& total) : total_(total) {}
+  ~Stopwatch() { total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+
+ private:
+  double& total_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace
+
 void ModelAccess::before_step() {
+  Stopwatch stopwatch(step_seconds_);
   for (auto& rows : frozen_)
     if (rows.parameter.grad().defined()) rows.parameter.grad().index_fill_(0, rows.index, 0);
 }
 
 void ModelAccess::after_step(std::int64_t global_step) {
   if (gates_.empty()) return;
+  Stopwatch stopwatch(step_seconds_);
   {
     torch::NoGradGuard no_grad;
     for (auto& rows : frozen_) rows.parameter.index_copy_(0, rows.index, rows.values);

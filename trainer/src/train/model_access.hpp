@@ -45,6 +45,9 @@ class ModelAccess {
   void after_step(std::int64_t global_step);
   // A checkpoint is on disk: on_model_save, and the files its replies return written beside it.
   void saved(const std::filesystem::path& checkpoint, const std::string& reason, std::int64_t global_step);
+  // Seconds the training loop spent here, at step boundaries (what model access costs a step).
+  double step_seconds() const { return step_seconds_; }
+  bool active() const { return !gates_.empty(); }
 
  private:
   struct FrozenRows {
@@ -68,6 +71,7 @@ class ModelAccess {
   bool freeze_rest_ = false;
   std::int64_t added_rows_ = 0;
   std::vector<FrozenRows> frozen_;
+  double step_seconds_ = 0;
 };
 
 }  // namespace bulkhead

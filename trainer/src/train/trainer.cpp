@@ -229,6 +229,9 @@ RunSummary Trainer::run() {
     log_->warn("{} corrupt image(s) were skipped (see the warnings above)", summary_.skipped_images);
   log_->info("done after {} steps ({:.1f} samples/s); checkpoint {}", position_.global_step, summary_.samples_per_s,
              summary_.last_checkpoint.string());
+  if (model_access_->active() && train_seconds_ > 0)
+    log_->info("model access took {:.1f} ms of {:.1f} s of training steps ({:.2f} %)", model_access_->step_seconds() * 1000,
+               train_seconds_, 100 * model_access_->step_seconds() / train_seconds_);
   if (!summary_.last_samples.empty()) log_->info("samples in {}", (run_dir_ / "samples").string());
   log_->info("curves in {} (tensorboard --logdir {}) and {}", (run_dir_ / "tensorboard").string(), run_dir_.string(),
              (run_dir_ / "loss.png").string());
