@@ -137,6 +137,20 @@ TEST(ModelAccess, HostileUpdatesAreRefusedCountedAndChangeNoWeight) {
     EXPECT_NE(log.find(reason), std::string::npos) << "train.log does not name the refusal: " << reason;
 }
 
+// A step never waits for a slot: with the plugin's only slot held by a slow reply, the next steps'
+// requests go without tensors, and the report counts them.
+TEST(ModelAccess, AStepNeverWaitsForABusySlot) {
+  const fs::path run = scratch("run") / "run";
+  Json config = model_config(run, "slow");
+  config["plugins"][0]["limits"]["model_region_slots"] = 1;
+  const RunSummary summary = train(config);
+  EXPECT_EQ(summary.outcome, RunOutcome::completed);
+  const Json report = plugin_report(run);
+  EXPECT_GE(report["model_access"]["sent_without_tensors"].get<long>(), 1) << report.dump(2);
+  EXPECT_EQ(hook_counter(report, "on_model_step", "invalid_replies") + hook_counter(report, "on_model_step", "errors"), 0);
+  EXPECT_NE(read_text(run / "train.log").find("came without tensors"), std::string::npos);
+}
+
 // ---- the bundled textual_inversion plugin teaches the model a word that steers `bulkhead sample` ----
 
 Image solid(std::uint8_t r, std::uint8_t g, std::uint8_t b) {

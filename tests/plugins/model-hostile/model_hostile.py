@@ -4,6 +4,7 @@ frozen), then attacks through on_model_step. Option "attack":
   valid     replaces zorblax's row with 0.05 everywhere, once (at global step 0), through the shared
             region; 20 ms after its reply it writes NaN over that slot (too late: the trainer copied it)
   sequence  attack ATTACKS[global_step] while there is one, then none (so a restart goes on with the next)
+  slow      takes 150 ms over every on_model_step, holding its region slot: later steps find none free
   <name>    that attack on every on_model_step
 Every attack must be refused whole, counted as an invalid reply, and change no weight.
 on_model_save returns zorblax's row as textual_inversions/zorblax.bin (raw float32).
@@ -42,6 +43,12 @@ class ModelHostile(BasePlugin):
         return attack
 
     def on_model_step(self, global_step, tensors, **kwargs):
+        if not tensors:  # no region slot was free: the trainer did not wait
+            self.log("info", "step %d came without tensors" % global_step)
+            return None
+        if self.options.get("attack") == "slow":
+            time.sleep(0.15)
+            return None
         rows = model.by_parameter(tensors)[EMBEDDING]
         row, values = rows.rows[0], rows.values
         width = len(values[0])
