@@ -25,6 +25,8 @@
 
 #include "plugins/shared_region.hpp"
 
+#include "bench_support.hpp"
+
 namespace fs = std::filesystem;
 using bulkhead::Json;
 
@@ -44,18 +46,7 @@ struct Peer {
     socket.set(zmq::sockopt::linger, 0);
     socket.bind(endpoint);
     pid = fork();
-    if (pid == 0) {
-      zmq::context_t child_context(1);
-      zmq::socket_t echo(child_context, zmq::socket_type::dealer);
-      echo.set(zmq::sockopt::linger, 0);
-      echo.connect(endpoint);
-      for (;;) {
-        zmq::message_t message;
-        if (!echo.recv(message)) continue;
-        if (message.size() == 4 && std::memcmp(message.data(), "quit", 4) == 0) _exit(0);
-        echo.send(message, zmq::send_flags::none);
-      }
-    }
+    if (pid == 0) _exit(bulkhead::bench::echo_until_quit(endpoint));
   }
   ~Peer() {
     socket.send(zmq::buffer("quit", 4), zmq::send_flags::none);
