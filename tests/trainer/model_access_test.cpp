@@ -151,6 +151,44 @@ TEST(ModelAccess, AStepNeverWaitsForABusySlot) {
   EXPECT_NE(read_text(run / "train.log").find("came without tensors"), std::string::npos);
 }
 
+// EveryDream2's on_model_load / on_model_save, in the shape of its textual_inversion plugin, from a
+// class path that train.json grants model access: the stand-ins' changes become the reply.
+TEST(ModelAccess, EveryDream2TextualInversionHooksRunOnStandIns) {
+  const fs::path dir = scratch("project");
+  fs::create_directories(dir / "plugins");
+  std::ofstream(dir / "plugins" / "ti.py") << R"(import os
+from plugins.plugins import BasePlugin
+
+class TI(BasePlugin):
+    def on_model_load(self, **kwargs):
+        ed_state = kwargs.get("ed_state")
+        tokenizer, text_encoder = ed_state.tokenizer, ed_state.text_encoder
+        tokenizer.add_tokens(["zorblax"])
+        text_encoder.resize_token_embeddings(len(tokenizer))
+        weight = text_encoder.get_input_embeddings().weight
+        weight.data[tokenizer.convert_tokens_to_ids("zorblax")] = weight.data[tokenizer.convert_tokens_to_ids("circle")]
+
+    def on_model_save(self, **kwargs):
+        ed_state, path = kwargs["ed_state"], kwargs["diffusers_save_path"]
+        row = ed_state.text_encoder.get_input_embeddings().weight.data[ed_state.tokenizer.convert_tokens_to_ids("zorblax")]
+        os.makedirs(os.path.join(path, "textual_inversions"))
+        with open(os.path.join(path, "textual_inversions", "zorblax.txt"), "w") as f:
+            f.write(" ".join("%.6f" % float(v) for v in row))
+)";
+  Json config = tiny_config(dir / "run", 1);
+  config["validation_split"] = 0;
+  config["plugins"] = Json::array({{{"name", "plugins.ti.TI"}, {"grant", {{"model_access", {{kEmbedding, {"read", "write"}}}}}}}});
+  std::ofstream(dir / "train.json") << config.dump();
+  const RunSummary summary = train(read_config_file(dir / "train.json"), std::nullopt, {}, dir / "train.json");
+  Checkpoint checkpoint(summary.last_checkpoint);
+  const auto token = checkpoint.info().vocab.id("zorblax");
+  ASSERT_TRUE(token.has_value()) << read_text(dir / "run" / "train.log");
+  const auto words = named_weights(summary.last_checkpoint).at(kEmbedding);
+  const std::string saved = read_text(summary.last_checkpoint.string() + ".files/TI/textual_inversions/zorblax.txt");
+  ASSERT_FALSE(saved.empty()) << read_text(dir / "run" / "train.log");
+  EXPECT_NEAR(std::stod(saved), words[*token][0].item<double>(), 1e-5);
+}
+
 // ---- the bundled textual_inversion plugin teaches the model a word that steers `bulkhead sample` ----
 
 Image solid(std::uint8_t r, std::uint8_t g, std::uint8_t b) {

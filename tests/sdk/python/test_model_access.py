@@ -36,7 +36,7 @@ class EveryDream2TextualInversion:
         embeddings.weight.data[token_id] = embeddings.weight.data[tokenizer.convert_tokens_to_ids("circle")]
 
     def on_model_save(self, **kwargs):
-        ed_state, save_folder = kwargs["ed_state"], kwargs["save_folder"]
+        ed_state, save_folder = kwargs["ed_state"], kwargs["diffusers_save_path"]
         token_id = ed_state.tokenizer.convert_tokens_to_ids("zorblax")
         row = ed_state.text_encoder.get_input_embeddings().weight.data[token_id]
         os.makedirs(os.path.join(save_folder, "textual_inversions"))
@@ -106,7 +106,7 @@ class EveryDream2Mapping(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "not a copy of an existing word"):
             ed2_model.call_load(Random().on_model_load, kwargs)
 
-    def test_files_written_to_save_folder_are_returned(self):
+    def test_files_written_to_the_save_path_are_returned(self):
         plugin = EveryDream2TextualInversion()
         ed2_model.call_load(plugin.on_model_load, {"vocabulary": VOCABULARY, "embedding": EMBEDDING,
                                                    "tensors": embedding_tensor()})

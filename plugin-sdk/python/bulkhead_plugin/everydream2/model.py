@@ -1,19 +1,23 @@
 """EveryDream2's on_model_load / on_model_save, over Bulkhead's model access (docs/protocol.md, section 9).
 
-EveryDream2 hands these hooks its live model: ``ed_state.tokenizer``, ``ed_state.text_encoder``,
-and (on save) a ``save_folder``. Out of process, the host hands a plugin stand-ins instead, and
-turns what the plugin did to them into the reply:
+EveryDream2 (its textual-inversion branch, PR #248) hands these hooks its live model:
+``on_model_load(ed_state, resume_ckpt, optimizer_config, disable_unet_training,
+disable_textenc_training)`` and ``on_model_save(ed_state, diffusers_save_path)``. Out of process,
+the host hands a plugin stand-ins instead, and turns what the plugin did to them into the reply:
 
 - ``ed_state.tokenizer``: ``add_tokens``, ``convert_tokens_to_ids``, ``len()``, ``get_vocab()``;
   the vocabulary is the trainer's caption vocabulary.
 - ``ed_state.text_encoder``: ``resize_token_embeddings(n)`` and
-  ``get_input_embeddings().weight`` (``.data``), the embedding's rows as an array (numpy, or torch
-  where the runtime has it). Copying an existing word's row into a new token's row
+  ``get_input_embeddings().weight`` (``.data``), the embedding's rows as an array (a torch tensor
+  when the plugin imports torch, else numpy). Copying an existing word's row into a new token's row
   (``weight.data[new_id] = weight.data[init_id]``, as textual inversion does) becomes
   ``add_tokens`` with that word as ``init_from``; the new tokens become the rows that train, and
   everything else is frozen.
-- ``save_folder``: a folder in the plugin's scratch space; every file written under it is returned
-  in the reply, and the trainer writes it beside the checkpoint.
+- ``diffusers_save_path``: a folder in the plugin's scratch space; every file written under it is
+  returned in the reply, and the trainer writes it beside the checkpoint.
+- ``optimizer_config`` is an empty dict (what it would change is decided by the reply:
+  everything but the new tokens is frozen), ``disable_unet_training`` is True,
+  ``disable_textenc_training`` False, ``resume_ckpt`` None.
 
 ``ed_state.unet``, ``vae``, ``optimizer`` and the rest do not cross the process boundary: reading
 one raises an AttributeError that says so. A reply the method returns itself (a dict) wins over
@@ -21,21 +25,19 @@ all of this.
 """
 import os
 import shutil
+import sys
 import tempfile
 
 from .. import model as wire_model
 
-torch = None  # imported on first use: it takes seconds, and most plugins never touch it
+torch = None
 
 
 def _torch():
+    """torch, when the plugin imported it itself (importing it here would take seconds and much
+    of the jail's memory for a plugin that only needs arrays); numpy stands in otherwise."""
     global torch
-    if torch is None:
-        try:
-            import torch as imported
-            torch = imported
-        except ImportError:
-            torch = False
+    torch = sys.modules.get("torch")
     return torch
 
 
@@ -184,7 +186,8 @@ def call_load(fn, kwargs):
     """Runs an EveryDream2-style on_model_load; returns its reply."""
     vocabulary, embedding = kwargs.get("vocabulary", []), kwargs.get("embedding", "")
     state = EdModelState(vocabulary, embedding_rows(kwargs.get("tensors", []), embedding, len(vocabulary)))
-    out = fn(ed_state=state, optimizer_config={}, **kwargs)
+    out = fn(ed_state=state, resume_ckpt=None, optimizer_config={}, disable_unet_training=True,
+             disable_textenc_training=False, **kwargs)
     reply = out if isinstance(out, dict) else state.load_reply(embedding)
     _loaded["vocabulary"] = list(vocabulary) + [t["token"] for t in (reply or {}).get("add_tokens", [])
                                                  if t["token"] not in vocabulary]
@@ -192,14 +195,14 @@ def call_load(fn, kwargs):
 
 
 def call_save(fn, kwargs, scratch):
-    """Runs an EveryDream2-style on_model_save with a save_folder; returns the files written there."""
+    """Runs an EveryDream2-style on_model_save with a diffusers_save_path; returns the files written there."""
     rows = wire_model.by_parameter(kwargs.get("tensors", []))
     embedding = next(iter(rows), "")
     vocabulary = _loaded["vocabulary"]
     state = EdModelState(vocabulary, embedding_rows(kwargs.get("tensors", []), embedding, len(vocabulary)))
     folder = tempfile.mkdtemp(prefix="save_folder-", dir=scratch or None)
     try:
-        out = fn(ed_state=state, save_folder=folder, **kwargs)
+        out = fn(ed_state=state, diffusers_save_path=folder, **kwargs)
         if isinstance(out, dict):
             return out
         files = []
