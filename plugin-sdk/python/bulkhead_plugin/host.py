@@ -437,7 +437,7 @@ class Session:
 
 
 def everydream2_model_call(method, fn, kwargs, scratch):
-    """on_model_load / on_model_save with EveryDream2's ed_state (and save_folder) as well: a
+    """on_model_load / on_model_save with EveryDream2's ed_state (and diffusers_save_path) as well: a
     Bulkhead plugin returns its reply; an EveryDream2 one changes the stand-ins, which become the reply."""
     from .everydream2 import model as ed2_model
     if method == "on_model_load":
