@@ -4,11 +4,13 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <string>
 
 #include <benchmark/benchmark.h>
+#include <zmq.hpp>
 
 #include "common/paths.hpp"
 #include "plugins/plugin_runner.hpp"
@@ -28,6 +30,20 @@ inline std::unique_ptr<PluginRunner> runner_for(const std::string& entry, Json o
   run.run_dir = std::filesystem::temp_directory_path() / ("bench-run-" + std::to_string(getpid()));
   run.jail.mode = jail;
   return std::make_unique<PluginRunner>(std::vector<PluginSettings>{s}, run);
+}
+
+// The floor's peer: a DEALER on `endpoint` that sends back every message it gets, until "quit".
+inline int echo_until_quit(const std::string& endpoint) {
+  zmq::context_t context(1);
+  zmq::socket_t socket(context, zmq::socket_type::dealer);
+  socket.set(zmq::sockopt::linger, 0);
+  socket.connect(endpoint);
+  for (;;) {
+    zmq::message_t message;
+    if (!socket.recv(message)) continue;
+    if (message.size() == 4 && std::memcmp(message.data(), "quit", 4) == 0) return 0;
+    socket.send(message, zmq::send_flags::none);
+  }
 }
 
 // Fails the benchmark when any call did not end well (a benchmark of faults measures nothing).

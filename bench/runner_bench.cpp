@@ -43,18 +43,7 @@ namespace {
 
 std::string self_path;
 
-int echo_main(const std::string& endpoint) {
-  zmq::context_t context(1);
-  zmq::socket_t socket(context, zmq::socket_type::dealer);
-  socket.set(zmq::sockopt::linger, 0);
-  socket.connect(endpoint);
-  for (;;) {
-    zmq::message_t message;
-    if (!socket.recv(message)) continue;
-    if (message.size() == 4 && std::memcmp(message.data(), "quit", 4) == 0) return 0;
-    socket.send(message, zmq::send_flags::none);
-  }
-}
+int echo_main(const std::string& endpoint) { return bulkhead::bench::echo_until_quit(endpoint); }
 
 // The same bytes a transform_caption request carries.
 std::string caption_request() {

@@ -155,6 +155,7 @@ class Session {
     Object.assign(this, { sock, outbox, sink, plugin });
     this.hooks = new Set(catalogue.hookNames());
     this.argUpdateHooks = new Set(catalogue.argUpdateHooks());
+    this.modelHooks = new Set(catalogue.modelHooks());
   }
 
   async guarded(fn) {
@@ -199,6 +200,13 @@ class Session {
       }
     }
     const kwargs = { ...params };
+    if (this.modelHooks.has(method)) {
+      const out = await this.guarded(() => p[method](kwargs)); // the reply itself
+      if (out !== null && out !== undefined && (typeof out !== 'object' || Array.isArray(out))) {
+        throw new HookError('hook_failed', `${method} returned ${typeof out}, not an object or null`);
+      }
+      return out === undefined ? null : out;
+    }
     if (this.argUpdateHooks.has(method)) {
       const sink = this.sink;
       kwargs.arg_update_callback = (arg, newValue) => sink.control(makeSetArg(arg, newValue, `arg_update_callback in ${method}`));

@@ -106,6 +106,12 @@ class BasePlugin {
     Object.assign(this, state); // all checked first: never half a state
   }
 
+  // model access (manifest permissions.model_access; docs/protocol.md, section 9): sent only to a
+  // granted plugin; the returned object (or null) is the reply
+  on_model_load(kwargs) { return null; }
+  on_model_step(kwargs) { return null; }
+  on_model_save(kwargs) { return null; }
+
   // Called once after the handshake; this.options is ready.
   configure() {}
 

@@ -33,6 +33,39 @@ TEST(PluginsCommand, CheckPassesTheWellBehavedRawPlugin) {
   EXPECT_NE(result.output.find("PASS: raw-fault conforms"), std::string::npos) << result.output;
 }
 
+// Model access: checked in a jail granting what it asks, against a small model of the demo's shape.
+TEST(PluginsCommand, CheckPassesTheTextualInversionPluginShowingItsModelAccess) {
+  auto result = check("textual_inversion");
+  EXPECT_EQ(result.status, 0) << result.output;
+  EXPECT_NE(result.output.find("permissions: model caption.words.weight read, model caption.words.weight write"),
+            std::string::npos)
+      << result.output;
+  for (const char* hook : {"on_model_load", "on_model_step", "on_model_save"})
+    EXPECT_NE(result.output.find(std::string(hook) + std::string(24 - std::string(hook).size(), ' ') + "pass"),
+              std::string::npos)
+        << hook << "\n" << result.output;
+  EXPECT_NE(result.output.find("PASS: textual_inversion conforms"), std::string::npos) << result.output;
+}
+
+// A model-access plugin whose update the trainer would refuse fails the check with the trainer's reason.
+TEST(PluginsCommand, CheckFailsAModelUpdateTheTrainerWouldRefuse) {
+  const fs::path dir = fs::temp_directory_path() / ("check-nan-" + std::to_string(getpid())) / "model-nan";
+  fs::create_directories(dir);
+  fs::copy_file(test::test_plugin("model-hostile") / "model_hostile.py", dir / "model_hostile.py",
+                fs::copy_options::overwrite_existing);
+  Json manifest = Json::parse(std::ifstream(test::test_plugin("model-hostile") / "plugin.json"));
+  manifest["name"] = "model-nan";
+  manifest["options"]["attack"] = "nan";
+  std::ofstream(dir / "plugin.json") << manifest.dump();
+  fs::permissions(dir.parent_path(), fs::perms::all);  // the plugin's user reads it (nobody, under root)
+  fs::permissions(dir, fs::perms::all);
+  auto result = check(dir.string());
+  EXPECT_EQ(result.status, 1) << result.output;
+  EXPECT_NE(result.output.find("on_model_step"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("update of caption.words.weight: row 0 holds NaN"), std::string::npos) << result.output;
+  fs::remove_all(dir.parent_path());
+}
+
 TEST(PluginsCommand, CheckFailsAPluginThatExitsNonZeroOnShutdown) {
   expect_fails_with("exit-3", "FAIL shutdown: after the shutdown notification it ended with exit status 3, not exit status 0");
 }

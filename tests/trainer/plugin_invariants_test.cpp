@@ -200,7 +200,8 @@ class Rolling(BasePlugin):
   EXPECT_NE(log.find("requested-rolling-"), std::string::npos);
 }
 
-// A hook Bulkhead never calls is not dropped without a word: the console says so at load.
+// A hook Bulkhead never calls is not dropped without a word: the console says so at load. So is
+// a model hook of a plugin that train.json grants no model_access.
 TEST(PythonPlugins, EveryDream2HooksThatAreNeverCalledAreNamedAtLoad) {
   auto dir = scratch("project");
   fs::create_directories(dir / "plugins");
@@ -208,6 +209,9 @@ TEST(PythonPlugins, EveryDream2HooksThatAreNeverCalledAreNamedAtLoad) {
 
 class Loader(BasePlugin):
     def on_model_load(self, **kwargs):
+        pass
+
+    def on_backpropagation(self, **kwargs):
         pass
 
     def on_epoch_end(self, **kwargs):
@@ -218,9 +222,12 @@ class Loader(BasePlugin):
   std::ofstream(dir / "train.json") << config.dump();
   EXPECT_EQ(train(read_config_file(dir / "train.json"), std::nullopt, {}, dir / "train.json").outcome, RunOutcome::completed);
   const std::string log = read_text(dir / "run" / "train.log");
-  EXPECT_NE(log.find("[plugin:Loader] [warning] Loader defines on_model_load, which Bulkhead does not call"), std::string::npos)
+  EXPECT_NE(log.find("[plugin:Loader] [warning] Loader defines on_backpropagation, which Bulkhead does not call"),
+            std::string::npos)
       << log;
   EXPECT_NE(log.find("model access"), std::string::npos);
+  EXPECT_NE(log.find("implements on_model_load, which is not called: its entry in"), std::string::npos) << log;
+  EXPECT_NE(log.find("grants it no model_access"), std::string::npos) << log;
 }
 
 // What cannot cross a process boundary says so at load, and training does not begin.

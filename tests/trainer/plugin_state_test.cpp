@@ -1,4 +1,4 @@
-// Plugin state (docs/protocol.md, section 9), through real training runs with real plugin hosts:
+// Plugin state (docs/protocol.md, section 10), through real training runs with real plugin hosts:
 // a plugin that is killed every few calls, reloaded, watched or resumed after a SIGKILL decides
 // exactly as an uninterrupted one, in each SDK; a state never reaches another plugin; a failing,
 // oversized or refused state is counted and training goes on.

@@ -85,6 +85,14 @@ Json dispatch(Plugin& plugin, const std::string& method, const Json& params) {
     (plugin.*(observer->second))(Kwargs(params.is_null() ? Json::object() : params));
     return Json::object();
   }
+  using ModelHook = Json (Plugin::*)(const Kwargs&);
+  static const std::map<std::string, ModelHook> model_hooks = {
+      {"on_model_load", &Plugin::on_model_load}, {"on_model_step", &Plugin::on_model_step},
+      {"on_model_save", &Plugin::on_model_save}};
+  if (auto hook = model_hooks.find(method); hook != model_hooks.end()) {
+    Json result = (plugin.*(hook->second))(Kwargs(params.is_null() ? Json::object() : params));
+    return result.is_null() ? Json::object() : result;
+  }
   if (method == "transform_caption") {
     if (!params.is_object() || !params.contains("caption") || !params["caption"].is_string())
       throw wire::DecodeError("transform_caption needs params {caption: str}");

@@ -33,6 +33,8 @@ const catalogue = () => loadSchema('hooks.json');
 const hookNames = () => Object.keys(catalogue().hooks);
 const hook = (name) => catalogue().hooks[name];
 const argUpdateHooks = () => hookNames().filter((n) => hook(n).arg_update_callback === true);
+// Hooks sent only to plugins granted model_access, whose return value is the reply.
+const modelHooks = () => hookNames().filter((n) => hook(n).model_access === true);
 
 function setArgSpec() {
   for (const alt of loadSchema('protocol/control.schema.json').items.oneOf) {
@@ -44,4 +46,4 @@ function setArgSpec() {
   return { names: [], minimum: undefined, maximum: undefined };
 }
 
-module.exports = { PROTOCOL_VERSION, homeDir, schemasDir, loadSchema, catalogue, hookNames, hook, argUpdateHooks, setArgSpec };
+module.exports = { PROTOCOL_VERSION, homeDir, schemasDir, loadSchema, catalogue, hookNames, hook, argUpdateHooks, modelHooks, setArgSpec };

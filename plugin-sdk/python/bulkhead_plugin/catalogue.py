@@ -68,6 +68,11 @@ def arg_update_hooks():
     return [n for n, h in catalogue()["hooks"].items() if h.get("arg_update_callback")]
 
 
+def model_hooks():
+    """Hooks sent only to plugins granted model_access, whose return value is the reply (hooks.json: model_access: true)."""
+    return [n for n, h in catalogue()["hooks"].items() if h.get("model_access")]
+
+
 def settable_args():
     """Argument names a plugin may change with set_arg (from protocol/control.schema.json)."""
     names = []

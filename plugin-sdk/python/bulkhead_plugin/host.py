@@ -248,15 +248,15 @@ def load_plugin_class(entry):
 
 # Hooks of EveryDream2's (its newer branches) that hand a plugin the live model: out of process
 # there is no model object to hand over, so Bulkhead does not call them.
-UNCALLED_EVERYDREAM2_HOOKS = ("on_model_load", "on_model_save", "on_backpropagation", "modify_sample_prompt")
+UNCALLED_EVERYDREAM2_HOOKS = ("on_backpropagation", "modify_sample_prompt")
 
 
 def uncalled_hook_warnings(cls):
     """One line per EveryDream2 hook the class defines that Bulkhead never calls, so that nothing
     is dropped without a word."""
     return ["%s defines %s, which Bulkhead does not call: it hands the plugin EveryDream2's live model, "
-            "which cannot cross into the plugin's process (model access for plugins is not built yet; "
-            "see docs/writing-plugins.md, 'Move an EveryDream2 plugin over'). The plugin runs without it."
+            "which cannot cross into the plugin's process (model access reaches the model through on_model_load, "
+            "on_model_step and on_model_save: docs/protocol.md, section 9). The plugin runs without it."
             % (cls.__name__, hook) for hook in UNCALLED_EVERYDREAM2_HOOKS if callable(getattr(cls, hook, None))]
 
 
@@ -335,6 +335,7 @@ class Session:
         self.sink = sink
         self.hooks = set(catalogue.hook_names())
         self.arg_update_hooks = set(catalogue.arg_update_hooks())
+        self.model_hooks = set(catalogue.model_hooks())
 
     # -- sending -----------------------------------------------------------------------------
     def send(self, msg):
@@ -383,6 +384,16 @@ class Session:
             except Exception as e:
                 raise HookError("hook_failed", "%s: %s" % (type(e).__name__, e), traceback.format_exc())
         kwargs = dict(params)
+        if method in self.model_hooks:
+            from . import model
+            model.begin_request(params)
+            if method in ("on_model_load", "on_model_save"):  # EveryDream2's names: its ed_state too
+                out = self._guarded(everydream2_model_call, method, fn, kwargs, self.plugin.scratch_dir)
+            else:
+                out = self._guarded(fn, **kwargs)  # the reply itself: updates
+            if out is not None and not isinstance(out, dict):
+                raise HookError("hook_failed", "%s returned %s, not a dict or None" % (method, type(out).__name__))
+            return out
         if isinstance(kwargs.get("ed_state"), dict):
             kwargs["ed_state"] = EdState(kwargs["ed_state"])
         if method in self.arg_update_hooks:
@@ -467,6 +478,15 @@ class Session:
                 self.sink.log("warning", "bulkhead: dropped an unexpected message of type %r" % (kind,))
 
 
+def everydream2_model_call(method, fn, kwargs, scratch):
+    """on_model_load / on_model_save with EveryDream2's ed_state (and diffusers_save_path) as well: a
+    Bulkhead plugin returns its reply; an EveryDream2 one changes the stand-ins, which become the reply."""
+    from .everydream2 import model as ed2_model
+    if method == "on_model_load":
+        return ed2_model.call_load(fn, kwargs)
+    return ed2_model.call_save(fn, kwargs, scratch)
+
+
 def close(sock, ctx, linger_ms):
     try:
         sock.setsockopt(zmq.LINGER, linger_ms)
@@ -508,6 +528,8 @@ def main():
 
     # 1. load
     try:
+        from . import model
+        model.attach_region()  # model_access: the sealed region the trainer handed over, if any
         plugin = build_plugin(entry)
         hooks = plugin.implemented_hooks()
         name, version, description = plugin.plugin_meta()

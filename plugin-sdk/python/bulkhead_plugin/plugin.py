@@ -124,6 +124,23 @@ class BasePlugin:
     def on_log(self, **kwargs):
         pass
 
+    # ---- model access (manifest permissions.model_access, granted in train.json) ------------------
+    # Sent only to a plugin granted model_access; what they return is the reply (docs/protocol.md,
+    # section 9; bulkhead_plugin.model builds it). EveryDream2's on_model_load / on_model_save
+    # receive live objects instead: see bulkhead_plugin.everydream2.model.
+    def on_model_load(self, **kwargs):
+        """parameters, vocabulary, embedding, global_step, resumed -> None or
+        {"add_tokens": [...], "trainable": {...}, "freeze_rest": bool}."""
+        return None
+
+    def on_model_step(self, **kwargs):
+        """global_step, tensors -> None or {"updates": [...]} (model.update())."""
+        return None
+
+    def on_model_save(self, **kwargs):
+        """path, reason, global_step, tensors -> None or {"files": [...]} (model.file())."""
+        return None
+
     # ---- data loader transforms (EveryDream2) -------------------------------------------------
     def transform_caption(self, caption: str) -> str:
         return caption

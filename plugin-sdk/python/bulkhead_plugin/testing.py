@@ -260,6 +260,17 @@ def image(width, height, mode="RGB", fill=None):
     return {"width": width, "height": height, "mode": mode, "data": data}
 
 
+# Model access (docs/protocol.md, section 9): a 4-word embedding, 2 wide.
+MODEL_SAMPLES = {
+    "parameters": [{"name": "caption.words.weight", "shape": [4, 2], "dtype": "float32", "access": ["read", "write"]}],
+    "vocabulary": ["<pad>", "<start>", "<unknown>", "circle"],
+    "embedding": "caption.words.weight",
+    "resumed": False,
+    "tensors": [{"parameter": "caption.words.weight", "rows": [3],
+                 "tensor": {"dtype": "float32", "shape": [1, 2], "data": b"\x00\x00\x80\x3f\x00\x00\x00\x00"}}],
+}
+
+
 def sample_kwargs(hook):
     """Plausible params for any catalogue hook, valid against hooks.json."""
     common = {"project_name": "demo", "log_folder": "/tmp/logs/demo", "data_root": "/tmp/data",
@@ -305,6 +316,8 @@ def sample_kwargs(hook):
             out[key] = "a red square"
         elif key == "image":
             out[key] = image(4, 3)
+        elif key in MODEL_SAMPLES:
+            out[key] = MODEL_SAMPLES[key]
         else:
             raise KeyError("no sample value for %s.%s" % (hook, key))
     return out

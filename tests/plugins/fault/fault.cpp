@@ -37,6 +37,9 @@ class Fault : public bulkhead::Plugin {
   void on_checkpoint_saved(const bulkhead::Kwargs&) override { maybe_fail("on_checkpoint_saved"); }
   void on_validation_end(const bulkhead::Kwargs&) override { maybe_fail("on_validation_end"); }
   void on_log(const bulkhead::Kwargs&) override { maybe_fail("on_log"); }
+  bulkhead::Json on_model_load(const bulkhead::Kwargs&) override { return maybe_fail("on_model_load"), nullptr; }
+  bulkhead::Json on_model_step(const bulkhead::Kwargs&) override { return maybe_fail("on_model_step"), nullptr; }
+  bulkhead::Json on_model_save(const bulkhead::Kwargs&) override { return maybe_fail("on_model_save"), nullptr; }
   std::string transform_caption(const std::string& caption) override {
     maybe_fail("transform_caption");
     return caption + context().options().value("caption_suffix", std::string());

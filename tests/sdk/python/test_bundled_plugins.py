@@ -204,7 +204,7 @@ class BundledTest(unittest.TestCase):
         kw["global_step"] = 3
         err, res = p.call("on_step_end", kw)
         self.assertEqual(res["control"][0]["action"], "stop")
-        self.assertEqual(p.call("on_model_load", {})[0]["code"], "unknown_method")
+        self.assertEqual(p.call("on_backpropagation", {})[0]["code"], "unknown_method")
         self.assertEqual(p.shutdown(), 0)
 
 

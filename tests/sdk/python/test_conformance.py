@@ -193,7 +193,7 @@ class ConformanceMixin:
 
     def test_unknown_method(self):
         p = self.started()
-        err, res = p.call("on_model_load", {})
+        err, res = p.call("on_backpropagation", {})
         self.assertEqual(err["code"], "unknown_method")
         self.assertIsNone(res)
         err, _ = p.call("hello", {})

@@ -54,10 +54,10 @@ class EveryDream2Test(unittest.TestCase):
                 from plugins.plugins import BasePlugin
 
                 class TI(BasePlugin):
-                    def on_model_load(self, **kwargs):
+                    def on_backpropagation(self, **kwargs):
                         pass
 
-                    def on_model_save(self, **kwargs):
+                    def modify_sample_prompt(self, **kwargs):
                         pass
 
                     def on_step_end(self, **kwargs):
@@ -67,8 +67,8 @@ class EveryDream2Test(unittest.TestCase):
         p.handshake()
         warnings = [l["message"] for l in p.logs if l["level"] == "warning"]
         self.assertEqual(len(warnings), 2, warnings)
-        self.assertIn("TI defines on_model_load, which Bulkhead does not call", warnings[0])
-        self.assertIn("TI defines on_model_save", warnings[1])
+        self.assertIn("TI defines on_backpropagation, which Bulkhead does not call", warnings[0])
+        self.assertIn("TI defines modify_sample_prompt", warnings[1])
         self.assertIn("model access", warnings[0])
 
     def test_bundled_example_through_ed2_class_path(self):

@@ -1,6 +1,7 @@
 #include "plugins/checker.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -101,12 +102,66 @@ void check_hooks_agree(const Manifest& manifest, const SupervisedPlugin& plugin,
                                 manifest.path.string());
 }
 
+// A plugin granted model access is checked against a small model shaped like the demo's: the caption
+// words' embedding over the vocabulary below, and each parameter its manifest names outright, all
+// 4 wide and trainable. Its gate is told so, so that its replies are judged as in training.
+const std::vector<std::string> kExampleVocabulary = {"<pad>", "<start>", "<unknown>", "a",      "background",
+                                                     "blue",  "circle",  "red",       "square", "white"};
+constexpr const char* kExampleEmbedding = "caption.words.weight";
+
+void prepare_model_example(ModelGate& gate, const Manifest& manifest) {
+  std::vector<ModelParameter> parameters = {{kExampleEmbedding, {std::int64_t(kExampleVocabulary.size()), 4}, {}}};
+  for (const auto& [pattern, modes] : manifest.permissions.model_access)
+    if (pattern != kExampleEmbedding && pattern.find_first_of("*?[") == std::string::npos)
+      parameters.push_back({pattern, {8, 4}, {}});
+  gate.describe(parameters);
+  gate.set_vocabulary(kExampleVocabulary, kExampleEmbedding, [](const std::string& token) {
+    return !token.empty() && std::all_of(token.begin(), token.end(), [](unsigned char c) { return std::islower(c) || std::isdigit(c); });
+  });
+  gate.set_step(3);
+  for (const auto& parameter : gate.parameters()) gate.set_trainable(parameter.name, std::nullopt);
+}
+
+// The readable parameters, whole and inline.
+Json example_model_tensors(const ModelGate& gate) {
+  Json tensors = Json::array();
+  for (const auto& p : gate.parameters()) {
+    if (!listed(p.access, "read")) continue;
+    std::vector<float> values(std::size_t(p.shape[0] * p.shape[1]));
+    for (std::size_t i = 0; i < values.size(); ++i) values[i] = 0.01f * float(i % 17) - 0.08f;
+    const auto* bytes = reinterpret_cast<const std::uint8_t*>(values.data());
+    std::vector<std::int64_t> rows;
+    for (std::int64_t row = 0; row < p.shape[0]; ++row) rows.push_back(row);
+    tensors.push_back({{"parameter", p.name},
+                       {"rows", rows},
+                       {"tensor", {{"dtype", "float32"}, {"shape", p.shape},
+                                   {"data", Json::binary({bytes, bytes + values.size() * sizeof(float)})}}}});
+  }
+  return tensors;
+}
+
+Json model_hook_example(const std::string& hook, const ModelGate& gate) {
+  if (hook == "on_model_load") {
+    Json parameters = Json::array();
+    for (const auto& p : gate.parameters())
+      parameters.push_back({{"name", p.name}, {"shape", p.shape}, {"dtype", "float32"}, {"access", p.access}});
+    return {{"parameters", parameters}, {"vocabulary", kExampleVocabulary}, {"embedding", kExampleEmbedding},
+            {"tensors", example_model_tensors(gate)}, {"global_step", 0}, {"resumed", false}};
+  }
+  if (hook == "on_model_step") return {{"global_step", 3}, {"tensors", example_model_tensors(gate)}};
+  return {{"path", "/checkpoints/final-ep0001-gs000003.pt"}, {"reason", "final"}, {"global_step", 3},
+          {"tensors", example_model_tensors(gate)}};
+}
+
 // Calls every hook the plugin declares kRounds times, and prints the table of results.
 void check_declared_hooks(SupervisedPlugin& plugin, Verdict& verdict, std::ostream& out) {
   const auto& catalogue = Schemas::instance().hook_catalogue()["hooks"];
   Json state;  // set_state gets back what get_state gave (they come in catalogue order): a round trip
+  if (plugin.model_gate()) prepare_model_example(*plugin.model_gate(), plugin.manifest());
   for (const auto& hook : plugin.hooks()) {
-    Json params = example_for_schema(catalogue[hook]["params"]);
+    const bool model_hook = catalogue[hook].value("model_access", false);
+    if (model_hook && !plugin.model_gate()) continue;  // training never sends it: nothing to check
+    Json params = model_hook ? model_hook_example(hook, *plugin.model_gate()) : example_for_schema(catalogue[hook]["params"]);
     if (hook == "set_state") params["state"] = state;
     for (int round = 0; round < kRounds; ++round) {
       auto result = plugin.invoke(hook, params);
@@ -118,6 +173,7 @@ void check_declared_hooks(SupervisedPlugin& plugin, Verdict& verdict, std::ostre
   out << std::left << std::setw(24) << "hook" << std::setw(8) << "result" << std::right << std::setw(10) << "p50 ms"
       << "  detail\n";
   for (const auto& hook : plugin.hooks()) {
+    if (!report["hooks"].contains(hook)) continue;  // a model hook of a plugin without model access
     const Json& c = report["hooks"][hook];
     const bool ok = c["ok"].get<long>() == kRounds;
     verdict.require(ok);
@@ -159,7 +215,8 @@ void check_unknown_method(SupervisedPlugin& plugin, Verdict& verdict) {
 // observer answers nil, a transform its input unchanged, so that a chain of plugins stays whole.
 void check_undeclared_hooks(SupervisedPlugin& plugin, Verdict& verdict) {
   for (const auto& [hook, spec] : Schemas::instance().hook_catalogue()["hooks"].items()) {
-    if (plugin.implements(hook)) continue;
+    // Model hooks go only to a plugin that declares them and is granted model access.
+    if (plugin.implements(hook) || spec.value("model_access", false)) continue;
     const Json params = example_for_schema(spec["params"]);
     const bool transform = spec["kind"] == "transform";
     const Reply reply = plugin.probe(hook, params);

@@ -312,6 +312,10 @@ HostProcess::HostProcess(const HostLaunch& launch) : impl_(std::make_unique<Impl
   env["HOME"] = launch.scratch_dir.string();
   env["TMPDIR"] = impl_->jailed ? "/tmp" : launch.scratch_dir.string();
   if (!launch.python.empty()) env["BULKHEAD_PYTHON"] = launch.python.string();
+  if (launch.region_fd >= 0)
+    env["BULKHEAD_MODEL_REGION"] = std::to_string(launch.region_fd) + " " + std::to_string(launch.region_slots) + " " +
+                                   std::to_string(launch.region_slot_bytes);
+  const int region_fd = launch.region_fd;
 
   std::vector<std::string> argv = host_arguments(launch, impl_->jailed, impl_->group != nullptr);
   if (impl_->jailed) argv = jail_command(jail_view(launch), argv);
@@ -324,7 +328,7 @@ HostProcess::HostProcess(const HostLaunch& launch) : impl_(std::make_unique<Impl
   impl_->child = bp::child(
       bp::exe = argv.front(), bp::args = args, env, bp::std_in < bp::null, bp::std_out > impl_->out, bp::std_err > impl_->err,
       // Its own process group from the first instruction, so a restart kills every descendant.
-      bp::extend::on_exec_setup = [&join_files](auto&) {
+      bp::extend::on_exec_setup = [&join_files, region_fd](auto&) {
         setpgid(0, 0);
         // Into the resource group before anything else runs: every descendant is born inside.
         for (const char* file : join_files) {
@@ -340,6 +344,9 @@ HostProcess::HostProcess(const HostLaunch& launch) : impl_(std::make_unique<Impl
           const int top = getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < 65536 ? int(limit.rlim_cur) : 65536;
           for (int fd = 3; fd < top; ++fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
         }
+        // Except the model region (sealed: the plugin can map it, never resize it), which bubblewrap
+        // and the host pass on as they are.
+        if (region_fd >= 0) ::fcntl(region_fd, F_SETFD, 0);
       });
   });
   impl_->out_reader = std::thread(&Impl::reader, impl_.get(), std::ref(impl_->out), OutputRelay(m.name, "stdout"), false);

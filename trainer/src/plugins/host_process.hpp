@@ -30,6 +30,9 @@ struct HostLaunch {
   std::filesystem::path socket_dir;  // outside the jail; bound at kJailSocketDir inside
   std::string group_name;           // its resource group's name, unique in this trainer
   std::filesystem::path scratch_source;  // the scratch folder outside (seen at scratch_dir); empty: a tmpfs
+  // model_access: the sealed shared-memory region the host inherits (BULKHEAD_MODEL_REGION), or -1.
+  int region_fd = -1;
+  std::size_t region_slots = 0, region_slot_bytes = 0;
 };
 
 class HostProcess {

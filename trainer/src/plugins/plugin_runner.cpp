@@ -52,6 +52,10 @@ std::vector<PluginSettings> plugin_settings_from_config(const Json& plugins) {
     l.max_message_mb = limits.value("max_message_mb", l.max_message_mb);
     l.max_state_mb = limits.value("max_state_mb", l.max_state_mb);
     l.max_caption_bytes = limits.value("max_caption_bytes", l.max_caption_bytes);
+    l.max_update_norm = limits.value("max_update_norm", l.max_update_norm);
+    l.max_update_staleness_steps = limits.value("max_update_staleness_steps", l.max_update_staleness_steps);
+    l.model_region_slots = limits.value("model_region_slots", l.model_region_slots);
+    l.model_region_slot_mb = limits.value("model_region_slot_mb", l.model_region_slot_mb);
     settings.push_back(s);
   }
   return settings;
@@ -220,7 +224,34 @@ Image PluginRunner::transform_pil_image(Image image) {
   return image;
 }
 
+std::vector<std::pair<std::string, std::shared_ptr<ModelGate>>> PluginRunner::model_gates() const {
+  std::vector<std::pair<std::string, std::shared_ptr<ModelGate>>> gates;
+  for (const auto& p : impl_->plugins)
+    if (p->model_gate()) gates.emplace_back(p->name(), p->model_gate());
+  return gates;
+}
+
+bool PluginRunner::implements(const std::string& plugin, const std::string& hook) const {
+  for (const auto& p : impl_->plugins)
+    if (p->name() == plugin) return p->implements(hook);
+  return false;
+}
+
+std::optional<Json> PluginRunner::call_plugin(const std::string& plugin, const std::string& hook, const Json& kwargs) {
+  impl_->check_params(hook, "call", kwargs);
+  for (auto& p : impl_->plugins)
+    if (p->name() == plugin && p->implements(hook)) return p->invoke(hook, kwargs);
+  return std::nullopt;
+}
+
+void PluginRunner::notify_plugin(const std::string& plugin, const std::string& hook, const Json& kwargs) {
+  impl_->check_params(hook, "notify", kwargs);
+  for (auto& p : impl_->plugins)
+    if (p->name() == plugin && p->implements(hook)) p->send(hook, kwargs);
+}
+
 bool PluginRunner::reload(const std::string& name, bool keep_state, std::int64_t global_step) {
+
   for (auto& p : impl_->plugins)
     if (p->name() == name) {
       p->reload(keep_state, global_step);

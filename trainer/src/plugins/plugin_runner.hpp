@@ -21,6 +21,7 @@
 
 #include <bulkhead/plugin.hpp>
 
+#include "plugins/model_gate.hpp"
 #include "plugins/sandbox.hpp"
 
 namespace bulkhead {
@@ -37,6 +38,10 @@ struct PluginLimits {
   int max_message_mb = 64;
   int max_state_mb = 16;        // what get_state's state may weigh, encoded
   int max_caption_bytes = 4096;
+  double max_update_norm = 10;          // model_access: largest L2 norm of a row of an update
+  int max_update_staleness_steps = 8;   // model_access: how old the data an update is based on may be
+  int model_region_slots = 2;           // model_access: slots of its shared-memory region
+  int model_region_slot_mb = 4;
 };
 
 // One entry of train.json's plugins list, with every default filled in.
@@ -109,7 +114,7 @@ class PluginRunner {
   // plugin has that name. global_step: where training stands, for the state asked of the old host.
   bool reload(const std::string& name, bool keep_state = true, std::int64_t global_step = 0);
 
-  // Plugin state (docs/protocol.md, section 9). Asks every plugin that keeps state for it; wait:
+  // Plugin state (docs/protocol.md, section 10). Asks every plugin that keeps state for it; wait:
   // until each answers (a checkpoint, an epoch's end), else each reply is kept when it comes.
   void snapshot_states(std::int64_t global_step, const std::string& reason, bool wait);
   // Plugin name -> its latest good state and the step it was taken at: what a checkpoint carries.
@@ -119,6 +124,13 @@ class PluginRunner {
   void watch_plugin_files();
   // The plugins whose files changed since the last call (none unless watched).
   std::vector<std::string> changed_plugins();
+
+  // Model access (docs/protocol.md, section 9): the gate of each plugin whose manifest asks for it, in
+  // config order, and the on_model_* hooks, sent to one plugin with what it alone may see.
+  std::vector<std::pair<std::string, std::shared_ptr<ModelGate>>> model_gates() const;
+  bool implements(const std::string& plugin, const std::string& hook) const;
+  std::optional<Json> call_plugin(const std::string& plugin, const std::string& hook, const Json& kwargs);
+  void notify_plugin(const std::string& plugin, const std::string& hook, const Json& kwargs);
 
   std::vector<ControlRequest> take_control_requests();
   // Set when a plugin with on_failure "abort" failed: names the plugin and the fault.

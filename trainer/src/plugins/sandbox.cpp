@@ -39,10 +39,13 @@ Permissions Permissions::from_json(const Json& permissions, const fs::path& rela
   p.network = permissions.value("network", false);
   p.gpu = permissions.value("gpu", false);
   p.env = permissions.value("env", std::vector<std::string>{});
+  p.model_access = permissions.value("model_access", std::map<std::string, std::vector<std::string>>{});
   return p;
 }
 
-bool Permissions::empty() const { return read.empty() && write.empty() && !network && !gpu && env.empty(); }
+bool Permissions::empty() const {
+  return read.empty() && write.empty() && !network && !gpu && env.empty() && model_access.empty();
+}
 
 namespace {
 
@@ -53,6 +56,9 @@ std::vector<std::string> items(const Permissions& p) {
   if (p.network) out.push_back("network");
   if (p.gpu) out.push_back("gpu");
   for (const auto& name : p.env) out.push_back("env " + name);
+  // One item per parameter pattern and mode: a grant must name the same pattern with each mode.
+  for (const auto& [pattern, modes] : p.model_access)
+    for (const auto& mode : modes) out.push_back("model " + pattern + " " + mode);
   return out;
 }
 
@@ -76,6 +82,7 @@ Json Permissions::to_json() const {
   if (network) json["network"] = true;
   if (gpu) json["gpu"] = true;
   if (!env.empty()) json["env"] = env;
+  if (!model_access.empty()) json["model_access"] = model_access;
   return json;
 }
 

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -34,11 +35,13 @@ struct Permissions {
   bool network = false;
   bool gpu = false;
   std::vector<std::string> env;
+  // Model parameter name or glob pattern -> "read" | "write" | "grad" (docs/protocol.md, section 9).
+  std::map<std::string, std::vector<std::string>> model_access;
 
   static Permissions from_json(const Json& permissions, const std::filesystem::path& relative_to = {});
   Json to_json() const;
   bool empty() const;
-  // "read /a, write /b, network, gpu, env HF_TOKEN", or "none".
+  // "read /a, write /b, network, gpu, env HF_TOKEN, model caption.words.weight read", or "none".
   std::string describe() const;
 };
 

@@ -70,6 +70,16 @@ std::string join_errors(const std::vector<SchemaError>& errors) {
   return text;
 }
 
+// The region slot a model hook's request lends the plugin: where its tensors are. A notify hook's
+// reply is judged without its params; its conclusion gets {"lent_slot": n} instead.
+std::optional<int> lent_slot(const Json& params) {
+  if (params.contains("lent_slot")) return params["lent_slot"].get<int>();
+  if (!params.contains("tensors")) return std::nullopt;
+  for (const auto& tensor : params["tensors"])
+    if (tensor["tensor"].contains("slot")) return tensor["tensor"]["slot"]["index"].get<int>();
+  return std::nullopt;
+}
+
 // A quarantine reason is one line, for the console and the run report; the traceback that may
 // follow a fault's message is in train.log already.
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
@@ -133,6 +143,17 @@ SupervisedPlugin::SupervisedPlugin(Manifest manifest, PluginSettings settings, R
   const auto problem = ungranted(manifest_.name, manifest_.path, manifest_.permissions, granted_, run_.config_name());
   if (!problem.empty()) throw std::runtime_error(problem);
   if (hooks_.empty()) hooks_ = Schemas::instance().hook_names();
+  // It sees and writes what its manifest asks for: the grant may give more, never less. An
+  // EveryDream2 class path has no manifest: what train.json grants it is all it asks.
+  const auto& model_access = manifest_.path.empty() ? granted_.model_access : manifest_.permissions.model_access;
+  if (!model_access.empty()) {
+    gate_ = std::make_shared<ModelGate>(manifest_.name, model_access,
+                                        ModelGateLimits{settings_.limits.max_update_norm,
+                                                        settings_.limits.max_update_staleness_steps});
+    // One region for the plugin's life: a restarted host maps the same one.
+    gate_->set_region(std::make_shared<SharedRegion>(std::size_t(settings_.limits.model_region_slots),
+                                                     std::size_t(settings_.limits.model_region_slot_mb) << 20));
+  }
 }
 
 SupervisedPlugin::~SupervisedPlugin() { stop(); }
@@ -229,6 +250,12 @@ void SupervisedPlugin::start() {
                     jailed ? "ipc://" + (kJailSocketDir / "plugin.sock").string() : endpoint,
                     token, scratch_dir(), search_path(run_), run_.python, run_.jail, identity, granted_,
                     socket_dir, manifest_.name + "-" + std::to_string(number), scratch};
+  if (gate_ && gate_->region()) {
+    launch.region_fd = gate_->region()->fd();
+    launch.region_slots = gate_->region()->slots();
+    launch.region_slot_bytes = gate_->region()->slot_bytes();
+    gate_->region()->give_back_all();  // a new host owns nothing its predecessor was lent
+  }
   generation->process = std::make_unique<HostProcess>(launch);
   generation->started_process = generation->process.get();
 
@@ -294,6 +321,10 @@ void SupervisedPlugin::start() {
   for (const auto& hook : unknown)
     log_->warn("{}: ignoring hook '{}' of its hello, which is not in schemas/hooks.json{}", manifest_.name, hook,
                did_you_mean(hook, Schemas::instance().hook_names()));
+  for (const auto& hook : hooks)
+    if (!gate_ && catalogue[hook].value("model_access", false) && number == 1)
+      log_->warn("{} implements {}, which is not called: its {} grants it no model_access (docs/protocol.md, section 9)",
+                 manifest_.name, hook, manifest_.path.empty() ? "entry in " + run_.config_name() : "manifest asks for");
   if (!restore_state(*generation, hooks)) {
     // It may hold half the refused state: a fresh host, which starts empty, takes its place.
     generation->process->kill_group();
@@ -553,21 +584,32 @@ bool SupervisedPlugin::count_call(const std::string& hook, bool sent) {
 std::optional<Json> SupervisedPlugin::invoke(const std::string& hook, const Json& params) {
   const auto began = Clock::now();
   auto generation = ready_generation(deadline(hook));
-  if (!count_call(hook, generation != nullptr)) return std::nullopt;
+  if (!count_call(hook, generation != nullptr)) {
+    release_slot(lent_slot(params));
+    return std::nullopt;
+  }
   // Time spent waiting for a restart comes out of the call's deadline.
   const auto left = deadline(hook) - std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - began);
   Reply reply = generation->connection->call(hook, params, std::max(left, std::chrono::milliseconds(1)));
-  return conclude(hook, params, reply, generation->number);
+  auto result = conclude(hook, params, reply, generation->number);
+  release_slot(lent_slot(params));
+  return result;
 }
 
 void SupervisedPlugin::send(const std::string& hook, const Json& params, std::function<void(const Json&)> on_result) {
   auto generation = ready_generation(std::chrono::milliseconds(0));  // a notify hook never waits
-  if (!count_call(hook, generation != nullptr)) return;
+  const auto slot = lent_slot(params);
+  if (!count_call(hook, generation != nullptr)) return release_slot(slot);
   const int number = generation->number;
-  generation->connection->request(hook, params, deadline(hook), [this, hook, number, on_result](Reply reply) {
-    auto result = conclude(hook, Json(), reply, number);
+  generation->connection->request(hook, params, deadline(hook), [this, hook, number, slot, on_result](Reply reply) {
+    auto result = conclude(hook, slot ? Json{{"lent_slot", *slot}} : Json(), reply, number);
+    release_slot(slot);
     if (result && on_result) on_result(*result);
   });
+}
+
+void SupervisedPlugin::release_slot(std::optional<int> slot) {
+  if (slot && gate_ && gate_->region()) gate_->region()->give_back(*slot);
 }
 
 std::string SupervisedPlugin::check_reply(const std::string& hook, const Json& params, const Json& result) {
@@ -601,6 +643,12 @@ std::string SupervisedPlugin::check_reply(const std::string& hook, const Json& p
     } catch (const wire::DecodeError& e) {
       return std::string("the image is malformed: ") + e.what();
     }
+  }
+  if (hook == "on_model_load" && gate_) return gate_->check_load_reply(result);
+  // Last, so that a reply queues its model updates only when nothing else is wrong with it.
+  if (result.is_object() && result.contains("updates")) {
+    if (!gate_) return "the reply carries model updates, but the plugin's manifest asks for no model_access";
+    return gate_->admit(result["updates"], lent_slot(params));
   }
   return "";
 }
@@ -765,6 +813,7 @@ Json SupervisedPlugin::report() const {
                      {"restored", state_restores_},
                      {"refused", state_refusals_},
                      {"last_problem", state_problem_.empty() ? Json(nullptr) : Json(state_problem_)}}},
+          {"model_access", gate_ ? gate_->counters() : Json(nullptr)},
           {"hooks", hooks}};
 }
 

@@ -22,6 +22,7 @@
 #include "plugins/connection.hpp"
 #include "plugins/host_process.hpp"
 #include "plugins/manifest.hpp"
+#include "plugins/model_gate.hpp"
 #include "plugins/plugin_runner.hpp"
 
 namespace bulkhead {
@@ -62,6 +63,8 @@ class SupervisedPlugin {
   const std::string& name() const { return manifest_.name; }
   const Manifest& manifest() const { return manifest_; }
   bool implements(const std::string& hook) const;
+  // Its door to the model: null unless its manifest asks for model_access (granted, or it would not exist).
+  const std::shared_ptr<ModelGate>& model_gate() const { return gate_; }
   const std::vector<std::string>& hooks() const { return hooks_; }
 
   // Calls a hook and waits. `input` is what a transform sent, for the semantic checks.
@@ -70,7 +73,7 @@ class SupervisedPlugin {
   // and a valid one handed to on_result, on the connection's thread.
   void send(const std::string& hook, const Json& params, std::function<void(const Json&)> on_result = {});
 
-  // Plugin state (docs/protocol.md, section 9): true when it implements get_state and set_state
+  // Plugin state (docs/protocol.md, section 10): true when it implements get_state and set_state
   // and train.json keeps its state.
   bool keeps_state() const;
   // Asks the host for its state (params: get_state's); wait: up to the hook's deadline, else the
@@ -118,6 +121,8 @@ class SupervisedPlugin {
   // What went wrong with a reply that is not ok, in words ("missed its deadline of 300 ms: ...").
   std::string describe_failure(const std::string& hook, const Reply& reply) const;
   std::optional<Json> conclude(const std::string& hook, const Json& params, const Reply& reply, int generation);
+  // A region slot lent with a request is the trainer's again once the request is answered or failed.
+  void release_slot(std::optional<int> slot);
   void fault(const std::string& hook, const std::string& what, int generation, bool restart);
   void quarantine(const std::string& hook, const std::string& why);
   void handle_control(const Json& requests);
@@ -161,6 +166,7 @@ class SupervisedPlugin {
   long state_restores_ = 0;             // new hosts that took it
   long state_refusals_ = 0;             // new hosts that refused it and were replaced by empty ones
   std::string state_problem_;           // why the latest refusal
+  std::shared_ptr<ModelGate> gate_;
 };
 
 }  // namespace bulkhead

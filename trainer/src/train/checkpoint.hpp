@@ -40,7 +40,7 @@ struct CheckpointInfo {
   std::string tag;     // from a plugin's save_checkpoint request, may be empty
   nlohmann::json config;
   Vocabulary vocab;
-  // Plugin name -> {"state", "global_step"}: each stateful plugin's latest state (docs/protocol.md, section 9).
+  // Plugin name -> {"state", "global_step"}: each stateful plugin's latest state (docs/protocol.md, section 10).
   nlohmann::json plugin_states = nlohmann::json::object();
   // [{"path", "plugin", "tag"}]: checkpoints saved on a plugin's request and not deleted, which
   // that plugin may still ask to delete after a resume.

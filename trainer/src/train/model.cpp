@@ -62,6 +62,17 @@ EncodedCaption CaptionEncoderImpl::forward(torch::Tensor tokens) {
   return {out_((encoded * keep).sum(0) / keep.sum(0)), encoded, padding};
 }
 
+void CaptionEncoderImpl::add_words(const std::vector<std::int64_t>& copy_from) {
+  torch::NoGradGuard no_grad;
+  const torch::Tensor old = words_->weight;
+  const auto index = torch::tensor(copy_from, torch::kLong).to(old.device());
+  const torch::Tensor grown = torch::cat({old, old.index_select(0, index)});
+  nn::Embedding replacement(nn::EmbeddingOptions(grown.size(0), grown.size(1)));
+  replacement->to(old.device());
+  replacement->weight.copy_(grown);
+  words_ = replace_module("words", replacement);
+}
+
 CrossAttentionImpl::CrossAttentionImpl(int channels, int context_dim)
     : norm_(register_module("norm", nn::GroupNorm(kGroups, channels))),
       coordinates_(register_module("coordinates", nn::Conv2d(nn::Conv2dOptions(2, channels, 1)))),
@@ -121,6 +132,11 @@ FlowModelImpl::FlowModelImpl(FlowModelOptions options) : options_(std::move(opti
   torch::NoGradGuard no_grad;
   conv_out_->weight.zero_();
   conv_out_->bias.zero_();
+}
+
+void FlowModelImpl::add_words(const std::vector<std::int64_t>& copy_from) {
+  caption_->add_words(copy_from);
+  options_.vocab_size += static_cast<std::int64_t>(copy_from.size());
 }
 
 torch::Tensor FlowModelImpl::timestep_features(const torch::Tensor& t) const {

@@ -58,6 +58,8 @@ class CaptionEncoderImpl : public torch::nn::Module {
  public:
   CaptionEncoderImpl(std::int64_t vocab_size, int max_tokens, int embed_dim);
   EncodedCaption forward(torch::Tensor tokens);
+  // One more word embedding per id in copy_from, each starting as a copy of that word's row.
+  void add_words(const std::vector<std::int64_t>& copy_from);
 
  private:
   torch::nn::Embedding words_{nullptr};
@@ -88,6 +90,10 @@ class FlowModelImpl : public torch::nn::Module {
   // x: B x 3 x H x W, t: B in [0, 1], tokens: B x max_tokens. Returns the velocity, B x 3 x H x W.
   torch::Tensor forward(torch::Tensor x, torch::Tensor t, torch::Tensor tokens);
   const FlowModelOptions& options() const { return options_; }
+  // The caption words' input embedding: row i is token i (the parameter textual inversion trains).
+  static constexpr const char* kWordEmbedding = "caption.words.weight";
+  // Grows the vocabulary: new tokens' rows start as copies of the rows of copy_from.
+  void add_words(const std::vector<std::int64_t>& copy_from);
 
  private:
   torch::Tensor timestep_features(const torch::Tensor& t) const;

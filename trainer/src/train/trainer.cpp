@@ -15,6 +15,7 @@
 #include "plugins/restart_request.hpp"
 #include "common/atomic_file.hpp"
 #include "train/loss_plot.hpp"
+#include "train/model_access.hpp"
 #include "train/sampling.hpp"
 #include "train/tensorboard.hpp"
 
@@ -107,13 +108,19 @@ Trainer::Trainer(TrainConfig config, std::optional<fs::path> resume, bool overwr
       split_validation(load_dataset(data_root_, data_options), config_.validation_split, config_.seed);
   epoch_length_ = batches_per_epoch(train_.examples.size(), config_.batch_size);
   summary_.skipped_images = train_.skipped.size();
-  build_model(resume);
+  std::optional<Checkpoint> checkpoint;
+  build_model(resume, checkpoint);
 
   RunInfo run{config_.project_name, run_dir_, config_.source_dir, {},
               config_.python.empty() ? fs::path() : config_.from_config(config_.python)};
   run.jail = JailSettings::from_json(config_.json.at("jail"));
   plugins_ = std::make_unique<PluginRunner>(plugin_settings_from_config(config_.json.at("plugins")), run,
                                             resumed_plugin_states_);
+  model_access_ = std::make_unique<ModelAccess>(model_, vocab_, *plugins_);
+  model_access_->load(resume.has_value(), position_.global_step);
+  build_optimizer(checkpoint);
+  if (checkpoint)
+    log_->info("resumed from {} at epoch {}, step {}", resume->string(), position_.epoch + 1, position_.global_step);
   log_->info("device {}{}, {} torch threads, {} training / {} validation images, {} steps per epoch, plugins: {}",
              device_.str(), amp_ ? " (bfloat16 autocast)" : "", torch::get_num_threads(), train_.examples.size(),
              validation_.examples.size(), epoch_length_, plugins_->empty() ? "none" : std::to_string(plugins_->names().size()));
@@ -146,8 +153,7 @@ void Trainer::create_run_folder(const std::optional<fs::path>& resume, bool over
     log_->warn("removed {}, a temporary file left by an earlier crash", stale.string());
 }
 
-void Trainer::build_model(const std::optional<fs::path>& resume) {
-  std::optional<Checkpoint> checkpoint;
+void Trainer::build_model(const std::optional<fs::path>& resume, std::optional<Checkpoint>& checkpoint) {
   if (resume) {
     checkpoint.emplace(*resume, device_);
     resumed_plugin_states_ = checkpoint->info().plugin_states;
@@ -164,16 +170,23 @@ void Trainer::build_model(const std::optional<fs::path>& resume) {
     model_ = FlowModel(model_options(config_.json, static_cast<std::int64_t>(vocab_.size())));
     model_->to(device_);
   }
-  optimizer_ = std::make_unique<torch::optim::AdamW>(
-      model_->parameters(), torch::optim::AdamWOptions(config_.lr).weight_decay(config_.weight_decay));
-  if (checkpoint) {
-    checkpoint->load_optimizer(*optimizer_);
-    checkpoint->load_rng(rng_);
-    log_->info("resumed from {} at epoch {}, step {}", resume->string(), position_.epoch + 1, position_.global_step);
-  }
   std::int64_t parameters = 0;
   for (auto& p : model_->parameters()) parameters += p.numel();
   logger("model")->info("flow-matching UNet, {} parameters, vocabulary of {} words", parameters, vocab_.size() - 3);
+}
+
+void Trainer::build_optimizer(std::optional<Checkpoint>& checkpoint) {
+  optimizer_ = std::make_unique<torch::optim::AdamW>(
+      model_->parameters(), torch::optim::AdamWOptions(config_.lr).weight_decay(config_.weight_decay));
+  if (!checkpoint) return;
+  checkpoint->load_optimizer(*optimizer_);
+  checkpoint->load_rng(rng_);
+  if (model_access_->added_rows() > 0) {
+    // The embedding grew past the saved moments' shape: its moments start afresh.
+    const auto parameters = model_->named_parameters();
+    optimizer_->state().erase(c10::guts::to_string(parameters[FlowModelImpl::kWordEmbedding].unsafeGetTensorImpl()));
+  }
+  checkpoint.reset();
 }
 
 // ---------------------------------------------------------------------------
@@ -225,6 +238,9 @@ RunSummary Trainer::run() {
     log_->warn("{} corrupt image(s) were skipped (see the warnings above)", summary_.skipped_images);
   log_->info("done after {} steps ({:.1f} samples/s); checkpoint {}", position_.global_step, summary_.samples_per_s,
              summary_.last_checkpoint.string());
+  if (model_access_->active() && train_seconds_ > 0)
+    log_->info("model access took {:.1f} ms of {:.1f} s of training steps ({:.2f} %)", model_access_->step_seconds() * 1000,
+               train_seconds_, 100 * model_access_->step_seconds() / train_seconds_);
   if (!summary_.last_samples.empty()) log_->info("samples in {}", (run_dir_ / "samples").string());
   log_->info("curves in {} (tensorboard --logdir {}) and {}", (run_dir_ / "tensorboard").string(), run_dir_.string(),
              (run_dir_ / "loss.png").string());
@@ -308,11 +324,13 @@ void Trainer::train_step(const Batch& batch, int local_step, int epoch_length) {
   }
   (loss / group_size).backward();
   if (optimizer_step) {
+    model_access_->before_step();
     torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.max_grad_norm);
     for (auto& group : optimizer_->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
     optimizer_->step();
     optimizer_->zero_grad();
     ++position_.optimizer_steps;
+    model_access_->after_step(position_.global_step);
   }
   const double loss_value = loss.item<double>();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -434,6 +452,7 @@ void Trainer::prune_checkpoints() {
   for (std::size_t i = 0; i + keep < routine.size(); ++i) {
     if (routine[i] == summary_.last_checkpoint) continue;
     fs::remove(routine[i]);
+    fs::remove_all(routine[i].string() + ".files");  // what model-access plugins saved with it
     log_->info("removed {} (keep_last_n_checkpoints {})", routine[i].filename().string(), keep);
   }
 }
@@ -455,6 +474,7 @@ fs::path Trainer::save(const std::string& reason, const std::string& tag) {
   progress_->clear();
   log_->info("checkpoint ({}) {}", reason, path.string());
   prune_checkpoints();
+  model_access_->saved(path, reason, position_.global_step);
   Json kwargs = {{"path", path.string()},
                  {"reason", reason},
                  {"epoch", position_.epoch},

@@ -40,6 +40,7 @@ namespace bulkhead {
 
 class PluginRunner;
 class EventWriter;
+class ModelAccess;
 
 // A plugin configured with on_failure "abort" failed; an "errored" checkpoint has been saved.
 struct TrainingAborted : std::runtime_error {
@@ -89,7 +90,9 @@ class Trainer {
  private:
   // Setup
   void create_run_folder(const std::optional<std::filesystem::path>& resume, bool overwrite);
-  void build_model(const std::optional<std::filesystem::path>& resume);
+  void build_model(const std::optional<std::filesystem::path>& resume, std::optional<Checkpoint>& checkpoint);
+  // After the plugins' on_model_load: what they froze is known, and the embedding has its final size.
+  void build_optimizer(std::optional<Checkpoint>& checkpoint);
 
   // The loop, in the order it runs
   void run_epoch();
@@ -135,6 +138,7 @@ class Trainer {
 
   std::unique_ptr<PluginRunner> plugins_;
   nlohmann::json resumed_plugin_states_ = nlohmann::json::object();  // from the resumed checkpoint
+  std::unique_ptr<ModelAccess> model_access_;  // plugins' reads and validated writes of the model
   HookObserver observer_;
   std::vector<std::pair<std::string, nlohmann::json>> observer_requests_;
   bool stop_requested_ = false;

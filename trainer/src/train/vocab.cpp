@@ -33,6 +33,24 @@ void Vocabulary::index() {
   for (std::size_t i = 0; i < words_.size(); ++i) ids_[words_[i]] = static_cast<std::int64_t>(i) + 3;
 }
 
+std::optional<std::int64_t> Vocabulary::id(const std::string& word) const {
+  auto found = ids_.find(word);
+  if (found == ids_.end()) return std::nullopt;
+  return found->second;
+}
+
+std::int64_t Vocabulary::add(const std::string& word) {
+  if (auto known = id(word)) return *known;
+  words_.push_back(word);
+  return ids_[word] = static_cast<std::int64_t>(words_.size()) + 2;
+}
+
+std::vector<std::string> Vocabulary::tokens() const {
+  std::vector<std::string> tokens = {"<pad>", "<start>", "<unknown>"};
+  tokens.insert(tokens.end(), words_.begin(), words_.end());
+  return tokens;
+}
+
 std::vector<std::int64_t> Vocabulary::encode(const std::string& caption, int length) const {
   std::vector<std::int64_t> ids(static_cast<std::size_t>(length), kPad);
   ids[0] = kStart;

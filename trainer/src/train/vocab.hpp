@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -33,6 +34,12 @@ class Vocabulary {
   // The words of a caption that the vocabulary lacks (each once, in order).
   std::vector<std::string> unknown_words(const std::string& caption) const;
   std::size_t size() const { return words_.size() + 3; }
+  std::optional<std::int64_t> id(const std::string& word) const;
+  // Appends a word, a token a plugin teaches the model (textual inversion); returns its id.
+  // Ids already given never change, so a trained model keeps understanding them.
+  std::int64_t add(const std::string& word);
+  // Every token by id: "<pad>", "<start>", "<unknown>", then the words.
+  std::vector<std::string> tokens() const;
 
   // Words by Unicode's rules, in every script (see unicode_words).
   static std::vector<std::string> split_words(const std::string& caption);

@@ -89,6 +89,11 @@ class Plugin {
   virtual void on_log(const Kwargs&) {}
   virtual std::string transform_caption(const std::string& caption) { return caption; }
   virtual Image transform_pil_image(Image image) { return image; }
+  // Model access (manifest permissions.model_access, docs/protocol.md section 9): sent only to a
+  // plugin granted it; what they return is the reply (null: nothing asked).
+  virtual Json on_model_load(const Kwargs&) { return nullptr; }
+  virtual Json on_model_step(const Kwargs&) { return nullptr; }
+  virtual Json on_model_save(const Kwargs&) { return nullptr; }
 
   // Plugin state, kept across restarts, reloads and resumes: override both. get_state returns
   // plain data; set_state takes back what it returned, or throws to refuse it (the plugin then
@@ -158,6 +163,9 @@ std::vector<std::string> overridden_hooks() {
   BULKHEAD_DETAIL_ADD_IF(Class, on_trial_end)
   BULKHEAD_DETAIL_ADD_IF(Class, evaluate)
   BULKHEAD_DETAIL_ADD_IF(Class, on_study_end)
+  BULKHEAD_DETAIL_ADD_IF(Class, on_model_load)
+  BULKHEAD_DETAIL_ADD_IF(Class, on_model_step)
+  BULKHEAD_DETAIL_ADD_IF(Class, on_model_save)
   return hooks;
 }
 }  // namespace detail
