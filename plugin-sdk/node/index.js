@@ -12,7 +12,6 @@
 const catalogue = require('./lib/catalogue');
 
 const LEVELS = ['debug', 'info', 'warning', 'error'];
-const STATE_HOOKS = ['get_state', 'set_state'];
 
 // Undefined when value is plain data MessagePack carries as it is; else what and where it is not.
 function plainDataProblem(value, where) {
@@ -150,7 +149,7 @@ class BasePlugin {
   // when it names state_attributes.
   static implementedHooks() {
     return catalogue.hookNames().filter((h) => (typeof this.prototype[h] === 'function' && this.prototype[h] !== BasePlugin.prototype[h]) ||
-      (STATE_HOOKS.includes(h) && this.state_attributes.length > 0));
+      (catalogue.stateHooks().includes(h) && this.state_attributes.length > 0));
   }
 }
 

@@ -49,6 +49,13 @@ fs::path python_plugin(const fs::path& dir, const std::string& name, const std::
   return dir / name;
 }
 
+// Hooks the training loop does not send to every plugin: a method plugin's (MethodHooksRoundTripThroughARealHost),
+// the model hooks (one granted plugin at a time: tests/trainer/model_access_test.cpp), and the state pair,
+// which the runner asks of stateful plugins itself (tests/trainer/plugin_state_test.cpp).
+bool not_broadcast(const Json& spec) {
+  return spec.value("method", false) || spec.value("model_access", false) || spec.value("state", false);
+}
+
 TEST(Runner, EveryCatalogueHookRoundTripsThroughARealHost) {
   fs::path dir = fresh_dir("roundtrip");
   PluginSettings recorder;
@@ -58,13 +65,10 @@ TEST(Runner, EveryCatalogueHookRoundTripsThroughARealHost) {
   fs::permissions(dir, fs::perms::all);          // and writable by its user (nobody, under root)
   {
     PluginRunner runner({recorder}, run_in(dir));
-    // Every training hook; the method hooks are a method plugin's (MethodHooksRoundTripThroughARealHost), the
-    // model hooks go to one plugin at a time, under a model_access grant (tests/trainer/model_access_test.cpp).
     Json hooks = Schemas::instance().hook_catalogue()["hooks"];
     for (const auto& [hook, spec] : Schemas::instance().hook_catalogue()["hooks"].items())
-      if (spec.value("method", false) || spec.value("model_access", false)) hooks.erase(hook);
+      if (not_broadcast(spec)) hooks.erase(hook);
     for (const auto& [hook, spec] : hooks.items()) {
-      if (spec.value("model_access", false)) continue;
       Json params = example_for_schema(spec["params"]);
       const std::string kind = spec["kind"];
       if (hook == "transform_caption") {
@@ -80,16 +84,13 @@ TEST(Runner, EveryCatalogueHookRoundTripsThroughARealHost) {
     }
     runner.call("on_training_end", example_for_schema(hooks["on_training_end"]["params"]));  // after every notify
     Json report = runner.report();
-    for (const auto& [hook, spec] : hooks.items()) {
-      if (spec.value("model_access", false)) continue;
-      EXPECT_GE(report["plugins"][0]["hooks"][hook]["ok"].get<long>(), 1) << hook;
-    }
+    for (const auto& [hook, spec] : hooks.items()) EXPECT_GE(report["plugins"][0]["hooks"][hook]["ok"].get<long>(), 1) << hook;
   }
   std::ifstream calls(dir / "calls.jsonl");
   std::set<std::string> seen;
   for (std::string line; std::getline(calls, line);) seen.insert(Json::parse(line)["hook"].get<std::string>());
   for (const auto& [hook, spec] : Schemas::instance().hook_catalogue()["hooks"].items())
-    if (!spec.value("method", false) && !spec.value("model_access", false)) EXPECT_TRUE(seen.count(hook)) << hook;
+    if (!not_broadcast(spec)) EXPECT_TRUE(seen.count(hook)) << hook;
 }
 
 // A method plugin (tests/plugins/method_cpp) answers describe_method, suggest_trial and evaluate with

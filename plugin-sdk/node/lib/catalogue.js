@@ -35,6 +35,8 @@ const hook = (name) => catalogue().hooks[name];
 const argUpdateHooks = () => hookNames().filter((n) => hook(n).arg_update_callback === true);
 // Hooks sent only to plugins granted model_access, whose return value is the reply.
 const modelHooks = () => hookNames().filter((n) => hook(n).model_access === true);
+// The plugin-state pair (get_state, set_state), which a plugin keeping state declares.
+const stateHooks = () => hookNames().filter((n) => hook(n).state === true);
 
 function setArgSpec() {
   for (const alt of loadSchema('protocol/control.schema.json').items.oneOf) {
@@ -46,4 +48,4 @@ function setArgSpec() {
   return { names: [], minimum: undefined, maximum: undefined };
 }
 
-module.exports = { PROTOCOL_VERSION, homeDir, schemasDir, loadSchema, catalogue, hookNames, hook, argUpdateHooks, modelHooks, setArgSpec };
+module.exports = { PROTOCOL_VERSION, homeDir, schemasDir, loadSchema, catalogue, hookNames, hook, argUpdateHooks, modelHooks, stateHooks, setArgSpec };

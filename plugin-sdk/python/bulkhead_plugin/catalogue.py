@@ -63,6 +63,11 @@ def is_transform(name):
     return hook_kind(name) == "transform"
 
 
+def state_hooks():
+    """The plugin-state pair (hooks.json: state: true), which a plugin keeping state declares."""
+    return [n for n, h in catalogue()["hooks"].items() if h.get("state")]
+
+
 def arg_update_hooks():
     """Hooks whose kwargs carry EveryDream2's arg_update_callback (hooks.json: arg_update_callback: true)."""
     return [n for n, h in catalogue()["hooks"].items() if h.get("arg_update_callback")]

@@ -66,8 +66,6 @@ class EdState:
         return "EdState(%s)" % ", ".join("%s=%r" % kv for kv in sorted(self._values.items()))
 
 
-STATE_HOOKS = ("get_state", "set_state")
-
 # The running host's way to the trainer (set by bulkhead_plugin.host), for what is not a method of a
 # plugin: EveryDream2's `train.save_model`.
 HOST_SINK = None
@@ -252,7 +250,7 @@ class BasePlugin:
         for name in catalogue.hook_names():
             mine = getattr(cls, name, None)
             base = getattr(BasePlugin, name, None)
-            if (mine is not None and mine is not base) or (name in STATE_HOOKS and cls.state_attributes):
+            if (mine is not None and mine is not base) or (name in catalogue.state_hooks() and cls.state_attributes):
                 hooks.append(name)
         return hooks
 

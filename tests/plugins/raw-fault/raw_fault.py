@@ -44,7 +44,7 @@ REQUEST, RESPONSE, NOTIFICATION = 0, 1, 2
 HOOKS = ["transform_caption", "transform_pil_image", "on_step_end", "on_epoch_start"]
 # The catalogue's other hooks (schemas/hooks.json), which it does not declare: answered with nil.
 OTHER_HOOKS = ["on_training_start", "on_step_start", "on_epoch_end", "on_training_end", "on_checkpoint_saved",
-               "on_validation_end", "on_log",
+               "on_validation_end", "on_log", "get_state", "set_state",
                "describe_method", "suggest_trial", "on_trial_start", "on_trial_end", "evaluate", "on_study_end",
                "on_model_load", "on_model_step", "on_model_save"]
 

@@ -17,7 +17,7 @@ REQUEST, RESPONSE, NOTIFICATION = 0, 1, 2
 # The catalogue's other observers (schemas/hooks.json): not declared, answered with nil
 # (docs/protocol.md 3.1); transform_pil_image, the other transform, returns its input unchanged.
 UNDECLARED_OBSERVERS = {"on_training_start", "on_epoch_start", "on_step_start", "on_epoch_end", "on_training_end",
-                        "on_checkpoint_saved", "on_validation_end", "on_log",
+                        "on_checkpoint_saved", "on_validation_end", "on_log", "get_state", "set_state",
                         "describe_method", "suggest_trial", "on_trial_start", "on_trial_end", "evaluate", "on_study_end",
                         "on_model_load", "on_model_step", "on_model_save"}
 

@@ -5,7 +5,7 @@ import unittest
 
 from support import TrainerPeer, catalogue, image, sample_kwargs
 
-STATE_HOOKS = ("get_state", "set_state")
+STATE_HOOKS = catalogue.state_hooks()
 
 BIN = os.environ.get("BULKHEAD_BIN_DIR", "")
 LIB = os.environ.get("BULKHEAD_LIB_DIR", "")
