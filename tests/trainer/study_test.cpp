@@ -307,6 +307,8 @@ TEST(Study, CtrlCStopsTheStudyCleanlyAndResumeFinishesIt) {
   ASSERT_EQ(after["trials"].size(), 2u);
   for (const auto& trial : after["trials"]) EXPECT_EQ(trial["status"], "ok") << trial.dump();
   EXPECT_EQ(after["status"], "done");
+  EXPECT_NE(read_text(out / "trials" / "000" / "train.log").find("resumed from"), std::string::npos)
+      << "trial 0 went on from its interrupted checkpoint";
 }
 
 TEST(Study, TwoMethodsWithOneNameAreAnErrorNamingBothPaths) {

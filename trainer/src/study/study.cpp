@@ -259,6 +259,7 @@ class Study {
     TrialRecord record;
     record.trial = n;
     record.params = params_for(n);
+    const bool cut_short = find(n) != nullptr;  // a resumed study's trial that was running
     if (auto* known = find(n)) *known = record;
     else trials_.push_back(record);
     write_record("running");
@@ -269,7 +270,7 @@ class Study {
     const fs::path trial_dir = dir_ / "trials" / record.name();
     TrialRun run;
     try {
-      run = train_trial(record, trial_dir);
+      run = train_trial(record, trial_dir, cut_short ? latest_checkpoint(trial_dir) : std::nullopt);
     } catch (const std::exception& e) {
       record.status = "failed";
       record.error = e.what();
@@ -294,8 +295,18 @@ class Study {
     fs::path checkpoint, samples;
   };
 
-  // Trains one trial; a diverged one is stopped at its next step.
-  TrialRun train_trial(TrialRecord& record, const fs::path& trial_dir) {
+  // A cut-short trial's latest checkpoint (Ctrl-C saves one; so may save_every_n_epochs), if any.
+  static std::optional<fs::path> latest_checkpoint(const fs::path& trial_dir) {
+    if (!fs::is_directory(trial_dir / "checkpoints")) return std::nullopt;
+    try {
+      return resolve_checkpoint_path(trial_dir);
+    } catch (const std::runtime_error&) {  // none, or none readable: the trial starts again
+      return std::nullopt;
+    }
+  }
+
+  // Trains one trial, or continues it from `resume`; a diverged one is stopped at its next step.
+  TrialRun train_trial(TrialRecord& record, const fs::path& trial_dir, const std::optional<fs::path>& resume) {
     Json user = trial_config(request_.user, spec().settings, record.params);
     user.erase("method");
     user["run_dir"] = trial_dir.string();
@@ -305,8 +316,10 @@ class Study {
     {
       // The trial's train.log takes the trial's lines only, however the trial ends.
       const TrialLog trial_log{(trial_dir / "train.log").string()};
-      // A trial cut short by a signal starts again from nothing: its parameters are the same.
-      Trainer trainer(config, std::nullopt, /*overwrite=*/true);
+      // A trial cut short goes on from its latest checkpoint, with the same parameters; without
+      // one, it starts again from nothing.
+      if (resume) log_->info("trial {:03d} goes on from {}", record.trial, resume->string());
+      Trainer trainer(config, resume, /*overwrite=*/!resume);
       trainer.set_hook_observer([&diverged](const std::string& hook, const Json& kwargs) -> std::vector<Json> {
         const char* key = hook == "on_step_end" ? "loss" : hook == "on_validation_end" ? "val_loss" : nullptr;
         if (!key || finite(kwargs.at(key)) || !diverged.empty()) return {};
