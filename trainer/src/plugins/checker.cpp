@@ -215,8 +215,9 @@ void check_unknown_method(SupervisedPlugin& plugin, Verdict& verdict) {
 // observer answers nil, a transform its input unchanged, so that a chain of plugins stays whole.
 void check_undeclared_hooks(SupervisedPlugin& plugin, Verdict& verdict) {
   for (const auto& [hook, spec] : Schemas::instance().hook_catalogue()["hooks"].items()) {
-    // Model hooks go only to a plugin that declares them and is granted model access.
-    if (plugin.implements(hook) || spec.value("model_access", false)) continue;
+    // Model hooks go only to a plugin that declares them and is granted model access; the state
+    // pair only to one that declares both (the trainer never sends them otherwise).
+    if (plugin.implements(hook) || spec.value("model_access", false) || spec.value("state", false)) continue;
     const Json params = example_for_schema(spec["params"]);
     const bool transform = spec["kind"] == "transform";
     const Reply reply = plugin.probe(hook, params);
