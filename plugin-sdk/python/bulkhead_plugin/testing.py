@@ -312,6 +312,8 @@ def sample_kwargs(hook):
             out[key] = False
         elif key == "tunable":
             out[key] = ["lr", "batch_size"]
+        elif key == "state":  # set_state: a plugin's own; an empty one for a plugin that keeps none
+            out[key] = {}
         elif key == "caption":
             out[key] = "a red square"
         elif key == "image":
