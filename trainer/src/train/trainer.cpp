@@ -119,8 +119,7 @@ Trainer::Trainer(TrainConfig config, std::optional<fs::path> resume, bool overwr
   model_access_ = std::make_unique<ModelAccess>(model_, vocab_, *plugins_);
   model_access_->load(resume.has_value(), position_.global_step);
   build_optimizer(checkpoint);
-  if (checkpoint)
-    log_->info("resumed from {} at epoch {}, step {}", resume->string(), position_.epoch + 1, position_.global_step);
+  if (resume) log_->info("resumed from {} at epoch {}, step {}", resume->string(), position_.epoch + 1, position_.global_step);
   log_->info("device {}{}, {} torch threads, {} training / {} validation images, {} steps per epoch, plugins: {}",
              device_.str(), amp_ ? " (bfloat16 autocast)" : "", torch::get_num_threads(), train_.examples.size(),
              validation_.examples.size(), epoch_length_, plugins_->empty() ? "none" : std::to_string(plugins_->names().size()));
