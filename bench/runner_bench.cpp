@@ -86,7 +86,8 @@ void raw_round_trip(benchmark::State& state, const std::string& payload) {
 }
 
 void BM_Floor_RawZmqRoundTrip(benchmark::State& state) { raw_round_trip(state, caption_request()); }
-void BM_Floor_RawZmqRoundTrip_Image256(benchmark::State& state) { raw_round_trip(state, image_request(256)); }
+// The same bytes as an image request of side state.range(0), in one frame.
+void BM_Floor_RawZmqRoundTrip_Image(benchmark::State& state) { raw_round_trip(state, image_request(int(state.range(0)))); }
 
 Json epoch_kwargs() {
   return {{"epoch", 0}, {"global_step", 0}, {"epoch_length", 10}, {"project_name", "bench"}, {"log_folder", "/tmp"},
@@ -175,22 +176,24 @@ void BM_Runner_NotifyHook_CallerCost(benchmark::State& state) {
   check_no_faults(state, *runner);
 }
 
+// A square RGB image of side state.range(0) through a transform, there and back.
 void image_transform(benchmark::State& state, const std::string& entry, Json options = Json::object()) {
   auto runner = runner_for(entry, std::move(options));
   bulkhead::Image image;
-  image.width = image.height = 256;
+  image.width = image.height = int(state.range(0));
   image.data.assign(image.expected_size(), 128);
   for (auto _ : state) benchmark::DoNotOptimize(runner->transform_pil_image(image));
+  state.SetBytesProcessed(std::int64_t(state.iterations()) * std::int64_t(image.data.size()) * 2);
   check_no_faults(state, *runner);
 }
 
-void BM_Runner_TransformImage256_CppPassThrough(benchmark::State& state) { image_transform(state, "recorder"); }
-void BM_Runner_TransformImage256_CppImageColour(benchmark::State& state) {
+void BM_Runner_TransformImage_CppPassThrough(benchmark::State& state) { image_transform(state, "recorder"); }
+void BM_Runner_TransformImage_CppImageColour(benchmark::State& state) {
   image_transform(state, "image_colour", {{"gamma", 1.1}, {"saturation", 1.1}});
 }
-void BM_Runner_TransformImage256_PythonPassThrough(benchmark::State& state) { image_transform(state, "noop-python"); }
-void BM_Runner_TransformImage256_NodePassThrough(benchmark::State& state) { image_transform(state, "noop-node"); }
-void BM_Runner_TransformImage256_PythonColorGrade(benchmark::State& state) { image_transform(state, "color_grade"); }
+void BM_Runner_TransformImage_PythonPassThrough(benchmark::State& state) { image_transform(state, "noop-python"); }
+void BM_Runner_TransformImage_NodePassThrough(benchmark::State& state) { image_transform(state, "noop-node"); }
+void BM_Runner_TransformImage_PythonColorGrade(benchmark::State& state) { image_transform(state, "color_grade"); }
 
 }  // namespace
 
@@ -203,12 +206,13 @@ BENCHMARK(BM_Runner_StepHook_Python)->UseRealTime();
 BENCHMARK(BM_Runner_StepHook_Node)->UseRealTime();
 BENCHMARK(BM_Runner_TransformCaption_Cpp)->UseRealTime();
 BENCHMARK(BM_Runner_NotifyHook_CallerCost)->UseRealTime()->Iterations(20000);
-BENCHMARK(BM_Floor_RawZmqRoundTrip_Image256)->UseRealTime();
-BENCHMARK(BM_Runner_TransformImage256_CppPassThrough)->UseRealTime();
-BENCHMARK(BM_Runner_TransformImage256_PythonPassThrough)->UseRealTime();
-BENCHMARK(BM_Runner_TransformImage256_NodePassThrough)->UseRealTime();
-BENCHMARK(BM_Runner_TransformImage256_CppImageColour)->UseRealTime();
-BENCHMARK(BM_Runner_TransformImage256_PythonColorGrade)->UseRealTime();
+// Image sides: 64, 256, 512, 1024 (12 KB to 3 MB of RGB); the work-doing plugins at 256 only.
+BENCHMARK(BM_Floor_RawZmqRoundTrip_Image)->UseRealTime()->Arg(64)->Arg(256)->Arg(512)->Arg(1024);
+BENCHMARK(BM_Runner_TransformImage_CppPassThrough)->UseRealTime()->Arg(64)->Arg(256)->Arg(512)->Arg(1024);
+BENCHMARK(BM_Runner_TransformImage_PythonPassThrough)->UseRealTime()->Arg(64)->Arg(256)->Arg(512)->Arg(1024);
+BENCHMARK(BM_Runner_TransformImage_NodePassThrough)->UseRealTime()->Arg(64)->Arg(256)->Arg(512)->Arg(1024);
+BENCHMARK(BM_Runner_TransformImage_CppImageColour)->UseRealTime()->Arg(256);
+BENCHMARK(BM_Runner_TransformImage_PythonColorGrade)->UseRealTime()->Arg(256);
 
 int main(int argc, char** argv) {
   if (argc == 3 && std::string(argv[1]) == "--echo") return echo_main(argv[2]);

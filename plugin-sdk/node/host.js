@@ -28,18 +28,16 @@ Module._resolveFilename = function resolve(request, ...rest) {
   return originalResolve.call(this, request, ...rest);
 };
 
-let zmq, msgpack;
+let zmq, wire;
 try {
   zmq = require('zeromq');
-  msgpack = require('@msgpack/msgpack');
+  wire = require('./lib/wire');
 } catch (e) {
   process.stderr.write(`bulkhead host.js: cannot load zeromq/@msgpack/msgpack (run scripts/install-node-deps.sh): ${e.message}\n`);
   process.exit(EXIT_REFUSED);
 }
 const { BasePlugin, makeSetArg, plainDataProblem, catalogue } = require(SDK_INDEX);
 
-const encode = (obj) => msgpack.encode(obj);
-const decode = (buf) => msgpack.decode(buf);
 
 class HookError extends Error {
   constructor(code, message, traceback) {
@@ -56,8 +54,9 @@ class Outbox {
     this.tail = Promise.resolve();
   }
   send(msg) {
-    const buf = encode(msg);
-    this.tail = this.tail.then(() => this.sock.send(buf)).catch((e) => {
+    const frames = wire.packFrames(msg);
+    const out = frames.length === 1 ? frames[0] : frames;
+    this.tail = this.tail.then(() => this.sock.send(out)).catch((e) => {
       process.stderr.write(`bulkhead host.js: send failed: ${e.message}\n`);
     });
     return this.tail;
@@ -251,9 +250,9 @@ class Session {
       const frames = await this.sock.receive();
       let msg;
       try {
-        msg = decode(frames[0]);
+        msg = wire.unpackFrames(frames);
       } catch (e) {
-        this.sink.log('warning', 'bulkhead: dropped a message that is not MessagePack');
+        this.sink.log('warning', `bulkhead: dropped a malformed message: ${e.message}`);
         continue;
       }
       if (!Array.isArray(msg) || msg.length === 0) {
@@ -297,7 +296,7 @@ async function receiveWelcome(sock) {
       throw e;
     }
     let msg;
-    try { msg = decode(frames[0]); } catch (e) { continue; }
+    try { msg = wire.unpackFrames(frames); } catch (e) { continue; }
     if (!Array.isArray(msg)) continue;
     if (msg.length === 3 && msg[0] === NOTIFICATION && msg[1] === 'shutdown') return { shutdown: true };
     if (msg.length === 4 && msg[0] === RESPONSE && msg[1] === 0) return { error: msg[2], result: msg[3] };
@@ -348,6 +347,7 @@ async function main() {
     hooks,
     runtime: { name: 'node', version: process.versions.node },
     pid: process.pid,
+    attachments: true,
   }]);
   const w = await receiveWelcome(sock);
   sock.receiveTimeout = -1;

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <random>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -92,6 +93,35 @@ TEST(Runner, EveryCatalogueHookRoundTripsThroughARealHost) {
   for (const auto& [hook, spec] : Schemas::instance().hook_catalogue()["hooks"].items())
     if (!not_broadcast(spec)) EXPECT_TRUE(seen.count(hook)) << hook;
 }
+
+// Images arrive bit-exact through every SDK: small ones inline, large ones as attachment frames
+// (docs/protocol.md, section 2.1), in each mode.
+class ImagesThroughEverySdk : public testing::TestWithParam<std::string> {};
+
+TEST_P(ImagesThroughEverySdk, ArriveBitExact) {
+  PluginSettings settings;
+  settings.entry = test::test_plugin(GetParam()).string();
+  PluginRunner runner({settings}, run_in(fresh_dir("images-" + GetParam())));
+  std::mt19937 random(7);
+  const std::vector<std::pair<int, std::string>> sizes = {{8, "RGB"}, {64, "RGB"}, {256, "RGBA"}, {512, "L"}, {1024, "RGB"}};
+  for (const auto& [side, mode] : sizes) {
+    Image image{side, side, mode, {}};
+    image.data.resize(image.expected_size());
+    for (auto& byte : image.data) byte = static_cast<std::uint8_t>(random());
+    const Image back = runner.transform_pil_image(image);
+    EXPECT_TRUE(back.data == image.data && back.mode == mode && back.width == side)
+        << GetParam() << ": a " << mode << " " << side << "x" << side << " image did not come back as it went";
+  }
+  const Json counters = runner.report()["plugins"][0]["hooks"]["transform_pil_image"];
+  EXPECT_EQ(counters["ok"], sizes.size()) << counters.dump();
+}
+
+INSTANTIATE_TEST_SUITE_P(Sdks, ImagesThroughEverySdk, testing::Values("recorder", "noop-python", "noop-node"),
+                         [](const testing::TestParamInfo<std::string>& info) {
+                           std::string name = info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
 
 // A method plugin (tests/plugins/method_cpp) answers describe_method, suggest_trial and evaluate with
 // values the runner hands back; what it does not implement answers nil. Each kind of plugin keeps its place.

@@ -61,6 +61,58 @@ TEST(Wire, ImageSizeMustMatchItsData) {
   }
 }
 
+Message image_request(int side) {
+  Image image{side, side, "RGB", std::vector<std::uint8_t>(std::size_t(side) * side * 3)};
+  for (std::size_t i = 0; i < image.data.size(); ++i) image.data[i] = std::uint8_t(i * 31);
+  return Message::request(9, "transform_pil_image", {{"image", wire::image_to_json(image)}});
+}
+
+TEST(Wire, LargeBinsTravelAsFramesOfTheirOwn) {
+  const Message sent = image_request(300);
+  const wire::Frames frames = wire::encode_frames(sent, /*attachments=*/true);
+  ASSERT_EQ(frames.size(), 2u);
+  EXPECT_LT(frames[0].size(), 100u) << "the pixels stayed in the envelope";
+  EXPECT_EQ(frames[1].size(), 300u * 300 * 3);
+  const Message got = wire::decode_frames(frames);
+  EXPECT_EQ(got.params, sent.params);
+
+  EXPECT_EQ(wire::encode_frames(sent, /*attachments=*/false).size(), 1u) << "to a host that does not take them";
+  EXPECT_EQ(wire::encode_frames(image_request(8), true).size(), 1u) << "a small bin is cheaper inline";
+}
+
+// frames: the envelope [1, 1, nil, value], then these attachments.
+wire::Frames reply_with(const Json& value, const std::vector<std::string>& attachments) {
+  wire::Frames frames;
+  frames.emplace_back(wire::encode(Message::response(1, value)));
+  for (const auto& bytes : attachments) frames.emplace_back(bytes.data(), bytes.size());
+  return frames;
+}
+
+// The stand-in for frame `number` (ext type `type`), as a Json binary that packs as that ext.
+Json frame_ref(std::uint8_t number, std::uint8_t type = wire::kAttachmentExtType) {
+  return Json::binary({0, 0, 0, number}, type);
+}
+
+std::string decode_error(const wire::Frames& frames) {
+  try {
+    wire::decode_frames(frames);
+  } catch (const wire::DecodeError& e) {
+    return e.what();
+  }
+  return "accepted";
+}
+
+TEST(Wire, AttachmentsNamedWronglyAreRefusedSayingHow) {
+  EXPECT_EQ(wire::decode_frames(reply_with({{"data", frame_ref(1)}}, {"pixels"})).result["data"].get_binary(),
+            Json::binary({'p', 'i', 'x', 'e', 'l', 's'}).get_binary());
+  EXPECT_EQ(decode_error(reply_with({{"data", frame_ref(1)}}, {})), "the message names attachment frame 1 but has 0 attachments");
+  EXPECT_EQ(decode_error(reply_with({{"data", frame_ref(1)}}, {"a", "b"})), "attachment frame 2 is named nowhere in the message");
+  EXPECT_EQ(decode_error(reply_with({{"a", frame_ref(1)}, {"b", frame_ref(1)}}, {"a"})), "attachment frame 1 is named twice");
+  EXPECT_EQ(decode_error(reply_with({{"data", frame_ref(1, 7)}}, {"a"})), "MessagePack ext type 7 is not used by the protocol");
+  EXPECT_EQ(decode_error(reply_with(nullptr, std::vector<std::string>(wire::kMaxAttachments + 1, "x"))),
+            "a message has 65 attachments, over the limit of 64");
+}
+
 TEST(Wire, EveryMessageTheCodeBuildsMatchesTheEnvelopeSchema) {
   const auto& schemas = Schemas::instance();
   for (const Message& m : {Message::request(1, "on_step_end", Json::object()), Message::response(1, nullptr),

@@ -195,6 +195,13 @@ std::vector<FaultCase> raw_cases() {
   cases.push_back({"raw-fault", "inf", "transform_caption", Counter::invalid_replies, false, "infinity", 0, 3000});
   cases.push_back({"raw-fault", "wrong_mode", "transform_pil_image", Counter::invalid_replies, false,
                    "the image came back L 8x8, not RGB 8x8", 0, 3000});
+  // Attachments (docs/protocol.md, section 2.1): a plugin written against the bare protocol may
+  // send an image's pixels as a frame of its own; one that names its frames wrongly is refused.
+  cases.push_back({"raw-fault", "attached", "transform_pil_image", Counter::none, false, "", 0, 3000});
+  for (const std::string fault : {"attachment_missing", "attachment_unnamed", "attachment_twice", "attachment_ext"})
+    cases.push_back({"raw-fault", fault, "transform_pil_image", Counter::invalid_replies, false, "invalid reply", 1, 3000});
+  cases.push_back({"raw-fault", "attachment_short", "transform_pil_image", Counter::invalid_replies, false,
+                   "image data has 191 bytes, RGB 8x8 needs 192", 0, 3000});
   cases.push_back({"raw-fault", "bad_utf8", "transform_caption", Counter::invalid_replies, false, "not valid UTF-8", 0, 3000});
   cases.push_back({"raw-fault", "long_caption", "transform_caption", Counter::invalid_replies, false,
                    "the caption has 5000 bytes, over the limit of 4096", 0, 3000});

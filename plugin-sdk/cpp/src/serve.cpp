@@ -59,7 +59,7 @@ bool parent_alive(int parent_pid) {
 }
 
 // Runs one hook; the result is the hook's reply body without control.
-Json dispatch(Plugin& plugin, const std::string& method, const Json& params) {
+Json dispatch(Plugin& plugin, const std::string& method, Json params) {
   using Observer = void (Plugin::*)(const Kwargs&);
   static const std::map<std::string, Observer> observers = {
       {"on_training_start", &Plugin::on_training_start}, {"on_epoch_start", &Plugin::on_epoch_start},
@@ -106,14 +106,14 @@ Json dispatch(Plugin& plugin, const std::string& method, const Json& params) {
   }
   if (method == "transform_pil_image") {
     if (!params.is_object() || !params.contains("image")) throw wire::DecodeError("transform_pil_image needs params {image}");
-    return {{"image", wire::image_to_json(plugin.transform_pil_image(wire::image_from_json(params["image"])))}};
+    return {{"image", wire::image_to_json(plugin.transform_pil_image(wire::image_from_json(std::move(params["image"]))))}};
   }
   throw std::out_of_range(method);
 }
 
-Message answer(Plugin& plugin, ServeContext& context, const Message& request) {
+Message answer(Plugin& plugin, ServeContext& context, Message request) {
   try {
-    Json result = dispatch(plugin, request.method, request.params);
+    Json result = dispatch(plugin, request.method, std::move(request.params));
     Json control = context.take_control();
     if (!control.empty()) result["control"] = std::move(control);
     if (result.empty()) result = nullptr;
@@ -150,7 +150,8 @@ int serve(Plugin& plugin, const PluginMeta& meta, const ServeOptions& options) {
                                  {"plugin", {{"name", meta.name}, {"version", meta.version}, {"description", meta.description}}},
                                  {"hooks", meta.hooks},
                                  {"runtime", {{"name", "cpp"}, {"version", __VERSION__}}},
-                                 {"pid", getpid()}}));
+                                 {"pid", getpid()},
+                                 {"attachments", true}}));
   bool welcomed = false;
   while (parent_alive(options.parent_pid)) {
     std::optional<Message> message;
@@ -179,7 +180,7 @@ int serve(Plugin& plugin, const PluginMeta& meta, const ServeOptions& options) {
       welcomed = true;
       continue;
     }
-    if (message->is_request()) channel.send(answer(plugin, context, *message));
+    if (message->is_request()) channel.send(answer(plugin, context, std::move(*message)));
   }
   return 0;
 }

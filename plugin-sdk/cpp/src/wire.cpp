@@ -1,6 +1,7 @@
 #include <bulkhead/wire.hpp>
 
 #include <msgpack.hpp>
+#include <zmq_addon.hpp>
 
 namespace bulkhead::wire {
 namespace {
@@ -22,6 +23,11 @@ void pack(Packer& packer, const Json& value) {
     }
     case Json::value_t::binary: {
       const auto& bytes = value.get_binary();
+      if (bytes.has_subtype()) {  // an attachment's stand-in (encode_frames)
+        packer.pack_ext(bytes.size(), static_cast<std::int8_t>(bytes.subtype()));
+        packer.pack_ext_body(reinterpret_cast<const char*>(bytes.data()), static_cast<std::uint32_t>(bytes.size()));
+        break;
+      }
       packer.pack_bin(static_cast<std::uint32_t>(bytes.size()));
       packer.pack_bin_body(reinterpret_cast<const char*>(bytes.data()), static_cast<std::uint32_t>(bytes.size()));
       break;
@@ -42,47 +48,83 @@ void pack(Packer& packer, const Json& value) {
   }
 }
 
-Json to_json(const msgpack::object& object) {
-  switch (object.type) {
-    case msgpack::type::NIL: return nullptr;
-    case msgpack::type::BOOLEAN: return object.via.boolean;
-    case msgpack::type::POSITIVE_INTEGER: return object.via.u64;
-    case msgpack::type::NEGATIVE_INTEGER: return object.via.i64;
-    case msgpack::type::FLOAT32:
-    case msgpack::type::FLOAT64: return object.via.f64;
-    case msgpack::type::STR: return std::string(object.via.str.ptr, object.via.str.size);
-    case msgpack::type::BIN: {
-      auto begin = reinterpret_cast<const std::uint8_t*>(object.via.bin.ptr);
-      return Json::binary(std::vector<std::uint8_t>(begin, begin + object.via.bin.size));
-    }
-    case msgpack::type::ARRAY: {
-      Json array = Json::array();
-      for (std::uint32_t i = 0; i < object.via.array.size; ++i) array.push_back(to_json(object.via.array.ptr[i]));
-      return array;
-    }
-    case msgpack::type::MAP: {
-      Json map = Json::object();
-      for (std::uint32_t i = 0; i < object.via.map.size; ++i) {
-        const auto& entry = object.via.map.ptr[i];
-        if (entry.key.type != msgpack::type::STR) throw DecodeError("a map key is not a string");
-        map[std::string(entry.key.via.str.ptr, entry.key.via.str.size)] = to_json(entry.val);
+// Turns a decoded MessagePack value into Json, putting each attachment's bytes where its ext stands.
+class Reader {
+ public:
+  explicit Reader(const Frames* frames = nullptr) : frames_(frames), named_(frames ? frames->size() : 0, false) {}
+
+  Json read(const msgpack::object& object) {
+    switch (object.type) {
+      case msgpack::type::NIL: return nullptr;
+      case msgpack::type::BOOLEAN: return object.via.boolean;
+      case msgpack::type::POSITIVE_INTEGER: return object.via.u64;
+      case msgpack::type::NEGATIVE_INTEGER: return object.via.i64;
+      case msgpack::type::FLOAT32:
+      case msgpack::type::FLOAT64: return object.via.f64;
+      case msgpack::type::STR: return std::string(object.via.str.ptr, object.via.str.size);
+      case msgpack::type::BIN: return bin(object.via.bin.ptr, object.via.bin.size);
+      case msgpack::type::ARRAY: {
+        Json array = Json::array();
+        for (std::uint32_t i = 0; i < object.via.array.size; ++i) array.push_back(read(object.via.array.ptr[i]));
+        return array;
       }
-      return map;
+      case msgpack::type::MAP: {
+        Json map = Json::object();
+        for (std::uint32_t i = 0; i < object.via.map.size; ++i) {
+          const auto& entry = object.via.map.ptr[i];
+          if (entry.key.type != msgpack::type::STR) throw DecodeError("a map key is not a string");
+          map[std::string(entry.key.via.str.ptr, entry.key.via.str.size)] = read(entry.val);
+        }
+        return map;
+      }
+      case msgpack::type::EXT: return attachment(object.via.ext);
     }
-    case msgpack::type::EXT: throw DecodeError("MessagePack ext types are not used by the protocol");
+    throw DecodeError("unknown MessagePack type");
   }
-  throw DecodeError("unknown MessagePack type");
-}
 
-std::uint32_t message_id(const Json& value) {
-  if (!value.is_number_unsigned() || value.get<std::uint64_t>() > 0xFFFFFFFFu)
-    throw DecodeError("message id is not an unsigned 32-bit integer");
-  return value.get<std::uint32_t>();
-}
+  // Every attachment must be named once: a frame nobody names is a malformed message too.
+  void check_all_named() const {
+    for (std::size_t i = 1; i < named_.size(); ++i)
+      if (!named_[i]) throw DecodeError("attachment frame " + std::to_string(i) + " is named nowhere in the message");
+  }
 
-std::string method_name(const Json& value) {
-  if (!value.is_string() || value.get_ref<const std::string&>().empty()) throw DecodeError("method is not a non-empty string");
-  return value.get<std::string>();
+ private:
+  static Json bin(const char* data, std::size_t size) {
+    auto begin = reinterpret_cast<const std::uint8_t*>(data);
+    return Json::binary(std::vector<std::uint8_t>(begin, begin + size));
+  }
+
+  Json attachment(const msgpack::object_ext& ext) {
+    if (ext.type() != kAttachmentExtType)
+      throw DecodeError("MessagePack ext type " + std::to_string(ext.type()) + " is not used by the protocol");
+    if (ext.size != 4) throw DecodeError("an attachment's ext holds 4 bytes (its frame number), not " + std::to_string(ext.size));
+    const auto* b = reinterpret_cast<const std::uint8_t*>(ext.data());
+    const std::uint32_t frame = std::uint32_t(b[0]) << 24 | std::uint32_t(b[1]) << 16 | std::uint32_t(b[2]) << 8 | b[3];
+    if (frame == 0 || frame >= named_.size())
+      throw DecodeError("the message names attachment frame " + std::to_string(frame) + " but has " +
+                        std::to_string(named_.empty() ? 0 : named_.size() - 1) + " attachments");
+    if (named_[frame]) throw DecodeError("attachment frame " + std::to_string(frame) + " is named twice");
+    named_[frame] = true;
+    const auto& bytes = (*frames_)[frame];
+    return bin(static_cast<const char*>(bytes.data()), bytes.size());
+  }
+
+  const Frames* frames_;
+  std::vector<bool> named_;
+};
+
+// Moves every large bin of `value` into a frame of its own and leaves its stand-in in its place.
+void detach(Json& value, Frames& frames) {
+  if (value.is_binary() && !value.get_binary().has_subtype() && value.get_binary().size() >= kAttachmentMinBytes) {
+    auto* bytes = new std::vector<std::uint8_t>(std::move(static_cast<std::vector<std::uint8_t>&>(value.get_binary())));
+    frames.emplace_back(bytes->data(), bytes->size(),
+                        [](void*, void* owner) { delete static_cast<std::vector<std::uint8_t>*>(owner); }, bytes);
+    const auto n = static_cast<std::uint32_t>(frames.size() - 1);
+    value = Json::binary({std::uint8_t(n >> 24), std::uint8_t(n >> 16), std::uint8_t(n >> 8), std::uint8_t(n)},
+                         static_cast<std::uint8_t>(kAttachmentExtType));
+  } else if (value.is_structured() && frames.size() <= kMaxAttachments) {
+    for (auto& item : value) detach(item, frames);
+  }
 }
 
 }  // namespace
@@ -129,51 +171,130 @@ Json Message::to_json() const {
   return nullptr;
 }
 
-std::string encode(const Message& message) {
+namespace {
+
+msgpack::sbuffer pack_envelope(const Message& message) {
   msgpack::sbuffer buffer;
   Packer packer(buffer);
-  pack(packer, message.to_json());
+  auto pack_text = [&](const std::string& text) {
+    packer.pack_str(static_cast<std::uint32_t>(text.size()));
+    packer.pack_str_body(text.data(), static_cast<std::uint32_t>(text.size()));
+  };
+  switch (message.kind) {
+    case Message::Kind::request:
+      packer.pack_array(4);
+      packer.pack_uint8(0);
+      packer.pack_uint32(message.id);
+      pack_text(message.method);
+      pack(packer, message.params);
+      break;
+    case Message::Kind::response:
+      packer.pack_array(4);
+      packer.pack_uint8(1);
+      packer.pack_uint32(message.id);
+      pack(packer, message.error);
+      pack(packer, message.result);
+      break;
+    case Message::Kind::notification:
+      packer.pack_array(3);
+      packer.pack_uint8(2);
+      pack_text(message.method);
+      pack(packer, message.params);
+      break;
+  }
+  return buffer;
+}
+
+}  // namespace
+
+std::string encode(const Message& message) {
+  const msgpack::sbuffer buffer = pack_envelope(message);
   return std::string(buffer.data(), buffer.size());
 }
 
-Message decode(const void* data, std::size_t size) {
-  Json envelope;
+Frames encode_frames(Message message, bool attachments) {
+  Frames frames(1);
+  if (attachments) {
+    detach(message.params, frames);
+    detach(message.result, frames);
+  }
+  const msgpack::sbuffer buffer = pack_envelope(message);
+  frames[0] = zmq::message_t(buffer.data(), buffer.size());
+  return frames;
+}
+
+namespace {
+
+// Strings and bins are read where they lie in the frame, not copied into the unpacker's zone
+// first: every one is copied once, into the Json, before the frame is released.
+bool refer_in_place(msgpack::type::object_type, std::size_t, void*) { return true; }
+
+std::uint32_t message_id(const msgpack::object& value) {
+  if (value.type != msgpack::type::POSITIVE_INTEGER || value.via.u64 > 0xFFFFFFFFu)
+    throw DecodeError("message id is not an unsigned 32-bit integer");
+  return static_cast<std::uint32_t>(value.via.u64);
+}
+
+std::string method_name(const msgpack::object& value) {
+  if (value.type != msgpack::type::STR || value.via.str.size == 0) throw DecodeError("method is not a non-empty string");
+  return std::string(value.via.str.ptr, value.via.str.size);
+}
+
+Message decode_envelope(const void* data, std::size_t size, Reader& reader) {
+  msgpack::object_handle handle;
   try {
     // Bounded nesting: a hostile peer must not overflow our stack.
     const msgpack::unpack_limit limits(1u << 20, 1u << 20, 1u << 30, 1u << 30, 1u << 20, 64);
-    auto handle = msgpack::unpack(static_cast<const char*>(data), size, nullptr, nullptr, limits);
-    envelope = to_json(handle.get());
-  } catch (const DecodeError&) {
-    throw;
+    handle = msgpack::unpack(static_cast<const char*>(data), size, refer_in_place, nullptr, limits);
   } catch (const std::exception& e) {
     throw DecodeError(std::string("not MessagePack: ") + e.what());
   }
-  if (!envelope.is_array() || envelope.empty() || !envelope[0].is_number_unsigned())
+  const msgpack::object& envelope = handle.get();
+  if (envelope.type != msgpack::type::ARRAY || envelope.via.array.size == 0 ||
+      envelope.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER)
     throw DecodeError("not a MessagePack-RPC array [kind, ...]");
+  const msgpack::object* item = envelope.via.array.ptr;
   // Says what came, not only what is expected: a peer that sends 3 elements must be told so.
-  auto expect = [&](std::size_t size, const char* kind) {
-    if (envelope.size() != size)
-      throw DecodeError(std::string("a ") + kind + " has " + std::to_string(size) + " elements, this one has " +
-                        std::to_string(envelope.size()));
+  auto expect = [&](std::size_t count, const char* kind) {
+    if (envelope.via.array.size != count)
+      throw DecodeError(std::string("a ") + kind + " has " + std::to_string(count) + " elements, this one has " +
+                        std::to_string(envelope.via.array.size));
   };
   Message m;
-  switch (envelope[0].get<int>()) {
+  switch (item[0].via.u64) {
     case 0:
       expect(4, "request");
-      m = Message::request(message_id(envelope[1]), method_name(envelope[2]), envelope[3]);
+      m = Message::request(message_id(item[1]), method_name(item[2]), reader.read(item[3]));
       break;
     case 1:
       expect(4, "response");
-      m = Message::response(message_id(envelope[1]), envelope[3]);
-      m.error = envelope[2];
+      m = Message::response(message_id(item[1]), reader.read(item[3]));
+      m.error = reader.read(item[2]);
       break;
     case 2:
       expect(3, "notification");
-      m = Message::notification(method_name(envelope[1]), envelope[2]);
+      m = Message::notification(method_name(item[1]), reader.read(item[2]));
       break;
     default: throw DecodeError("message kind must be 0, 1 or 2");
   }
+  reader.check_all_named();
   return m;
+}
+
+}  // namespace
+
+Message decode(const void* data, std::size_t size) {
+  Reader reader;
+  return decode_envelope(data, size, reader);
+}
+
+Message decode_frames(const Frames& frames) {
+  if (frames.empty()) throw DecodeError("a message with no frames");
+  if (frames.size() > kMaxAttachments + 1)
+    throw DecodeError("a message has " + std::to_string(frames.size() - 1) + " attachments, over the limit of " +
+                      std::to_string(kMaxAttachments));
+  Reader reader(&frames);
+  return decode_envelope(frames[0].data(), frames[0].size(), reader);
 }
 
 Json image_to_json(Image image) {
@@ -183,7 +304,7 @@ Json image_to_json(Image image) {
               {"data", Json::binary(std::move(image.data))}};
 }
 
-Image image_from_json(const Json& json) {
+Image image_header(const Json& json) {
   if (!json.is_object()) throw DecodeError("image is not a map");
   for (const char* field : {"width", "height", "mode", "data"})
     if (!json.contains(field)) throw DecodeError(std::string("image has no '") + field + "'");
@@ -199,12 +320,17 @@ Image image_from_json(const Json& json) {
     throw DecodeError("image mode '" + image.mode + "' is not RGB, RGBA or L");
   if (image.width <= 0 || image.height <= 0 || image.width > 16384 || image.height > 16384)
     throw DecodeError("image size " + std::to_string(image.width) + "x" + std::to_string(image.height) + " is out of range");
-  const auto& bytes = json["data"].get_binary();
-  if (bytes.size() != image.expected_size())
-    throw DecodeError("image data has " + std::to_string(bytes.size()) + " bytes, " + image.mode + " " +
+  const auto bytes = json["data"].get_binary().size();
+  if (bytes != image.expected_size())
+    throw DecodeError("image data has " + std::to_string(bytes) + " bytes, " + image.mode + " " +
                       std::to_string(image.width) + "x" + std::to_string(image.height) + " needs " +
                       std::to_string(image.expected_size()));
-  image.data.assign(bytes.begin(), bytes.end());
+  return image;
+}
+
+Image image_from_json(Json json) {
+  Image image = image_header(json);
+  image.data = std::move(static_cast<std::vector<std::uint8_t>&>(json["data"].get_binary()));
   return image;
 }
 
@@ -226,29 +352,17 @@ Channel::Channel(zmq::context_t& context, const std::string& endpoint, bool bind
     socket_.connect(endpoint);
 }
 
-void Channel::send(const Message& message) {
-  const std::string bytes = encode(message);
-  socket_.send(zmq::buffer(bytes), zmq::send_flags::none);
-}
-
-std::optional<zmq::message_t> Channel::receive_raw(std::chrono::milliseconds timeout) {
-  zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
-  if (zmq::poll(&item, 1, timeout) == 0) return std::nullopt;
-  zmq::message_t frame;
-  if (!socket_.recv(frame, zmq::recv_flags::dontwait)) return std::nullopt;
-  // A multi-frame message is not part of the protocol: drain its other frames and report it.
-  if (frame.more()) {
-    zmq::message_t rest;
-    while (socket_.get(zmq::sockopt::rcvmore) && socket_.recv(rest, zmq::recv_flags::dontwait)) {}
-    throw DecodeError("a message must be exactly one frame");
-  }
-  return frame;
+void Channel::send(Message message, bool attachments) {
+  auto frames = encode_frames(std::move(message), attachments);
+  zmq::send_multipart(socket_, frames);
 }
 
 std::optional<Message> Channel::receive(std::chrono::milliseconds timeout) {
-  auto frame = receive_raw(timeout);
-  if (!frame) return std::nullopt;
-  return decode(frame->data(), frame->size());
+  zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+  if (zmq::poll(&item, 1, timeout) == 0) return std::nullopt;
+  Frames frames;
+  if (!zmq::recv_multipart(socket_, std::back_inserter(frames), zmq::recv_flags::dontwait)) return std::nullopt;
+  return decode_frames(frames);
 }
 
 }  // namespace bulkhead::wire

@@ -22,11 +22,11 @@ import time
 import traceback
 import types
 
-import msgpack
 import zmq
 
 from . import catalogue
 from . import plugin as plugin_module
+from . import wire
 from .plugin import BasePlugin, EdState, make_set_arg
 
 EXIT_OK = 0
@@ -61,14 +61,6 @@ class HookError(Exception):
         self.code = code
         self.message = message
         self.tb = tb
-
-
-def pack(obj):
-    return msgpack.packb(obj, use_bin_type=True)
-
-
-def unpack(data):
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,12 +272,14 @@ def image_from_wire(obj):
         raise HookError("bad_params", "image width and height must be positive integers")
     if mode not in CHANNELS:
         raise HookError("bad_params", "image mode must be RGB, RGBA or L, not %r" % (mode,))
-    if not isinstance(data, (bytes, bytearray)):
+    if not isinstance(data, (bytes, bytearray, memoryview)):
         raise HookError("bad_params", "image data must be MessagePack bin")
     if len(data) != w * h * CHANNELS[mode]:
         raise HookError("bad_params", "image data has %d bytes; %dx%d %s needs %d"
                         % (len(data), w, h, mode, w * h * CHANNELS[mode]))
-    return Image.frombytes(mode, (w, h), bytes(data))
+    # PIL's decoders take bytes only (not a view of the attachment's frame): one copy here, one
+    # into PIL's own layout.
+    return Image.frombytes(mode, (w, h), data if isinstance(data, bytes) else bytes(data))
 
 
 def image_to_wire(img, fallback_mode):
@@ -339,7 +333,7 @@ class Session:
 
     # -- sending -----------------------------------------------------------------------------
     def send(self, msg):
-        self.sock.send(pack(msg))
+        wire.send(self.sock, msg)
 
     def flush(self):
         while True:
@@ -454,13 +448,13 @@ class Session:
             if not poller.poll(50):
                 continue
             try:
-                raw = self.sock.recv(zmq.NOBLOCK)
+                frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 continue
             try:
-                msg = unpack(raw)
-            except Exception:
-                self.sink.log("warning", "bulkhead: dropped a message that is not MessagePack")
+                msg = wire.unpack_frames(frames)
+            except Exception as e:
+                self.sink.log("warning", "bulkhead: dropped a malformed message: %s" % e)
                 continue
             if not isinstance(msg, list) or not msg:
                 self.sink.log("warning", "bulkhead: dropped a message that is not a MessagePack-RPC array")
@@ -542,12 +536,12 @@ def main():
     if message is not None:
         message = message.rstrip("\n")
         sys.stderr.write(message + "\n")
-        sock.send(pack([NOTIFICATION, "log", {"level": "error", "message": message}]))
+        sock.send(wire.pack([NOTIFICATION, "log", {"level": "error", "message": message}]))
         close(sock, ctx, 2000)
         return EXIT_LOAD_FAILED
     plugin._bulkhead_sink = sink
     for message in uncalled_hook_warnings(type(plugin)):
-        sock.send(pack([NOTIFICATION, "log", {"level": "warning", "message": message}]))
+        sock.send(wire.pack([NOTIFICATION, "log", {"level": "warning", "message": message}]))
 
     # 2. hello
     hello = {
@@ -557,8 +551,9 @@ def main():
         "hooks": hooks,
         "runtime": {"name": "python", "version": platform.python_version()},
         "pid": os.getpid(),
+        "attachments": True,
     }
-    sock.send(pack([REQUEST, 0, "hello", hello]))
+    sock.send(wire.pack([REQUEST, 0, "hello", hello]))
 
     # 3. welcome (log lines logged at import time wait in the outbox until then)
     deadline = time.monotonic() + WELCOME_TIMEOUT_S
@@ -572,7 +567,7 @@ def main():
         if not sock.poll(min(100, int(left * 1000) + 1)):
             continue
         try:
-            msg = unpack(sock.recv())
+            msg = wire.unpack_frames(sock.recv_multipart())
         except Exception:
             continue
         if isinstance(msg, list) and len(msg) == 3 and msg[0] == NOTIFICATION and msg[1] == "shutdown":
@@ -602,7 +597,7 @@ def main():
         message = "%s: configure() raised %s: %s\n%s" % (entry, type(e).__name__, e, traceback.format_exc())
         sys.stderr.write(message)
         session.flush()
-        sock.send(pack([NOTIFICATION, "log", {"level": "error", "message": message}]))
+        sock.send(wire.pack([NOTIFICATION, "log", {"level": "error", "message": message}]))
         close(sock, ctx, 2000)
         return EXIT_LOAD_FAILED
 

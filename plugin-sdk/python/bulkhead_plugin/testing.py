@@ -18,22 +18,14 @@ import tempfile
 import threading
 import time
 
-import msgpack
 import zmq
 
 from . import catalogue
 from .schema import Conversation
+from .wire import pack, send as send_frames, unpack_frames
 
 PYTHON = os.environ.get("BULKHEAD_PYTHON", "/usr/bin/python3")
 NODE = os.environ.get("BULKHEAD_NODE", shutil.which("node") or "/usr/bin/node")
-
-
-def pack(obj):
-    return msgpack.packb(obj, use_bin_type=True)
-
-
-def unpack(data):
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
 class PeerError(AssertionError):
@@ -72,6 +64,7 @@ class TrainerPeer:
         self.command = command
         self.conv = Conversation()
         self.messages = []   # everything the plugin sent, in order
+        self.frames = []     # how many frames each of those messages came in (attachments: more than 1)
         self.logs = []       # params of log notifications
         self.control = []    # control requests from control notifications
         self.stdout_lines = []
@@ -181,16 +174,25 @@ class TrainerPeer:
 
     # -- messages ------------------------------------------------------------------------------
     def send(self, msg):
+        """As the trainer sends it: large bins as attachment frames to a plugin whose hello takes them."""
         self.conv.trainer_sent(msg)
-        self.sock.send(pack(msg))
+        if (self.hello or {}).get("attachments") is True:
+            send_frames(self.sock, msg)
+        else:
+            self.sock.send(pack(msg))
 
-    def recv(self, timeout=10.0):
-        """Next message from the plugin (validated against schemas/); log and control notifications are kept too."""
+    def recv_frames(self, timeout=10.0):
+        """Next message from the plugin as it came: its frames (the envelope, then any attachments)."""
         if not self.sock.poll(int(timeout * 1000)):
             raise PeerError("no message from the plugin within %.1f s (exit status %r; stderr: %s)"
                             % (timeout, self.proc.poll(), "\n".join(self.stderr_lines[-20:])))
-        raw = self.sock.recv()
-        msg = unpack(raw)
+        return self.sock.recv_multipart()
+
+    def recv(self, timeout=10.0):
+        """Next message from the plugin (validated against schemas/); log and control notifications are kept too."""
+        frames = self.recv_frames(timeout)
+        self.frames.append(len(frames))
+        msg = unpack_frames(frames)
         self.messages.append(msg)
         if self.validate:
             self.conv.plugin_sent(msg)

@@ -29,10 +29,16 @@ on_epoch_start):
   fault: none | garbage | schema | wrong_type | nan | inf | nan_control | huge | unsolicited | duplicate
          | flood | error | unknown_id | truncated | envelope | exit | exit78 | hang
          | bad_utf8 | long_caption (transform_caption) | wrong_mode (transform_pil_image)
+         | attached | attachment_missing | attachment_unnamed | attachment_twice | attachment_ext
+         | attachment_short (transform_pil_image: the image's pixels as an attachment frame,
+           docs/protocol.md section 2.1: right, or named wrongly)
   every: misbehave on every k-th call (default 1)
+
+A reply is a list of messages; a message is one frame (bytes) or a list of frames (multipart).
 """
 import math
 import os
+import struct
 import sys
 import threading
 import time
@@ -138,6 +144,8 @@ def bad_reply(sock, fault, msg_id, method, params):
         image["mode"] = "L"
         image["data"] = bytes(image["width"] * image["height"])
         return [pack([RESPONSE, msg_id, None, {"image": image}])]
+    if fault.startswith("attach") and method == "transform_pil_image":
+        return [attached_reply(fault, msg_id, params["image"])]
     if fault == "nan_control":
         # NaN in a control notification, then a good reply
         return [pack([NOTIFICATION, "control", {"requests": [
@@ -170,6 +178,29 @@ def bad_reply(sock, fault, msg_id, method, params):
         out.flush()
         return [pack(good)]
     return [pack(good)]
+
+
+def frame_ref(number, ext_type=1):
+    return msgpack.ExtType(ext_type, struct.pack(">I", number))
+
+
+def attached_reply(fault, msg_id, image):
+    """The image sent back with its pixels in an attachment frame, named right or wrongly."""
+    pixels = image["data"]
+    reply = dict(image, data=frame_ref(1))
+    result = {"image": reply}
+    frames = [pixels]
+    if fault == "attachment_missing":
+        frames = []
+    elif fault == "attachment_unnamed":
+        frames.append(b"nobody names me")
+    elif fault == "attachment_twice":
+        result["control"] = [{"action": "set_arg", "name": "grad_accum", "value": frame_ref(1)}]
+    elif fault == "attachment_ext":
+        reply["data"] = frame_ref(1, ext_type=7)
+    elif fault == "attachment_short":
+        frames = [pixels[:-1]]
+    return [pack([RESPONSE, msg_id, None, result])] + frames
 
 
 def main():
@@ -242,8 +273,11 @@ def main():
         _, msg_id, method, params = msg
         calls += 1
         frames = answer(sock, mode, fault if calls % every == 0 else "none", msg_id, method, params)
-        for frame in frames:
-            sock.send(frame)
+        for message in frames:
+            if isinstance(message, list):
+                sock.send_multipart(message)
+            else:
+                sock.send(message)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ const SDK = path.join(HOME, 'plugin-sdk', 'node');
 const sdkRequire = createRequire(path.join(SDK, 'index.js'));
 const zmq = sdkRequire('zeromq');
 const msgpack = sdkRequire('@msgpack/msgpack');
+const wire = require(path.join(SDK, 'lib', 'wire'));
 const { BasePlugin, catalogue } = require(SDK);
 const FIXTURES = path.join(HOME, 'tests', 'sdk', 'fixtures', 'node');
 const PYTHON = process.env.BULKHEAD_PYTHON || '/usr/bin/python3';
@@ -42,6 +43,7 @@ class Peer {
     this.endpoint = `ipc://${path.join(this.dir, 'p.sock')}`;
     this.sock = new zmq.Dealer({ linger: 0, plainServer: true, zapDomain: 'bulkhead' });
     this.frames = []; // [direction, base64]
+    this.frameCounts = []; // frames of each message received (attachments: more than 1)
     this.logs = [];
     this.control = [];
     this.stdout = '';
@@ -76,17 +78,20 @@ class Peer {
     return this;
   }
 
+  // As the trainer sends it: large bins as attachment frames once the hello takes them. The
+  // record keeps each message as one frame, every bin inline (what the schemas check).
   send(msg) {
-    const buf = msgpack.encode(msg);
-    this.frames.push(`T ${Buffer.from(buf).toString('base64')}`);
-    return this.sock.send(buf);
+    this.frames.push(`T ${Buffer.from(msgpack.encode(msg)).toString('base64')}`);
+    const frames = this.hello && this.hello.attachments === true ? wire.packFrames(msg) : [msgpack.encode(msg)];
+    return this.sock.send(frames.length === 1 ? frames[0] : frames);
   }
 
   async recv(timeoutMs = 10000) {
     this.sock.receiveTimeout = timeoutMs;
-    const [frame] = await this.sock.receive();
-    this.frames.push(`P ${Buffer.from(frame).toString('base64')}`);
-    const msg = msgpack.decode(frame);
+    const frames = await this.sock.receive();
+    this.frameCounts.push(frames.length);
+    const msg = wire.unpackFrames(frames);
+    this.frames.push(`P ${Buffer.from(msgpack.encode(msg)).toString('base64')}`);
     if (msg[0] === 2 && msg[1] === 'log') this.logs.push(msg[2]);
     if (msg[0] === 2 && msg[1] === 'control') this.control.push(...msg[2].requests);
     return msg;
@@ -95,6 +100,7 @@ class Peer {
   async handshake(options = {}) {
     const hello = await this.recv();
     assert.deepEqual(hello.slice(0, 3), [0, 0, 'hello']);
+    this.hello = hello[3];
     await this.send([1, 0, null, { protocol: 1, options, scratch_dir: this.dir }]);
     return hello[3];
   }
@@ -166,6 +172,14 @@ test('handshake, hooks, control, logging, errors; every message valid', async ()
     assert.equal(err, null);
     assert.ok(res.image.data instanceof Uint8Array);
     assert.deepEqual(Array.from(res.image.data), Array.from(data, (v) => 255 - v));
+
+    // docs/protocol.md section 2.1: a 256x256 image goes and comes back as an attachment frame, bit-exact.
+    assert.equal(hello.attachments, true);
+    const big = Uint8Array.from({ length: 256 * 256 * 3 }, (_, i) => (i * 31) & 255);
+    const [bigErr, bigRes] = await p.call('transform_pil_image', { image: { width: 256, height: 256, mode: 'RGB', data: big } });
+    assert.equal(bigErr, null);
+    assert.equal(p.frameCounts[p.frameCounts.length - 1], 2, 'the reply\'s pixels were not an attachment frame');
+    assert.ok(Buffer.from(bigRes.image.data).equals(Buffer.from(big.map((v) => 255 - v))));
 
     const kw = { epoch: 0, global_step: 0, epoch_length: 3, project_name: 'p', log_folder: '/l', data_root: '/d' };
     const [, r1] = await p.call('on_epoch_start', kw);

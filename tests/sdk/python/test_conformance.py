@@ -86,6 +86,17 @@ class ConformanceMixin:
             self.assertEqual((out["width"], out["height"], out["mode"]), (5, 3, mode))
             self.assertEqual(out["data"], bytes(255 - b for b in img["data"]))
 
+    def test_large_images_travel_as_attachments_bit_exact(self):
+        # docs/protocol.md section 2.1: the hello takes attachments; a 256x256 image goes and comes
+        # back as a frame of its own, every byte intact.
+        p = self.started()
+        self.assertIs(p.hello.get("attachments"), True)
+        img = image(256, 256, "RGB")
+        err, res = p.call("transform_pil_image", {"image": img})
+        self.assertIsNone(err, err)
+        self.assertEqual(res["image"]["data"], bytes(255 - b for b in img["data"]))
+        self.assertEqual(p.frames[-1], 2, "the reply's pixels were not an attachment frame")
+
     def test_transform_may_resize(self):
         p = self.started(options={"image_mode": "resize"})
         err, res = p.call("transform_pil_image", {"image": image(4, 2)})

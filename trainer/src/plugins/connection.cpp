@@ -1,5 +1,6 @@
 #include "plugins/connection.hpp"
 
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -106,8 +107,15 @@ struct Connection::Impl {
   int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   std::atomic<bool> stopping{false};
 
+  // Whoever holds it uses the socket: a caller sending its request and waiting for the reply
+  // itself (no thread hand-off on the way out or back), or else the I/O thread. Recursive: a
+  // reply's callback may send on the socket its thread already holds.
+  std::recursive_timed_mutex socket_mutex;
+  std::atomic<bool> caller_waiting{false};  // a caller holds the socket until its reply comes
+
   mutable std::mutex mutex;
-  std::deque<std::string> outbox;  // encoded messages for the I/O thread to send
+  std::deque<wire::Frames> outbox;  // encoded messages waiting for the socket's holder to send
+  std::atomic<bool> attachments{false};  // the host takes large bins as frames of their own
   std::map<std::uint32_t, Pending> pending;
   std::set<std::uint32_t> expired;  // timed out: a late reply to one of these is dropped quietly
   std::uint32_t next_id = 1;
@@ -128,13 +136,57 @@ struct Connection::Impl {
     [[maybe_unused]] auto written = ::write(wake_fd, &one, sizeof one);
   }
 
-  void enqueue(const Message& message) {
-    std::string bytes = wire::encode(message);
+  // Sends at once when the socket is free or about to be; otherwise queues the message for its
+  // holder, who sends queued messages before anything else and is woken for them.
+  void transmit(Message message) {
+    wire::Frames frames = wire::encode_frames(std::move(message), attachments);
+    std::unique_lock<std::recursive_timed_mutex> socket(socket_mutex, std::defer_lock);
+    if (!take_socket(socket)) {
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        outbox.push_back(std::move(frames));
+      }
+      wake();
+      return;
+    }
+    flush_outbox();
+    zmq::send_multipart(channel.socket(), frames, zmq::send_flags::dontwait);
+    // A send may consume the signal that a message came: then the I/O thread would not wake
+    // for it. Wake it rather than read here: replies are not the sender's work.
+    if (channel.socket().get(zmq::sockopt::events) & ZMQ_POLLIN) wake();
+  }
+
+  // The I/O thread holds the socket only for moments: worth a short wait. A caller waiting for
+  // its reply holds it for a round trip: queue behind it instead.
+  bool take_socket(std::unique_lock<std::recursive_timed_mutex>& socket) {
+    if (socket.try_lock()) return true;
+    return !caller_waiting && socket.try_lock_for(std::chrono::milliseconds(1));
+  }
+
+  // Registers a request and returns its id; without one when the host is gone (done has run).
+  std::optional<std::uint32_t> open(std::function<void(Reply)> done, std::chrono::milliseconds deadline) {
+    std::unique_lock<std::mutex> lock(mutex);
+    if (!death.empty()) {
+      std::string why = death;
+      lock.unlock();
+      done(Reply{Reply::Status::disconnected, nullptr, why, 0});
+      return std::nullopt;
+    }
+    const std::uint32_t id = next_id++;
+    if (next_id == 0) next_id = 1;  // 0 is the hello's
+    const auto now = Clock::now();
+    pending[id] = {std::move(done), now, now + deadline};
+    return id;
+  }
+
+  void flush_outbox() {
+    std::deque<wire::Frames> to_send;
     {
       std::lock_guard<std::mutex> lock(mutex);
-      outbox.push_back(std::move(bytes));
+      if (outbox.empty()) return;
+      to_send.swap(outbox);
     }
-    wake();
+    for (auto& frames : to_send) zmq::send_multipart(channel.socket(), frames, zmq::send_flags::dontwait);
   }
 
   // Ends the oldest pending request: the host serves in order, so a broken message answers it.
@@ -232,36 +284,63 @@ struct Connection::Impl {
     for (auto& [done, reply] : ended) done(std::move(reply));
   }
 
+  // Reads every message waiting on the socket and hands each to handle(). Socket held.
+  void drain() {
+    while (true) {
+      std::optional<Message> message;
+      try {
+        message = channel.receive(std::chrono::milliseconds(0));
+      } catch (const wire::DecodeError& e) {
+        if (refuse_hello(std::string("its first message breaks the protocol: ") + e.what())) continue;
+        if (events.on_protocol_error) events.on_protocol_error(e.what());
+        fail_oldest(Reply::Status::invalid, e.what());
+        continue;
+      }
+      if (!message) break;
+      handle(*message);
+    }
+  }
+
+  // One turn of whoever holds the socket. Socket held.
+  void service() {
+    flush_outbox();
+    drain();
+    expire_deadlines();
+    notice_death();
+  }
+
+  // The I/O thread: serves the socket whenever no caller does (replies to requests sent without
+  // waiting, the plugin's log and control messages, deadlines, the host's death). It watches the
+  // socket's signal descriptor without holding the socket, so a caller can take it at any time;
+  // while a caller waits on the socket (and so serves it), it only listens for a wake-up.
   void run() {
-    zmq::pollitem_t items[] = {{channel.socket().handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd, ZMQ_POLLIN, 0}};
+    const int socket_fd = channel.socket().get(zmq::sockopt::fd);
+    pollfd watched[] = {{wake_fd, POLLIN, 0}, {socket_fd, POLLIN, 0}};
     while (!stopping) {
+      ::poll(watched, caller_waiting ? 1 : 2, 20);
+      if (watched[0].revents & POLLIN) {
+        std::uint64_t count;
+        [[maybe_unused]] auto read_bytes = ::read(wake_fd, &count, sizeof count);
+      }
+      std::unique_lock<std::recursive_timed_mutex> socket(socket_mutex, std::try_to_lock);
+      if (socket) service();
+    }
+  }
+
+  // A caller that holds the socket waits for its own reply, serving the socket meanwhile.
+  void serve_until(const std::atomic<bool>& answered) {
+    caller_waiting = true;
+    zmq::pollitem_t items[] = {{channel.socket().handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd, ZMQ_POLLIN, 0}};
+    service();
+    while (!answered) {
       zmq::poll(items, 2, std::chrono::milliseconds(20));
       if (items[1].revents & ZMQ_POLLIN) {
         std::uint64_t count;
         [[maybe_unused]] auto read_bytes = ::read(wake_fd, &count, sizeof count);
       }
-      std::deque<std::string> to_send;
-      {
-        std::lock_guard<std::mutex> lock(mutex);
-        to_send.swap(outbox);
-      }
-      for (auto& bytes : to_send) channel.socket().send(zmq::buffer(bytes), zmq::send_flags::dontwait);
-      while (true) {
-        std::optional<Message> message;
-        try {
-          message = channel.receive(std::chrono::milliseconds(0));
-        } catch (const wire::DecodeError& e) {
-          if (refuse_hello(std::string("its first message breaks the protocol: ") + e.what())) continue;
-          if (events.on_protocol_error) events.on_protocol_error(e.what());
-          fail_oldest(Reply::Status::invalid, e.what());
-          continue;
-        }
-        if (!message) break;
-        handle(*message);
-      }
-      expire_deadlines();
-      notice_death();
+      service();
     }
+    caller_waiting = false;
   }
 
   void notice_death() {
@@ -304,37 +383,48 @@ std::optional<Json> Connection::await_hello(std::chrono::milliseconds timeout, c
 void Connection::answer_hello(const Json& error, const Json& result) {
   Message reply = Message::response(0, result);
   reply.error = error;
-  impl_->enqueue(reply);
+  impl_->transmit(std::move(reply));
 }
+
+void Connection::send_attachments(bool yes) { impl_->attachments = yes; }
 
 void Connection::request(const std::string& method, Json params, std::chrono::milliseconds deadline,
                          std::function<void(Reply)> done) {
-  std::uint32_t id;
-  {
-    std::unique_lock<std::mutex> lock(impl_->mutex);
-    if (!impl_->death.empty()) {
-      std::string why = impl_->death;
-      lock.unlock();
-      done(Reply{Reply::Status::disconnected, nullptr, why, 0});
-      return;
-    }
-    id = impl_->next_id++;
-    if (impl_->next_id == 0) impl_->next_id = 1;  // 0 is the hello's
-    const auto now = Clock::now();
-    impl_->pending[id] = {std::move(done), now, now + deadline};
-  }
-  impl_->enqueue(Message::request(id, method, std::move(params)));
+  if (auto id = impl_->open(std::move(done), deadline)) impl_->transmit(Message::request(*id, method, std::move(params)));
 }
 
 Reply Connection::call(const std::string& method, Json params, std::chrono::milliseconds deadline) {
-  auto promise = std::make_shared<std::promise<Reply>>();
-  auto future = promise->get_future();
-  request(method, std::move(params), deadline, [promise](Reply reply) { promise->set_value(std::move(reply)); });
-  return future.get();
+  std::unique_lock<std::recursive_timed_mutex> socket(impl_->socket_mutex, std::defer_lock);
+  if (!impl_->take_socket(socket)) {
+    // Another caller is waiting on the socket: queue behind it, and be answered through the I/O thread.
+    auto promise = std::make_shared<std::promise<Reply>>();
+    auto future = promise->get_future();
+    request(method, std::move(params), deadline, [promise](Reply reply) { promise->set_value(std::move(reply)); });
+    return future.get();
+  }
+  // The fast path: send and wait on this thread, the socket held. The callback may also run on
+  // another thread (fail_pending), hence the atomic flag, set after the reply is in place.
+  Reply reply;
+  std::atomic<bool> answered{false};
+  Impl* impl = impl_.get();
+  const auto waiter = std::this_thread::get_id();
+  const auto id = impl_->open(
+      [&reply, &answered, impl, waiter](Reply r) {
+        reply = std::move(r);
+        answered = true;
+        // From another thread, the waiter may be asleep in poll. (Its frame may be gone by now:
+        // only the copies are used.)
+        if (std::this_thread::get_id() != waiter) impl->wake();
+      },
+      deadline);
+  if (!id) return reply;
+  impl_->transmit(Message::request(*id, method, std::move(params)));
+  impl_->serve_until(answered);
+  return reply;
 }
 
 void Connection::notify(const std::string& method, Json params) {
-  impl_->enqueue(Message::notification(method, std::move(params)));
+  impl_->transmit(Message::notification(method, std::move(params)));
 }
 
 void Connection::fail_pending(const std::string& why) {

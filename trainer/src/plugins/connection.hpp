@@ -54,6 +54,8 @@ class Connection {
   // Throws MalformedHello at once when what the host sent instead cannot be a hello.
   std::optional<Json> await_hello(std::chrono::milliseconds timeout, const std::function<bool()>& still_running);
   void answer_hello(const Json& error, const Json& result);
+  // From now on, large bins go to the host as frames of their own (its hello said it takes them).
+  void send_attachments(bool yes);
 
   // Sends a request; `done` runs on the I/O thread when it ends (reply, error, timeout, ...).
   void request(const std::string& method, Json params, std::chrono::milliseconds deadline,

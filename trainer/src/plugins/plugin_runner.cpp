@@ -219,7 +219,7 @@ Image PluginRunner::transform_pil_image(Image image) {
     if (!p->implements("transform_pil_image")) continue;
     // The image is copied into the message; on failure the original passes through.
     if (auto result = p->invoke("transform_pil_image", {{"image", wire::image_to_json(image)}}))
-      image = wire::image_from_json((*result)["image"]);
+      image = wire::image_from_json(std::move((*result)["image"]));
   }
   return image;
 }

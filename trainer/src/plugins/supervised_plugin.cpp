@@ -309,6 +309,7 @@ void SupervisedPlugin::start() {
   options.merge_patch(settings_.options);
   generation->connection->answer_hello(
       nullptr, {{"protocol", wire::kProtocolVersion}, {"options", options}, {"scratch_dir", scratch_dir().string()}});
+  generation->connection->send_attachments((*hello).value("attachments", false));
 
   std::vector<std::string> hooks, unknown;
   const auto& catalogue = Schemas::instance().hook_catalogue()["hooks"];
@@ -632,7 +633,7 @@ std::string SupervisedPlugin::check_reply(const std::string& hook, const Json& p
   }
   if (hook == "transform_pil_image") {
     try {
-      Image out = wire::image_from_json(result["image"]);
+      const Image out = wire::image_header(result["image"]);
       if (!manifest_.resizes_images && params.contains("image")) {
         const auto& in = params["image"];
         if (out.width != in["width"].get<int>() || out.height != in["height"].get<int>() || out.mode != in["mode"])

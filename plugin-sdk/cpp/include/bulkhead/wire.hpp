@@ -1,8 +1,11 @@
 // bulkhead/wire.hpp — protocol v1 in C++: messages, their MessagePack form, and the socket they travel on.
 //
-// Every ZeroMQ message is one frame holding one MessagePack-RPC array:
+// Every ZeroMQ message is a MessagePack-RPC array in its first frame:
 //   request [0, id, method, params]   response [1, id, error, result]   notification [2, method, params]
-// (docs/protocol.md; schemas/protocol/envelope.schema.json). Shared by the plugin host and the trainer.
+// followed by its attachments, if any: large bins (images) that travel as frames of their own,
+// without a copy, each standing in the array as an ext value that names its frame
+// (docs/protocol.md, section 2.1; schemas/protocol/envelope.schema.json). Shared by the plugin
+// host and the trainer.
 #pragma once
 
 #include <chrono>
@@ -10,6 +13,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <zmq.hpp>
 
@@ -46,14 +50,34 @@ struct Message {
   Json to_json() const;
 };
 
+// A bin of at least this many bytes travels as an attachment when the receiver takes them (the
+// trainer always does; a plugin host says so in its hello): below it, a frame costs more than a copy.
+inline constexpr std::size_t kAttachmentMinBytes = 4096;
+// The MessagePack ext type that stands for an attachment: its payload, 4 bytes big-endian, is the
+// number of the frame (1, 2, ...) that holds the bytes. Each attachment is named exactly once.
+inline constexpr std::int8_t kAttachmentExtType = 1;
+// Most attachments one message may carry.
+inline constexpr std::size_t kMaxAttachments = 64;
+
+// A message as ZeroMQ frames: the envelope, then its attachments.
+using Frames = std::vector<zmq::message_t>;
+
+// The envelope alone, every bin inline.
 std::string encode(const Message& message);
+// With attachments, every bin of kAttachmentMinBytes or more leaves the message for a frame of its
+// own, handed to ZeroMQ without a copy.
+Frames encode_frames(Message message, bool attachments);
 // Throws DecodeError naming what was wrong.
 Message decode(const void* data, std::size_t size);
+Message decode_frames(const Frames& frames);
 
 // Images travel as {width, height, mode, data: bin}.
 Json image_to_json(Image image);
 // Throws DecodeError when a field is missing or data's length disagrees with width * height * channels.
-Image image_from_json(const Json& json);
+// The pixels are moved out of `json`, not copied.
+Image image_from_json(Json json);
+// The same checks, without the pixels: an Image whose data is empty.
+Image image_header(const Json& json);
 
 // The ZeroMQ PLAIN user name a plugin connects with; its password is its start's one-time token.
 inline constexpr const char* kPlainUser = "bulkhead";
@@ -71,11 +95,10 @@ class Channel {
   Channel(zmq::context_t& context, const std::string& endpoint, bool bind, std::int64_t max_message_bytes = -1,
           const std::string& token = "", const std::string& zap_domain = "");
 
-  void send(const Message& message);
+  // attachments: large bins as frames of their own (the trainer always takes them).
+  void send(Message message, bool attachments = true);
   // Waits up to timeout for a message; nullopt on timeout. Throws DecodeError on a malformed message.
   std::optional<Message> receive(std::chrono::milliseconds timeout);
-  // Same, but hands back the raw bytes too (the trainer counts and reports bad replies).
-  std::optional<zmq::message_t> receive_raw(std::chrono::milliseconds timeout);
 
   zmq::socket_t& socket() { return socket_; }
 
