@@ -24,6 +24,7 @@
 #include <spdlog/spdlog.h>
 #include <zmq.hpp>
 
+#include <bulkhead/heap.hpp>
 #include <bulkhead/wire.hpp>
 
 #include "common/paths.hpp"
@@ -215,6 +216,7 @@ BENCHMARK(BM_Runner_TransformImage_CppImageColour)->UseRealTime()->Arg(256);
 BENCHMARK(BM_Runner_TransformImage_PythonColorGrade)->UseRealTime()->Arg(256);
 
 int main(int argc, char** argv) {
+  bulkhead::keep_large_buffers_in_heap();  // as the trainer does (the floor's echo peer too)
   if (argc == 3 && std::string(argv[1]) == "--echo") return echo_main(argv[2]);
   self_path = fs::canonical("/proc/self/exe").string();
   signal(SIGPIPE, SIG_IGN);

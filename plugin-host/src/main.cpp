@@ -13,6 +13,8 @@
 #include <map>
 #include <string>
 
+#include <bulkhead/heap.hpp>
+
 #include "cpp_loader.hpp"
 #include "jail.hpp"
 #include "runtime_exec.hpp"
@@ -33,6 +35,7 @@ int usage(const std::string& problem) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  bulkhead::keep_large_buffers_in_heap();
   std::map<std::string, std::string> args;
   for (int i = 1; i < argc; i += 2) {
     std::string key = argv[i];

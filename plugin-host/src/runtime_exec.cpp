@@ -8,6 +8,8 @@
 #include <iostream>
 #include <vector>
 
+#include <bulkhead/heap.hpp>
+
 namespace bulkhead::host {
 namespace {
 
@@ -22,6 +24,7 @@ int exec_runtime(const std::string& runtime, const std::string& entry, const std
   const std::string home = env_or("BULKHEAD_HOME", BULKHEAD_SOURCE_DIR);
   setenv("BULKHEAD_ENTRY", entry.c_str(), 1);
   setenv("BULKHEAD_PLUGIN_DIR", plugin_dir.c_str(), 1);
+  setenv("GLIBC_TUNABLES", kHeapTunables, 1);
   std::vector<std::string> argv;
   if (runtime == "python") {
     // Debian's interpreter, which has zmq, msgpack and PIL; never whichever python3 is first on PATH.

@@ -5,6 +5,8 @@
 #include <csignal>
 #include <iostream>
 
+#include <bulkhead/heap.hpp>
+
 #include "cli/commands.hpp"
 #include "train/config.hpp"
 
@@ -42,6 +44,7 @@ int main(int argc, char** argv) {
   // Nothing of the same user may read or write this process's memory through /proc or ptrace
   // (a plugin in the weak jail runs as that user).
   prctl(PR_SET_DUMPABLE, 0);
+  bulkhead::keep_large_buffers_in_heap();
   CLI::App app{"Bulkhead: a LibTorch trainer whose plugins run out of process"};
   app.require_subcommand(1);
   bulkhead::add_train_command(app);

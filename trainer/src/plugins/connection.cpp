@@ -213,7 +213,7 @@ struct Connection::Impl {
     return true;
   }
 
-  void handle(const Message& message) {
+  void handle(Message&& message) {
     if (message.is_notification() && message.method == "hello" &&
         refuse_hello("hello came as a notification [2, \"hello\", {...}]; it is a request [0, 0, \"hello\", {...}]"))
       return;
@@ -255,7 +255,7 @@ struct Connection::Impl {
     }
     if (message.error.is_null()) {
       reply.status = Reply::Status::ok;
-      reply.result = message.result;
+      reply.result = std::move(message.result);  // an image's pixels: moved, never copied
     } else {
       reply.status = Reply::Status::error;
       reply.code = message.error.is_object() ? message.error.value("code", "") : "";
@@ -297,7 +297,7 @@ struct Connection::Impl {
         continue;
       }
       if (!message) break;
-      handle(*message);
+      handle(std::move(*message));
     }
   }
 

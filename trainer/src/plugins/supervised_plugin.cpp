@@ -39,6 +39,18 @@ std::string random_token() {
   return token.str();
 }
 
+// A copy of what a hook was sent without its bins (an image's pixels), for the checks of its reply.
+Json without_bins(const Json& value) {
+  if (value.is_binary()) return nullptr;
+  if (!value.is_structured()) return value;
+  Json copy = value.is_array() ? Json::array() : Json::object();
+  if (value.is_array())
+    for (const auto& item : value) copy.push_back(without_bins(item));
+  else
+    for (const auto& [key, item] : value.items()) copy[key] = without_bins(item);
+  return copy;
+}
+
 bool all_finite(const Json& value) {
   if (value.is_number_float()) return std::isfinite(value.get<double>());
   if (value.is_structured())
@@ -582,18 +594,20 @@ bool SupervisedPlugin::count_call(const std::string& hook, bool sent) {
   return sent;
 }
 
-std::optional<Json> SupervisedPlugin::invoke(const std::string& hook, const Json& params) {
+std::optional<Json> SupervisedPlugin::invoke(const std::string& hook, Json params) {
   const auto began = Clock::now();
   auto generation = ready_generation(deadline(hook));
+  const auto slot = lent_slot(params);
   if (!count_call(hook, generation != nullptr)) {
-    release_slot(lent_slot(params));
+    release_slot(slot);
     return std::nullopt;
   }
+  const Json sent = without_bins(params);
   // Time spent waiting for a restart comes out of the call's deadline.
   const auto left = deadline(hook) - std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - began);
-  Reply reply = generation->connection->call(hook, params, std::max(left, std::chrono::milliseconds(1)));
-  auto result = conclude(hook, params, reply, generation->number);
-  release_slot(lent_slot(params));
+  Reply reply = generation->connection->call(hook, std::move(params), std::max(left, std::chrono::milliseconds(1)));
+  auto result = conclude(hook, sent, std::move(reply), generation->number);
+  release_slot(slot);
   return result;
 }
 
@@ -603,7 +617,7 @@ void SupervisedPlugin::send(const std::string& hook, const Json& params, std::fu
   if (!count_call(hook, generation != nullptr)) return release_slot(slot);
   const int number = generation->number;
   generation->connection->request(hook, params, deadline(hook), [this, hook, number, slot, on_result](Reply reply) {
-    auto result = conclude(hook, slot ? Json{{"lent_slot", *slot}} : Json(), reply, number);
+    auto result = conclude(hook, slot ? Json{{"lent_slot", *slot}} : Json(), std::move(reply), number);
     release_slot(slot);
     if (result && on_result) on_result(*result);
   });
@@ -654,7 +668,7 @@ std::string SupervisedPlugin::check_reply(const std::string& hook, const Json& p
   return "";
 }
 
-std::optional<Json> SupervisedPlugin::conclude(const std::string& hook, const Json& params, const Reply& reply, int generation) {
+std::optional<Json> SupervisedPlugin::conclude(const std::string& hook, const Json& params, Reply reply, int generation) {
   switch (reply.status) {
     case Reply::Status::ok: {
       std::string invalid = check_reply(hook, params, reply.result);
@@ -673,7 +687,7 @@ std::optional<Json> SupervisedPlugin::conclude(const std::string& hook, const Js
         if (counters.latencies_ms.size() < 1000000) counters.latencies_ms.push_back(float(reply.latency_ms));
       }
       if (reply.result.is_object() && reply.result.contains("control")) handle_control(reply.result["control"]);
-      return reply.result;
+      return std::move(reply.result);
     }
     case Reply::Status::error: {
       std::lock_guard<std::mutex> lock(mutex_);

@@ -67,8 +67,8 @@ class SupervisedPlugin {
   const std::shared_ptr<ModelGate>& model_gate() const { return gate_; }
   const std::vector<std::string>& hooks() const { return hooks_; }
 
-  // Calls a hook and waits. `input` is what a transform sent, for the semantic checks.
-  std::optional<Json> invoke(const std::string& hook, const Json& params);
+  // Calls a hook and waits. Its params are handed on, not copied (an image's pixels).
+  std::optional<Json> invoke(const std::string& hook, Json params);
   // Sends a hook without waiting; its reply (and any control in it) is handled when it comes,
   // and a valid one handed to on_result, on the connection's thread.
   void send(const std::string& hook, const Json& params, std::function<void(const Json&)> on_result = {});
@@ -120,7 +120,8 @@ class SupervisedPlugin {
   std::string check_reply(const std::string& hook, const Json& params, const Json& result);
   // What went wrong with a reply that is not ok, in words ("missed its deadline of 300 ms: ...").
   std::string describe_failure(const std::string& hook, const Reply& reply) const;
-  std::optional<Json> conclude(const std::string& hook, const Json& params, const Reply& reply, int generation);
+  // `params`: what was sent, its large bins left out (check_reply needs only their shapes).
+  std::optional<Json> conclude(const std::string& hook, const Json& params, Reply reply, int generation);
   // A region slot lent with a request is the trainer's again once the request is answered or failed.
   void release_slot(std::optional<int> slot);
   void fault(const std::string& hook, const std::string& what, int generation, bool restart);
