@@ -4,6 +4,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <condition_variable>
@@ -118,6 +119,8 @@ struct Connection::Impl {
   std::atomic<bool> attachments{false};  // the host takes large bins as frames of their own
   std::map<std::uint32_t, Pending> pending;
   std::set<std::uint32_t> expired;  // timed out: a late reply to one of these is dropped quietly
+  // No pending request ends sooner (answered ones may leave it early: then one walk too many).
+  Clock::time_point earliest_deadline = Clock::time_point::max();
   std::uint32_t next_id = 1;
   std::string death;  // why the host is gone, once it is
   std::promise<Json> hello;
@@ -176,6 +179,7 @@ struct Connection::Impl {
     if (next_id == 0) next_id = 1;  // 0 is the hello's
     const auto now = Clock::now();
     pending[id] = {std::move(done), now, now + deadline};
+    earliest_deadline = std::min(earliest_deadline, now + deadline);
     return id;
   }
 
@@ -266,17 +270,22 @@ struct Connection::Impl {
     done(std::move(reply));
   }
 
+  // Runs at every turn of the socket, with thousands of notify hooks pending at times: the walk
+  // over them waits until the earliest deadline known has passed.
   void expire_deadlines() {
     std::vector<std::pair<std::function<void(Reply)>, Reply>> ended;
     {
       std::lock_guard<std::mutex> lock(mutex);
       const auto now = Clock::now();
+      if (now < earliest_deadline) return;
+      earliest_deadline = Clock::time_point::max();
       for (auto it = pending.begin(); it != pending.end();) {
         if (it->second.deadline <= now) {
           ended.emplace_back(std::move(it->second.done), Reply{Reply::Status::timeout, nullptr, "", ms_since(it->second.sent)});
           expired.insert(it->first);
           it = pending.erase(it);
         } else {
+          earliest_deadline = std::min(earliest_deadline, it->second.deadline);
           ++it;
         }
       }
