@@ -20,11 +20,12 @@ namespace bulkhead::bench {
 // A runner with one plugin (bundled, or a test plugin from tests/plugins), started and ready,
 // in the full jail or the weak one.
 inline std::unique_ptr<PluginRunner> runner_for(const std::string& entry, Json options = Json::object(),
-                                                JailSettings::Mode jail = JailSettings::Mode::full) {
+                                                JailSettings::Mode jail = JailSettings::Mode::full, int pool = 1) {
   setenv("BULKHEAD_PLUGINS_PATH", (paths::home() / "tests" / "plugins").c_str(), 1);
   PluginSettings s;
   s.entry = entry;
   s.options = std::move(options);
+  s.pool = pool;
   RunInfo run;
   run.project_name = "bench";
   run.run_dir = std::filesystem::temp_directory_path() / ("bench-run-" + std::to_string(getpid()));
@@ -48,9 +49,10 @@ inline int echo_until_quit(const std::string& endpoint) {
 
 // Fails the benchmark when any call did not end well (a benchmark of faults measures nothing).
 inline void check_no_faults(benchmark::State& state, const PluginRunner& runner) {
-  for (const auto& [hook, c] : runner.report()["plugins"][0]["hooks"].items())
-    if (c["ok"].get<long>() != c["calls"].get<long>())
-      state.SkipWithError(("faults in " + hook + ": " + c.dump()).c_str());
+  for (const auto& host : runner.report()["plugins"])
+    for (const auto& [hook, c] : host["hooks"].items())
+      if (c["ok"].get<long>() != c["calls"].get<long>())
+        state.SkipWithError(("faults in " + hook + ": " + c.dump()).c_str());
 }
 
 }  // namespace bulkhead::bench

@@ -19,6 +19,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <benchmark/benchmark.h>
 #include <spdlog/spdlog.h>
@@ -196,6 +197,28 @@ void BM_Runner_TransformImage_PythonPassThrough(benchmark::State& state) { image
 void BM_Runner_TransformImage_NodePassThrough(benchmark::State& state) { image_transform(state, "noop-node"); }
 void BM_Runner_TransformImage_PythonColorGrade(benchmark::State& state) { image_transform(state, "color_grade"); }
 
+// Images per second from 4 loader threads through color_grade (Python, PIL work on each 256x256
+// image), by pool size (train.json "pool"); pool 0: no plugin at all, what the loader does alone.
+void BM_Pool_ColorGrade_4Loaders(benchmark::State& state) {
+  const int pool = int(state.range(0));
+  auto runner = pool == 0 ? std::make_unique<bulkhead::PluginRunner>(std::vector<bulkhead::PluginSettings>{}, bulkhead::RunInfo{})
+                          : runner_for("color_grade", Json::object(), bulkhead::JailSettings::Mode::full, pool);
+  bulkhead::Image image;
+  image.width = image.height = 256;
+  image.data.assign(image.expected_size(), 128);
+  constexpr int kLoaders = 4, kEach = 8;
+  for (auto _ : state) {
+    std::vector<std::thread> loaders;
+    for (int t = 0; t < kLoaders; ++t)
+      loaders.emplace_back([&] {
+        for (int i = 0; i < kEach; ++i) benchmark::DoNotOptimize(runner->transform_pil_image(image));
+      });
+    for (auto& loader : loaders) loader.join();
+  }
+  state.SetItemsProcessed(std::int64_t(state.iterations()) * kLoaders * kEach);
+  check_no_faults(state, *runner);
+}
+
 }  // namespace
 
 BENCHMARK(BM_Floor_RawZmqRoundTrip)->UseRealTime();
@@ -214,6 +237,8 @@ BENCHMARK(BM_Runner_TransformImage_PythonPassThrough)->UseRealTime()->Arg(64)->A
 BENCHMARK(BM_Runner_TransformImage_NodePassThrough)->UseRealTime()->Arg(64)->Arg(256)->Arg(512)->Arg(1024);
 BENCHMARK(BM_Runner_TransformImage_CppImageColour)->UseRealTime()->Arg(256);
 BENCHMARK(BM_Runner_TransformImage_PythonColorGrade)->UseRealTime()->Arg(256);
+
+BENCHMARK(BM_Pool_ColorGrade_4Loaders)->UseRealTime()->Arg(0)->Arg(1)->Arg(2)->Arg(4);
 
 int main(int argc, char** argv) {
   bulkhead::keep_large_buffers_in_heap();  // as the trainer does (the floor's echo peer too)

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <fstream>
 #include <random>
 #include <set>
@@ -122,6 +123,47 @@ INSTANTIATE_TEST_SUITE_P(Sdks, ImagesThroughEverySdk, testing::Values("recorder"
                            std::replace(name.begin(), name.end(), '-', '_');
                            return name;
                          });
+
+// A pool (train.json "pool"): transforms from several loader threads spread over the plugin's
+// hosts, each its own process, and each image comes back as one host alone makes it.
+TEST(Runner, APoolSpreadsTransformsOverItsHosts) {
+  PluginSettings settings;
+  settings.entry = "color_grade";
+  Image image{64, 64, "RGB", std::vector<std::uint8_t>(64 * 64 * 3)};
+  for (std::size_t i = 0; i < image.data.size(); ++i) image.data[i] = static_cast<std::uint8_t>(i * 7);
+  const Image alone = PluginRunner({settings}, run_in(fresh_dir("pool-alone"))).transform_pil_image(image);
+  settings.pool = 3;
+  PluginRunner runner({settings}, run_in(fresh_dir("pool")));
+  std::atomic<int> different{0};
+  std::vector<std::thread> loaders;
+  for (int t = 0; t < 6; ++t)
+    loaders.emplace_back([&] {
+      for (int i = 0; i < 15; ++i) different += runner.transform_pil_image(image).data != alone.data;
+    });
+  for (auto& loader : loaders) loader.join();
+  EXPECT_EQ(different, 0);
+  const Json hosts = runner.report()["plugins"];
+  ASSERT_EQ(hosts.size(), 3u) << hosts.dump();
+  long served = 0;
+  for (const auto& host : hosts) {
+    EXPECT_GT(host["hooks"]["transform_pil_image"]["ok"].get<long>(), 0) << host["name"] << " served nothing";
+    served += host["hooks"]["transform_pil_image"]["calls"].get<long>();
+  }
+  EXPECT_EQ(served, 90);
+  EXPECT_EQ(hosts[1]["name"], "color_grade.2");
+}
+
+TEST(Runner, APoolIsRefusedForAPluginWithHooksOtherThanTransforms) {
+  PluginSettings settings;
+  settings.entry = test::test_plugin("noop-python").string();
+  settings.pool = 2;
+  try {
+    PluginRunner runner({settings}, run_in(fresh_dir("pool-refused")));
+    FAIL() << "a pool of a plugin with on_step_end started";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("its manifest also declares on_step_end"), std::string::npos) << e.what();
+  }
+}
 
 // A method plugin (tests/plugins/method_cpp) answers describe_method, suggest_trial and evaluate with
 // values the runner hands back; what it does not implement answers nil. Each kind of plugin keeps its place.

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <iomanip>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <sstream>
@@ -13,6 +14,7 @@
 #include "common/log.hpp"
 #include "common/schemas.hpp"
 #include "plugins/file_watch.hpp"
+#include "plugins/host_pool.hpp"
 #include "plugins/host_process.hpp"
 #include "plugins/manifest.hpp"
 #include "plugins/resource_group.hpp"
@@ -39,6 +41,7 @@ std::vector<PluginSettings> plugin_settings_from_config(const Json& plugins) {
     s.restart_window_s = item.value("restart_window_s", s.restart_window_s);
     s.restart_backoff_ms = item.value("restart_backoff_ms", s.restart_backoff_ms);
     s.keep_state = item.value("keep_state", s.keep_state);
+    s.pool = item.value("pool", s.pool);
     s.grant = item.value("grant", Json::object());
     const Json limits = item.value("limits", Json::object());
     auto& l = s.limits;
@@ -87,11 +90,30 @@ struct PluginRunner::Impl {
   Json jail = Json::object();
   fs::path runtime_dir;  // 0700: only this user can reach the sockets in it
   std::vector<std::unique_ptr<SupervisedPlugin>> plugins;
+  std::map<const SupervisedPlugin*, HostPool> pools;  // a plugin's extra hosts (train.json "pool")
   mutable std::mutex mutex;
   std::vector<ControlRequest> control;
   std::optional<std::string> abort_reason;
   bool strict = std::getenv("BULKHEAD_STRICT_HOOKS") != nullptr;
   std::unique_ptr<FileWatch> watch;
+
+  // Every host: each plugin's, followed by its pool's others.
+  std::vector<SupervisedPlugin*> hosts() const {
+    std::vector<SupervisedPlugin*> all;
+    for (const auto& p : plugins) {
+      all.push_back(p.get());
+      if (auto pool = pools.find(p.get()); pool != pools.end())
+        for (const auto& extra : pool->second.extra()) all.push_back(extra.get());
+    }
+    return all;
+  }
+
+  // A transform, on p or, with a pool, on whichever of its hosts is least busy.
+  std::optional<Json> transform(SupervisedPlugin& p, const std::string& hook, Json params) {
+    auto pool = pools.find(&p);
+    if (pool == pools.end()) return p.invoke(hook, std::move(params));
+    return pool->second.invoke(p, hook, std::move(params));
+  }
 
   // Outgoing hooks must match the catalogue, kind and kwargs; checked when BULKHEAD_STRICT_HOOKS is
   // set (the trainer's tests set it; a benchmark may wait on a notify hook on purpose).
@@ -139,20 +161,32 @@ PluginRunner::PluginRunner(std::vector<PluginSettings> settings, RunInfo run, co
                                               ") is not a method plugin: its manifest lacks \"provides\": \"method\""
                                         : "plugin '" + s.entry + "' (" + manifest.path.string() +
                                               ") is a method plugin: name it in train.json's \"method\", not in \"plugins\"");
-    auto plugin = std::make_unique<SupervisedPlugin>(
-        manifest, s, impl->run, impl->runtime_dir,
-        [impl](const std::string& name, const Json& request) {
-          logger("plugins")->info("{} asks: {}", name, request.dump());
-          std::lock_guard<std::mutex> lock(impl->mutex);
-          impl->control.push_back({name, request});
-        },
-        [impl](const std::string& reason) {
-          std::lock_guard<std::mutex> lock(impl->mutex);
-          if (!impl->abort_reason) impl->abort_reason = reason;
-        });
+    if (const auto why = HostPool::refusal(manifest, s.pool); !why.empty()) throw std::runtime_error(why);
+    auto supervised = [&](Manifest host_manifest) {
+      return std::make_unique<SupervisedPlugin>(
+          std::move(host_manifest), s, impl->run, impl->runtime_dir,
+          [impl](const std::string& name, const Json& request) {
+            logger("plugins")->info("{} asks: {}", name, request.dump());
+            std::lock_guard<std::mutex> lock(impl->mutex);
+            impl->control.push_back({name, request});
+          },
+          [impl](const std::string& reason) {
+            std::lock_guard<std::mutex> lock(impl->mutex);
+            if (!impl->abort_reason) impl->abort_reason = reason;
+          });
+    };
+    auto plugin = supervised(manifest);
     // By name: a state only ever goes back to the plugin that gave it.
     if (saved_states.contains(manifest.name)) plugin->restore_from(saved_states[manifest.name]);
     plugin->launch();
+    std::vector<std::unique_ptr<SupervisedPlugin>> extra;
+    for (int k = 2; k <= s.pool; ++k) {
+      Manifest host_manifest = manifest;
+      host_manifest.name = HostPool::host_name(manifest.name, k);
+      extra.push_back(supervised(std::move(host_manifest)));
+      extra.back()->launch();
+    }
+    if (!extra.empty()) impl->pools.emplace(plugin.get(), HostPool(std::move(extra)));
     impl->plugins.push_back(std::move(plugin));
   }
 }
@@ -209,7 +243,7 @@ std::string PluginRunner::last_fault(const std::string& hook) const {
 std::string PluginRunner::transform_caption(std::string caption) {
   for (auto& p : impl_->plugins) {
     if (!p->implements("transform_caption")) continue;
-    if (auto result = p->invoke("transform_caption", {{"caption", caption}})) caption = (*result)["caption"];
+    if (auto result = impl_->transform(*p, "transform_caption", {{"caption", caption}})) caption = (*result)["caption"];
   }
   return caption;
 }
@@ -218,7 +252,7 @@ Image PluginRunner::transform_pil_image(Image image) {
   for (auto& p : impl_->plugins) {
     if (!p->implements("transform_pil_image")) continue;
     // The image is copied into the message; on failure the original passes through.
-    if (auto result = p->invoke("transform_pil_image", {{"image", wire::image_to_json(image)}}))
+    if (auto result = impl_->transform(*p, "transform_pil_image", {{"image", wire::image_to_json(image)}}))
       image = wire::image_from_json(std::move((*result)["image"]));
   }
   return image;
@@ -255,6 +289,8 @@ bool PluginRunner::reload(const std::string& name, bool keep_state, std::int64_t
   for (auto& p : impl_->plugins)
     if (p->name() == name) {
       p->reload(keep_state, global_step);
+      if (auto pool = impl_->pools.find(p.get()); pool != impl_->pools.end())
+        for (const auto& extra : pool->second.extra()) extra->reload(keep_state, global_step);
       return true;
     }
   return false;
@@ -317,7 +353,7 @@ std::optional<std::string> PluginRunner::abort_reason() const {
 
 Json PluginRunner::report() const {
   Json plugins = Json::array();
-  for (const auto& p : impl_->plugins) plugins.push_back(p->report());
+  for (const auto* host : impl_->hosts()) plugins.push_back(host->report());
   return {{"jail", impl_->jail}, {"plugins", plugins}};
 }
 
@@ -332,8 +368,8 @@ std::string PluginRunner::report_table() const {
     else text << std::fixed << std::setprecision(2) << value.get<double>();
     return text.str();
   };
-  for (const auto& p : impl_->plugins) {
-    Json r = p->report();
+  for (const auto* host : impl_->hosts()) {
+    Json r = host->report();
     for (const auto& [hook, c] : r["hooks"].items())
       out << std::left << std::setw(22) << r["name"].get<std::string>() << std::setw(22) << hook << std::right << std::setw(8)
           << c["calls"].get<long>() << std::setw(8) << c["skipped"].get<long>() << std::setw(9) << number(c["p50_ms"]) << std::setw(9) << number(c["p99_ms"])
@@ -354,7 +390,7 @@ std::string PluginRunner::report_table() const {
 void PluginRunner::shutdown() {
   // Stop them side by side: each may take its grace period.
   std::vector<std::thread> stopping;
-  for (auto& p : impl_->plugins) stopping.emplace_back([&p] { p->stop(); });
+  for (auto* host : impl_->hosts()) stopping.emplace_back([host] { host->stop(); });
   for (auto& t : stopping) t.join();
 }
 

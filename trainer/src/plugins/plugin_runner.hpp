@@ -55,6 +55,7 @@ struct PluginSettings {
   double restart_window_s = 60;
   int restart_backoff_ms = 100;        // delay before the first restart; doubles per fault up to 10 s
   bool keep_state = true;              // hand its latest state (get_state) to each new host (set_state)
+  int pool = 1;                        // hosts serving its transforms side by side (transform-only plugins)
   PluginLimits limits;
   Json grant = Json::object();         // permissions train.json grants (paths relative to its folder)
   bool method = false;                 // train.json's method, not its plugins: the manifest must provide "method"

@@ -1,0 +1,47 @@
+#include "plugins/host_pool.hpp"
+
+#include <algorithm>
+
+namespace bulkhead {
+namespace {
+
+bool is_transform(const std::string& hook) { return hook == "transform_caption" || hook == "transform_pil_image"; }
+
+// Holds a host busy for the length of one call.
+class InFlight {
+ public:
+  explicit InFlight(std::atomic<int>& count) : count_(count) { ++count_; }
+  ~InFlight() { --count_; }
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+
+ private:
+  std::atomic<int>& count_;
+};
+
+}  // namespace
+
+HostPool::HostPool(std::vector<std::unique_ptr<SupervisedPlugin>> extra)
+    : extra_(std::move(extra)), in_flight_(extra_.size() + 1) {}
+
+std::optional<Json> HostPool::invoke(SupervisedPlugin& first, const std::string& hook, Json params) {
+  std::size_t chosen = 0;
+  for (std::size_t i = 1; i < in_flight_.size(); ++i)
+    if (in_flight_[i] < in_flight_[chosen]) chosen = i;
+  InFlight busy(in_flight_[chosen]);
+  SupervisedPlugin& host = chosen == 0 ? first : *extra_[chosen - 1];
+  return host.invoke(hook, std::move(params));
+}
+
+std::string HostPool::refusal(const Manifest& manifest, int size) {
+  if (size <= 1) return "";
+  const auto other = std::find_if(manifest.hooks.begin(), manifest.hooks.end(), [](const auto& h) { return !is_transform(h); });
+  if (other == manifest.hooks.end()) return "";
+  return "plugin '" + manifest.name + "' has \"pool\": " + std::to_string(size) +
+         ", but a pool serves only plugins whose hooks are all transforms (transform_caption, transform_pil_image); its "
+         "manifest also declares " + *other;
+}
+
+std::string HostPool::host_name(const std::string& plugin, int k) { return plugin + "." + std::to_string(k); }
+
+}  // namespace bulkhead
