@@ -215,7 +215,8 @@ TEST(Hygiene, NoHostOutlivesTheRunner) {
   }
   EXPECT_FALSE(groups.empty());
   EXPECT_EQ(children().size(), 0u);
-  EXPECT_EQ(alive_in_groups(groups), 0);
+  // SIGKILL is sent when the runner ends; the kernel may take a moment more to finish a process off.
+  EXPECT_TRUE(wait_until([&] { return alive_in_groups(groups) == 0; }, std::chrono::seconds(2))) << describe_alive_in_groups(groups);
 }
 
 TEST(Hygiene, HangingHostIsKilledAtShutdown) {
@@ -233,7 +234,8 @@ TEST(Hygiene, HangingHostIsKilledAtShutdown) {
   }
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(8));
   EXPECT_EQ(children().size(), 0u);
-  EXPECT_EQ(alive_in_groups(groups), 0);
+  // Killed: a process the kernel is still tearing down (state R, no memory left) is given a moment.
+  EXPECT_TRUE(wait_until([&] { return alive_in_groups(groups) == 0; }, std::chrono::seconds(2))) << describe_alive_in_groups(groups);
 }
 
 // 200 restarts leave the trainer's open files and threads where they were.

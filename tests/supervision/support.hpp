@@ -1,6 +1,7 @@
 // support.hpp — helpers for the supervision tests: real runners over real host processes.
 #pragma once
 
+#include <algorithm>
 #include <dirent.h>
 #include <signal.h>
 #include <unistd.h>
@@ -144,6 +145,20 @@ inline int zombies() {
   int count = 0;
   for (const auto& p : children()) count += p.state == 'Z';
   return count;
+}
+
+// pid, state and command line of every process of these groups still alive, for a failure message.
+inline std::string describe_alive_in_groups(const std::vector<int>& groups) {
+  std::string text;
+  for (const auto& p : all_processes())
+    for (int g : groups)
+      if (p.pgid == g && p.state != 'Z') {
+        std::ifstream cmdline("/proc/" + std::to_string(p.pid) + "/cmdline");
+        std::string command((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+        std::replace(command.begin(), command.end(), '\0', ' ');
+        text += " [pid " + std::to_string(p.pid) + " state " + p.state + " ppid " + std::to_string(p.ppid) + ": " + command + "]";
+      }
+  return text;
 }
 
 // Processes still alive in any of these process groups (the hosts and whatever they started).
