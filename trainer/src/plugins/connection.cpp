@@ -139,12 +139,13 @@ struct Connection::Impl {
     [[maybe_unused]] auto written = ::write(wake_fd, &one, sizeof one);
   }
 
-  // Sends at once when the socket is free or about to be; otherwise queues the message for its
-  // holder, who sends queued messages before anything else and is woken for them.
+  // Sends at once when the socket is free (or this thread holds it); otherwise queues the message
+  // for its holder, who sends queued messages before anything else and is woken for them. Never
+  // waits: a notify hook's caller must not.
   void transmit(Message message) {
     wire::Frames frames = wire::encode_frames(std::move(message), attachments);
-    std::unique_lock<std::recursive_timed_mutex> socket(socket_mutex, std::defer_lock);
-    if (!take_socket(socket)) {
+    std::unique_lock<std::recursive_timed_mutex> socket(socket_mutex, std::try_to_lock);
+    if (!socket) {
       {
         std::lock_guard<std::mutex> lock(mutex);
         outbox.push_back(std::move(frames));
