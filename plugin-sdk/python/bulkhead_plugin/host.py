@@ -272,14 +272,12 @@ def image_from_wire(obj):
         raise HookError("bad_params", "image width and height must be positive integers")
     if mode not in CHANNELS:
         raise HookError("bad_params", "image mode must be RGB, RGBA or L, not %r" % (mode,))
-    if not isinstance(data, (bytes, bytearray, memoryview)):
+    if not isinstance(data, (bytes, bytearray)):
         raise HookError("bad_params", "image data must be MessagePack bin")
     if len(data) != w * h * CHANNELS[mode]:
         raise HookError("bad_params", "image data has %d bytes; %dx%d %s needs %d"
                         % (len(data), w, h, mode, w * h * CHANNELS[mode]))
-    # PIL's decoders take bytes only (not a view of the attachment's frame): one copy here, one
-    # into PIL's own layout.
-    return Image.frombytes(mode, (w, h), data if isinstance(data, bytes) else bytes(data))
+    return Image.frombytes(mode, (w, h), bytes(data))
 
 
 def image_to_wire(img, fallback_mode):
@@ -448,7 +446,9 @@ class Session:
             if not poller.poll(50):
                 continue
             try:
-                frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                # As bytes: PIL's decoders take nothing else, so a view would be copied anyway, and
+                # small messages are cheaper so.
+                frames = self.sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 continue
             try:

@@ -48,7 +48,7 @@ def _store():
 
 
 def _check_bin(validator, value, instance, schema):
-    if value == "bin" and not isinstance(instance, (bytes, bytearray, memoryview)):
+    if value == "bin" and not isinstance(instance, (bytes, bytearray)):
         yield jsonschema.ValidationError("must be a MessagePack bin, not %s" % type(instance).__name__)
 
 

@@ -39,10 +39,8 @@ def pack_frames(obj):
 
 
 def unpack_frames(frames):
-    """The message in frames (bytes, or zmq.Frame received without a copy: each attachment is then
-    a memoryview over its frame). Raises ValueError naming what is wrong."""
-    # Read-only: what a plugin is handed is the message as it came (PIL's decoders also insist).
-    buffers = [frame.buffer.toreadonly() if hasattr(frame, "buffer") else frame for frame in frames]
+    """The message in frames (bytes). Raises ValueError naming what is wrong."""
+    buffers = list(frames)
     named = set()
 
     def ext_hook(code, data):
