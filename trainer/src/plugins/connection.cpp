@@ -123,6 +123,7 @@ struct Connection::Impl {
   Clock::time_point earliest_deadline = Clock::time_point::max();
   std::uint32_t next_id = 1;
   std::string death;  // why the host is gone, once it is
+  Clock::time_point next_death_check{};  // socket held
   std::promise<Json> hello;
   bool hello_seen = false;
   std::thread io;
@@ -294,12 +295,19 @@ struct Connection::Impl {
     for (auto& [done, reply] : ended) done(std::move(reply));
   }
 
+  // The next message if one is there, without a poll: a call's wait would pay a syscall for each.
+  std::optional<Message> receive_now() {
+    wire::Frames frames;
+    if (!zmq::recv_multipart(channel.socket(), std::back_inserter(frames), zmq::recv_flags::dontwait)) return std::nullopt;
+    return wire::decode_frames(frames);
+  }
+
   // Reads every message waiting on the socket and hands each to handle(). Socket held.
   void drain() {
     while (true) {
       std::optional<Message> message;
       try {
-        message = channel.receive(std::chrono::milliseconds(0));
+        message = receive_now();
       } catch (const wire::DecodeError& e) {
         if (refuse_hello(std::string("its first message breaks the protocol: ") + e.what())) continue;
         if (events.on_protocol_error) events.on_protocol_error(e.what());
@@ -341,7 +349,6 @@ struct Connection::Impl {
   void serve_until(const std::atomic<bool>& answered) {
     caller_waiting = true;
     zmq::pollitem_t items[] = {{channel.socket().handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd, ZMQ_POLLIN, 0}};
-    service();
     while (!answered) {
       zmq::poll(items, 2, std::chrono::milliseconds(20));
       if (items[1].revents & ZMQ_POLLIN) {
@@ -353,8 +360,12 @@ struct Connection::Impl {
     caller_waiting = false;
   }
 
+  // At most every 20 ms: asking costs a waitpid, and a call's wait would ask at every turn.
   void notice_death() {
     if (!events.exited || !death.empty()) return;
+    const auto now = Clock::now();
+    if (now < next_death_check) return;
+    next_death_check = now + std::chrono::milliseconds(20);
     std::string why = events.exited();
     if (why.empty()) return;
     std::map<std::uint32_t, Pending> ended;

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <random>
 #include <sstream>
+#include <set>
 #include <thread>
 
 #include <fmt/ranges.h>
@@ -39,16 +40,26 @@ std::string random_token() {
   return token.str();
 }
 
-// A copy of what a hook was sent without its bins (an image's pixels), for the checks of its reply.
-Json without_bins(const Json& value) {
-  if (value.is_binary()) return nullptr;
-  if (!value.is_structured()) return value;
-  Json copy = value.is_array() ? Json::array() : Json::object();
-  if (value.is_array())
-    for (const auto& item : value) copy.push_back(without_bins(item));
-  else
-    for (const auto& [key, item] : value.items()) copy[key] = without_bins(item);
-  return copy;
+// What check_reply needs of what a hook was sent: the image's shape, the region slot lent with it.
+// Not the pixels, which went to the plugin without a copy.
+Json sent_shape(const Json& params, std::optional<int> slot) {
+  Json sent = Json::object();
+  if (slot) sent["lent_slot"] = *slot;
+  if (params.is_object() && params.contains("image") && params["image"].is_object())
+    for (const char* key : {"width", "height", "mode"})
+      if (params["image"].contains(key)) sent["image"][key] = params["image"][key];
+  return sent;
+}
+
+// Hooks whose reply may be nil (most observers answer so): such a reply needs no schema walk.
+bool nil_is_a_valid_reply(const std::string& hook) {
+  static const std::set<std::string> hooks = [] {
+    std::set<std::string> nil_ok;
+    for (const auto& [name, spec] : Schemas::instance().hook_catalogue()["hooks"].items())
+      if (Schemas::instance().validate("hooks.json#/hooks/" + name + "/result", nullptr).empty()) nil_ok.insert(name);
+    return nil_ok;
+  }();
+  return hooks.count(hook) > 0;
 }
 
 bool all_finite(const Json& value) {
@@ -602,7 +613,7 @@ std::optional<Json> SupervisedPlugin::invoke(const std::string& hook, Json param
     release_slot(slot);
     return std::nullopt;
   }
-  const Json sent = without_bins(params);
+  const Json sent = sent_shape(params, slot);
   // Time spent waiting for a restart comes out of the call's deadline.
   const auto left = deadline(hook) - std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - began);
   Reply reply = generation->connection->call(hook, std::move(params), std::max(left, std::chrono::milliseconds(1)));
@@ -617,7 +628,7 @@ void SupervisedPlugin::send(const std::string& hook, const Json& params, std::fu
   if (!count_call(hook, generation != nullptr)) return release_slot(slot);
   const int number = generation->number;
   generation->connection->request(hook, params, deadline(hook), [this, hook, number, slot, on_result](Reply reply) {
-    auto result = conclude(hook, slot ? Json{{"lent_slot", *slot}} : Json(), std::move(reply), number);
+    auto result = conclude(hook, sent_shape(Json(), slot), std::move(reply), number);
     release_slot(slot);
     if (result && on_result) on_result(*result);
   });
@@ -628,6 +639,8 @@ void SupervisedPlugin::release_slot(std::optional<int> slot) {
 }
 
 std::string SupervisedPlugin::check_reply(const std::string& hook, const Json& params, const Json& result) {
+  // (The model gate judges a model hook's reply, nil included.)
+  if (result.is_null() && !gate_ && nil_is_a_valid_reply(hook)) return "";
   // A state is the plugin's own business (an average not yet begun may well be NaN); only its size is ours.
   if (hook != "get_state" && !all_finite(result)) return "the reply holds NaN or infinity";
   auto errors = Schemas::instance().validate("hooks.json#/hooks/" + hook + "/result", result);
