@@ -75,6 +75,15 @@ FILES = {"runner": "runner_bench.json", "jail": "jail_bench.json", "region": "mo
 UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
+# Google Benchmark appends settings to a run's name: BM_X/real_time, BM_X/iterations:20000/real_time.
+SETTING = re.compile(r"^(real_time|process_time|manual_time|iterations:\d+|min_time:[\d.]+s?|repeats:\d+|threads:\d+)$")
+
+
+def row_name(name):
+    """A benchmark's name without the settings Google Benchmark appends: BM_Start/0/1/real_time -> BM_Start/0/1."""
+    return "/".join(part for part in name.split("/") if not SETTING.match(part))
+
+
 def benchmark_times(document):
     """Google Benchmark JSON -> {run name: seconds}: the median aggregate when there are repetitions,
     else the mean of the iterations rows; real time (every benchmark here uses UseRealTime)."""
@@ -82,7 +91,7 @@ def benchmark_times(document):
     for entry in document.get("benchmarks", []):
         if entry.get("error_occurred"):
             continue
-        name = entry.get("run_name", entry["name"])
+        name = row_name(entry.get("run_name", entry["name"]))
         seconds = entry["real_time"] * UNITS[entry.get("time_unit", "ns")]
         if entry.get("run_type") == "aggregate":
             if entry.get("aggregate_name") == "median":

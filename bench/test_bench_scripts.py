@@ -38,6 +38,11 @@ class BenchmarkTimes(unittest.TestCase):
         self.assertAlmostEqual(times["BM_B"], 3e-3)
         self.assertAlmostEqual(times["BM_C"], 700e-9)
 
+    def test_settings_appended_to_names_are_dropped(self):
+        times = report.benchmark_times(gbench(aggregate("BM_Restart/0/1/real_time", 20, "ms"),
+                                              iteration("BM_Runner_NotifyHook_CallerCost/iterations:20000/real_time", 7)))
+        self.assertEqual(sorted(times), ["BM_Restart/0/1", "BM_Runner_NotifyHook_CallerCost"])
+
     def test_a_failed_benchmark_is_left_out(self):
         failed = dict(iteration("BM_D", 1), error_occurred=True, error_message="a call faulted")
         self.assertEqual(report.benchmark_times(gbench(failed)), {})

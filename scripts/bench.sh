@@ -7,18 +7,20 @@
 #   bash scripts/bench.sh --json bench.json     # also the table as JSON
 #   bash scripts/bench.sh --quick               # a smoke run (1 repetition, short runs): not a measurement
 #   bash scripts/bench.sh --out DIR             # keep the raw results (Google Benchmark JSON, overhead.json) in DIR
+#   bash scripts/bench.sh --overhead-args "--pairs 1 --paces gpu"   # passed on to bench/overhead.py
 #
 # Which row is compared with which floor, and the targets, are in bench/report.py (ROWS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
-json="" quick=0 out="" build=build
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+json="" quick=0 out="" build=build overhead_args=""
 while (($#)); do
   case "$1" in
     --json) json="${2:?--json needs a file}"; shift 2 ;;
     --quick) quick=1; shift ;;
     --out) out="${2:?--out needs a folder}"; shift 2 ;;
+    --overhead-args) overhead_args="${2?--overhead-args needs arguments}"; shift 2 ;;
     --build-dir) build="${2:?--build-dir needs a folder}"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "bench.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
@@ -52,6 +54,7 @@ for bench in runner_bench jail_bench model_region_bench; do
   "$bin/$bench" "${gbench[@]}" --benchmark_out="$out/$bench.json" --benchmark_out_format=json >&2
 done
 echo "bench.sh: overhead.py" >&2
-"$PYTHON" bench/overhead.py --bulkhead "$bin/bulkhead" --json "$out/overhead.json" "${overhead[@]}" >&2
+# shellcheck disable=SC2086  # --overhead-args is a list of words
+"$PYTHON" bench/overhead.py --bulkhead "$bin/bulkhead" --json "$out/overhead.json" "${overhead[@]}" $overhead_args >&2
 
 "$PYTHON" bench/report.py --dir "$out" ${json:+--json "$json"}
