@@ -28,7 +28,33 @@ RESTART_CPP = ("time", 0.2)   # item 4: a C++ plugin restarts in under 200 ms
 RESTART_PY = ("time", 1.0)    # item 4: a Python one in under 1 s
 
 FLOOR = "BM_Floor_RawZmqRoundTrip"
-IMAGE_FLOOR = "BM_Floor_RawZmqRoundTrip_Image256"
+IMAGE_SIDES = (64, 256, 512, 1024)  # runner_bench's image rows: BM_..._Image.../<side>
+
+
+def image_floor(side):
+    return f"BM_Floor_RawZmqRoundTrip_Image/{side}"
+
+
+def image_rows():
+    rows = []
+    for side in IMAGE_SIDES:
+        rows.append(("runner", image_floor(side), f"floor: raw round trip, {side}x{side} image request", None, None))
+        for runtime, name in (("Cpp", "C++"), ("Python", "Python"), ("Node", "JavaScript")):
+            rows.append(("runner", f"BM_Runner_TransformImage_{runtime}PassThrough/{side}",
+                         f"transform_pil_image {side}x{side} -> {name} pass-through", image_floor(side), IMAGE))
+    rows.append(("runner", "BM_Runner_TransformImage_CppImageColour/256", "transform_pil_image 256x256 -> C++ image_colour",
+                 image_floor(256), None))
+    rows.append(("runner", "BM_Runner_TransformImage_PythonColorGrade/256",
+                 "transform_pil_image 256x256 -> Python color_grade", image_floor(256), None))
+    # item 3: 4 loader threads through color_grade by pool size; the floor is a pool of one host
+    rows.append(("runner", "BM_Pool_ColorGrade_4Loaders/0", "4 loaders x 8 images 256x256, no plugin (the loader alone)",
+                 None, None))
+    for pool in (1, 2, 4):
+        rows.append(("runner", f"BM_Pool_ColorGrade_4Loaders/{pool}",
+                     f"4 loaders x 8 images 256x256 -> color_grade, pool of {pool}",
+                     None if pool == 1 else "BM_Pool_ColorGrade_4Loaders/1", None))
+    return rows
+
 
 # (source, row, what it is, floor row in the same source or None for a floor itself, target or None)
 ROWS = [
@@ -41,12 +67,7 @@ ROWS = [
     ("runner", "BM_Runner_StepHook_Python", "step hook on_step_end, waited -> Python SDK", FLOOR, None),
     ("runner", "BM_Runner_StepHook_Node", "step hook on_step_end, waited -> JavaScript SDK", FLOOR, None),
     ("runner", "BM_Runner_NotifyHook_CallerCost", "notify hook on_step_end, caller's cost", FLOOR, NOTIFY),
-    ("runner", IMAGE_FLOOR, "floor: raw round trip, 256x256 image request", None, None),
-    ("runner", "BM_Runner_TransformImage256_CppPassThrough", "transform_pil_image 256x256 -> C++ pass-through", IMAGE_FLOOR, IMAGE),
-    ("runner", "BM_Runner_TransformImage256_PythonPassThrough", "transform_pil_image 256x256 -> Python pass-through", IMAGE_FLOOR, IMAGE),
-    ("runner", "BM_Runner_TransformImage256_NodePassThrough", "transform_pil_image 256x256 -> JavaScript pass-through", IMAGE_FLOOR, IMAGE),
-    ("runner", "BM_Runner_TransformImage256_CppImageColour", "transform_pil_image 256x256 -> C++ image_colour", IMAGE_FLOOR, None),
-    ("runner", "BM_Runner_TransformImage256_PythonColorGrade", "transform_pil_image 256x256 -> Python color_grade", IMAGE_FLOOR, None),
+    *image_rows(),
     # jail_bench: BM_<what>/<runtime 0 C++, 1 Python>/<jail 0 weak, 1 full>; the floor is the weak jail
     ("jail", "BM_Start/0/0", "start, C++, weak jail", None, None),
     ("jail", "BM_Start/0/1", "start, C++, full jail", "BM_Start/0/0", None),
@@ -80,8 +101,12 @@ SETTING = re.compile(r"^(real_time|process_time|manual_time|iterations:\d+|min_t
 
 
 def row_name(name):
-    """A benchmark's name without the settings Google Benchmark appends: BM_Start/0/1/real_time -> BM_Start/0/1."""
-    return "/".join(part for part in name.split("/") if not SETTING.match(part))
+    """A benchmark's name without the settings Google Benchmark appends: BM_Start/0/1/real_time -> BM_Start/0/1;
+    runner_bench's earlier image names in today's form: BM_Runner_TransformImage256_CppPassThrough ->
+    BM_Runner_TransformImage_CppPassThrough/256, BM_Floor_RawZmqRoundTrip_Image256 -> ..._Image/256."""
+    name = "/".join(part for part in name.split("/") if not SETTING.match(part))
+    name = re.sub(r"^BM_Floor_RawZmqRoundTrip_Image(\d+)$", r"BM_Floor_RawZmqRoundTrip_Image/\1", name)
+    return re.sub(r"^BM_Runner_TransformImage(\d+)_(\w+)$", r"BM_Runner_TransformImage_\2/\1", name)
 
 
 def benchmark_times(document):
@@ -113,8 +138,8 @@ def extra_runner_rows(times):
             if name not in named:
                 rows.append(("runner", name, name, None, None))
             continue
-        size = re.search(r"Image(\d+)", name)
-        floor = f"{FLOOR}_Image{size.group(1)}" if size else FLOOR
+        size = re.search(r"Image_\w+/(\d+)$", name)
+        floor = image_floor(size.group(1)) if size else FLOOR
         target = IMAGE if size and "PassThrough" in name else None
         rows.append(("runner", name, name, floor, target))
     return rows

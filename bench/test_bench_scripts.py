@@ -75,16 +75,30 @@ class Rows(unittest.TestCase):
         self.assertIn("| not run |", report.table(list(rows.values()), report.machine()))
 
     def test_a_new_image_size_finds_its_own_floor_and_target(self):
-        rows = self.rows({"runner": {"BM_Floor_RawZmqRoundTrip_Image512": 400e-6,
-                                     "BM_Runner_TransformImage512_CppPassThrough": 500e-6,
+        rows = self.rows({"runner": {"BM_Floor_RawZmqRoundTrip_Image/2048": 400e-6,
+                                     "BM_Runner_TransformImage_CppPassThrough/2048": 500e-6,
                                      "BM_Runner_Throughput_Pool4": 50e-6, "BM_Floor_RawZmqRoundTrip": 100e-6}})
-        image = rows["BM_Runner_TransformImage512_CppPassThrough"]
-        self.assertEqual(image["floor"], "BM_Floor_RawZmqRoundTrip_Image512")
+        image = rows["BM_Runner_TransformImage_CppPassThrough/2048"]
+        self.assertEqual(image["floor"], "BM_Floor_RawZmqRoundTrip_Image/2048")
         self.assertAlmostEqual(image["ratio"], 1.25)
         self.assertTrue(image["met"])
         self.assertEqual(rows["BM_Runner_Throughput_Pool4"]["floor"], "BM_Floor_RawZmqRoundTrip")
         self.assertIsNone(rows["BM_Runner_Throughput_Pool4"]["met"], "no target named")
-        self.assertEqual(rows["BM_Floor_RawZmqRoundTrip_Image512"]["floor"], "(itself)")
+        self.assertEqual(rows["BM_Floor_RawZmqRoundTrip_Image/2048"]["floor"], "(itself)")
+
+    def test_earlier_image_names_read_as_todays(self):
+        times = report.benchmark_times(gbench(aggregate("BM_Floor_RawZmqRoundTrip_Image256/real_time", 100),
+                                              aggregate("BM_Runner_TransformImage256_PythonPassThrough/real_time", 140),
+                                              aggregate("BM_Runner_TransformImage_NodePassThrough/512/real_time", 9)))
+        self.assertEqual(sorted(times), ["BM_Floor_RawZmqRoundTrip_Image/256", "BM_Runner_TransformImage_NodePassThrough/512",
+                                         "BM_Runner_TransformImage_PythonPassThrough/256"])
+        rows = self.rows({"runner": times})
+        self.assertAlmostEqual(rows["BM_Runner_TransformImage_PythonPassThrough/256"]["ratio"], 1.4)
+        self.assertTrue(rows["BM_Runner_TransformImage_PythonPassThrough/256"]["met"])
+
+    def test_a_bigger_pool_is_compared_with_a_pool_of_one(self):
+        rows = self.rows({"runner": {"BM_Pool_ColorGrade_4Loaders/1": 40e-3, "BM_Pool_ColorGrade_4Loaders/4": 20e-3}})
+        self.assertAlmostEqual(rows["BM_Pool_ColorGrade_4Loaders/4"]["ratio"], 0.5)
 
     def test_every_floor_named_in_rows_is_a_row_of_the_same_source(self):
         names = {(source, row) for source, row, *_ in report.ROWS}
