@@ -146,7 +146,7 @@ def extra_runner_rows(times):
 
 
 def load(results):
-    """{source: {row: seconds}}, and for overhead {row: (with, without)}."""
+    """{source: {row: seconds}}, and for overhead {row: (with, without, median of the pairs' ratios)}."""
     data = {}
     for source, file in FILES.items():
         path = Path(results) / file
@@ -155,7 +155,7 @@ def load(results):
             continue
         document = json.loads(path.read_text())
         if source == "overhead":
-            data[source] = {row["name"]: (row["with_s"], row["without_s"]) for row in document["rows"]}
+            data[source] = {row["name"]: (row["with_s"], row["without_s"], row.get("ratio")) for row in document["rows"]}
         else:
             data[source] = benchmark_times(document)
     return data
@@ -173,13 +173,15 @@ def build_rows(data):
     rows = []
     for source, name, what, floor, target in ROWS + extra_runner_rows(data.get("runner", {})):
         times = data.get(source, {})
-        if source == "overhead":
-            pair = times.get(name)
-            seconds, floor_seconds = pair if pair else (None, None)
-        else:
+        seconds = floor_seconds = ratio = None
+        if source == "overhead" and name in times:
+            # the median of the pairs' ratios (overhead.py), not the ratio of the two medians
+            seconds, floor_seconds, ratio = times[name]
+        elif source != "overhead":
             seconds = times.get(name)
             floor_seconds = times.get(floor) if floor else seconds
-        ratio = seconds / floor_seconds if seconds is not None and floor_seconds else None
+        if ratio is None and seconds is not None and floor_seconds:
+            ratio = seconds / floor_seconds
         rows.append({"source": source, "row": name, "what": what, "time_s": seconds,
                      "floor": floor or "(itself)", "floor_time_s": floor_seconds, "ratio": ratio,
                      "target": None if target is None else {"kind": target[0], "max": target[1]},
