@@ -64,5 +64,54 @@ TEST(Cli, SampleSeveralPromptsAndSeedsAsPngOrJpeg) {
   EXPECT_NE(read_text(dir / "grid-p00-s1.png"), read_text(dir / "grid-p00-s7.png")) << "seeds differ";
 }
 
+// Benchmark mode (bench_pace_ms, bench/overhead.py): no model compute, a fixed wait per step, while
+// the loader, the plugins' transforms and every hook run as in training; each epoch's wall time is
+// recorded in metrics.jsonl.
+TEST(Cli, BenchPaceRunsTheLoaderAndEveryHookWithoutTheModel) {
+  auto dir = scratch("paced");
+  Json config = tiny_config(dir / "run", 2);
+  config["plugins"] = {"hook_logger", "caption_tag_shuffle"};
+  std::ofstream(dir / "train.json") << config.dump();
+  auto run = bulkhead({"train", "--config", (dir / "train.json").string(), "--bench-pace-ms", "5"});
+  ASSERT_EQ(run.code, 0) << run.output;
+  EXPECT_NE(run.output.find("benchmark mode (bench_pace_ms 5)"), std::string::npos) << run.output;
+
+  const auto steps = read_metrics(dir / "run");
+  ASSERT_EQ(steps.size(), 28u) << "2 epochs of 14 batches";
+  for (auto& step : steps) EXPECT_EQ(step["loss"], 1.0) << "a paced step's placeholder loss: " << step.dump();
+  const auto epochs = read_metrics(dir / "run", "epoch_s");
+  ASSERT_EQ(epochs.size(), 2u);
+  for (auto& epoch : epochs) EXPECT_GE(epoch["epoch_s"].get<double>(), 14 * 0.005) << "each step waited 5 ms";
+  EXPECT_EQ(read_metrics(dir / "run", "val_loss").size(), 2u) << "validation runs, paced too";
+
+  const Json report = read_json(dir / "run" / "plugin-report.json")["plugins"];
+  ASSERT_EQ(report.size(), 2u) << report.dump(2);
+  EXPECT_EQ(report[0]["hooks"]["on_step_end"]["calls"].get<long>(), 28) << report.dump(2);
+  EXPECT_EQ(report[0]["hooks"]["on_epoch_end"]["ok"].get<long>(), 2) << report.dump(2);
+  EXPECT_GT(report[1]["hooks"]["transform_caption"]["ok"].get<long>(), 400) << "the loader's transforms ran";
+  EXPECT_TRUE(fs::exists(dir / "run" / "checkpoints" / "latest.txt")) << "the final checkpoint is saved";
+  EXPECT_TRUE(fs::is_empty(dir / "run" / "samples")) << "no sampling: that is the model's compute";
+  const std::string log = read_text(dir / "run" / "train.log");
+  EXPECT_NE(log.find("[plugin:hook_logger] [info] on_step_start"), std::string::npos) << log;
+}
+
+// A bare --plugins replaces the config's list with none (bench/overhead.py's run without plugins).
+TEST(Cli, BarePluginsMeansNone) {
+  auto dir = scratch("bare");
+  Json config = tiny_config(dir / "run", 1);
+  config["plugins"] = {"hook_logger"};
+  std::ofstream(dir / "train.json") << config.dump();
+  auto run = bulkhead({"train", "--config", (dir / "train.json").string(), "--bench-pace-ms", "1", "--plugins"});
+  ASSERT_EQ(run.code, 0) << run.output;
+  EXPECT_EQ(read_json(dir / "run" / "plugin-report.json")["plugins"].size(), 0u) << run.output;
+  EXPECT_EQ(read_json(dir / "run" / "config.json")["plugins"], Json::array());
+}
+
+TEST(Cli, BenchPaceMustNotBeNegative) {
+  auto result = bulkhead({"train", "--bench-pace-ms", "-1"});
+  EXPECT_EQ(result.code, 2) << result.output;
+  EXPECT_NE(result.output.find("/bench_pace_ms"), std::string::npos) << result.output;
+}
+
 }  // namespace
 }  // namespace bulkhead::testing

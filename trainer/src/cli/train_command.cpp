@@ -26,6 +26,7 @@ struct TrainArgs {
   std::optional<std::string> device;
   std::optional<std::uint64_t> seed;
   std::optional<std::string> method;
+  std::optional<double> bench_pace_ms;
   std::string resume;
   bool overwrite = false;
   bool watch_plugins = false;
@@ -40,6 +41,7 @@ void apply_overrides(Json& user, const TrainArgs& args) {
   if (args.device) user["device"] = *args.device;
   if (args.seed) user["seed"] = *args.seed;
   if (args.method) user["method"] = {{"name", *args.method}};
+  if (args.bench_pace_ms) user["bench_pace_ms"] = *args.bench_pace_ms;
 }
 
 // A resumed run keeps its model's shape; a --config given with --resume may change anything else.
@@ -101,15 +103,21 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--max-epochs", args->max_epochs, "Override max_epochs");
   cmd->add_option("--data-root", args->data_root, "Override data_root: an image folder, or builtin:shapes");
   cmd->add_option("--run-dir", args->run_dir, "Write the run into exactly this folder");
-  cmd->add_option("--plugins", args->plugins, "Replace the config's plugin list")->expected(0, -1);
+  auto* plugins = cmd->add_option("--plugins", args->plugins, "Replace the config's plugin list (given no names: none)")
+                      ->expected(0, -1);
   cmd->add_option("--device", args->device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd->add_option("--seed", args->seed, "Override seed");
   cmd->add_option("--method", args->method, "Train the first trial of this method plugin (docs/methods.md)");
   cmd->add_option("--resume", args->resume, "Continue from a run folder (its latest checkpoint) or a checkpoint file");
   cmd->add_flag("--overwrite", args->overwrite, "Delete an earlier run found in --run-dir and start afresh");
+  cmd->add_option("--bench-pace-ms", args->bench_pace_ms,
+                  "Benchmark mode: each step waits this many ms instead of the model's compute (a GPU's pace); "
+                  "loader and plugin hooks run as in training (bench_pace_ms in train.json)");
   cmd->add_flag("--watch-plugins", args->watch_plugins,
                 "Restart a plugin, with its state, when its files change on disk (edit a plugin while it trains)");
-  cmd->callback([args] {
+  cmd->callback([args, plugins] {
+    // CLI11 leaves the list unset for a bare --plugins: that means no plugins.
+    if (plugins->count() > 0 && !args->plugins) args->plugins.emplace();
     auto log = bulkhead::logger("trainer");
     try {
       auto summary = train(*args);

@@ -155,6 +155,7 @@ TrainConfig typed(const Json& j) {
   c.max_image_pixels = j.at("max_image_pixels");
   c.max_tokens = j.at("max_tokens");
   c.log_every_n_steps = j.at("log_every_n_steps");
+  c.bench_pace_ms = j.at("bench_pace_ms");
   c.logdir = j.at("logdir");
   c.run_dir = j.value("run_dir", "");
   const Json& m = j.at("model");

@@ -77,6 +77,7 @@ struct TrainConfig {
   std::int64_t max_image_pixels = 0;
   int max_tokens = 0;
   int log_every_n_steps = 0;
+  double bench_pace_ms = 0;            // > 0: benchmark mode, a fixed wait instead of the model's compute
   std::string logdir;
   std::string run_dir;                 // "" when not set
   ModelConfig model;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <ctime>
 #include <sstream>
+#include <thread>
 
 #include <fmt/ranges.h>
 
@@ -24,6 +25,8 @@ namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
 namespace {
+
+constexpr double kPacedLoss = 1.0;  // the loss a paced (benchmark-mode) step reports
 
 std::atomic<int> g_interrupt{0};  // the signal that asked to stop, 0 for none
 static_assert(std::atomic<int>::is_always_lock_free, "request_interrupt must be async-signal-safe");
@@ -80,6 +83,12 @@ std::string step_name(const char* kind, std::int64_t number, int digits = 6) {
 
 }  // namespace
 
+// Benchmark mode (bench_pace_ms): the model's compute, forward, backward and optimizer step (or a
+// validation batch's forward), is replaced by a wait of bench_pace_ms.
+void Trainer::pace() const {
+  std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(config_.bench_pace_ms));
+}
+
 void request_interrupt(int signal) { g_interrupt.store(signal); }
 void clear_interrupt() { g_interrupt.store(0); }
 
@@ -123,6 +132,9 @@ Trainer::Trainer(TrainConfig config, std::optional<fs::path> resume, bool overwr
   log_->info("device {}{}, {} torch threads, {} training / {} validation images, {} steps per epoch, plugins: {}",
              device_.str(), amp_ ? " (bfloat16 autocast)" : "", torch::get_num_threads(), train_.examples.size(),
              validation_.examples.size(), epoch_length_, plugins_->empty() ? "none" : std::to_string(plugins_->names().size()));
+  if (paced())
+    log_->warn("benchmark mode (bench_pace_ms {}): no model compute, each step waits {} ms instead; losses are a "
+               "placeholder {} and no samples are drawn", config_.bench_pace_ms, config_.bench_pace_ms, kPacedLoss);
   for (auto& [key, why] : config_.everydream2_unused)
     log_->warn("EveryDream2's \"{}\" is not used by Bulkhead: {}", key, why);
 }
@@ -248,6 +260,7 @@ RunSummary Trainer::run() {
 }
 
 void Trainer::run_epoch() {
+  const auto epoch_started = std::chrono::steady_clock::now();
   const int epoch = position_.epoch;
   if (position_.batches_done == 0) position_.grad_accum = position_.next_grad_accum;  // set_arg takes effect here
   Json kwargs = run_kwargs();
@@ -285,6 +298,11 @@ void Trainer::run_epoch() {
   kwargs["global_step"] = position_.global_step;
   call("on_epoch_end", kwargs);
   if (config_.plugin_state_each_epoch) plugins_->snapshot_states(position_.global_step, "epoch", true);
+  // The epoch's wall time, hooks and loader waits included (bench/overhead.py compares it with and
+  // without plugins); the samples and checkpoints written after it are not part of it.
+  log_metrics({{"step", position_.global_step},
+               {"epoch", epoch},
+               {"epoch_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_started).count()}});
 
   const int done = epoch + 1;
   const bool last = done == config_.max_epochs;
@@ -315,23 +333,35 @@ void Trainer::train_step(const Batch& batch, int local_step, int epoch_length) {
   const int group_size = std::min(grad_accum, epoch_length - group_start);
   const bool optimizer_step = local_step + 1 == group_start + group_size;
 
-  model_->train();
-  torch::Tensor loss;
-  {
-    AutocastScope autocast(amp_);
-    loss = flow_matching_loss(model_, batch.images.to(device_), batch.tokens.to(device_), rng_);
+  double loss_value = kPacedLoss;
+  if (paced()) {
+    // Benchmark mode: the model's compute is a wait. The CPU is free meanwhile, as it is while a
+    // GPU computes: the loader's workers and the plugin hosts run on.
+    pace();
+    if (optimizer_step) {
+      model_access_->before_step();
+      ++position_.optimizer_steps;
+      model_access_->after_step(position_.global_step);
+    }
+  } else {
+    model_->train();
+    torch::Tensor loss;
+    {
+      AutocastScope autocast(amp_);
+      loss = flow_matching_loss(model_, batch.images.to(device_), batch.tokens.to(device_), rng_);
+    }
+    (loss / group_size).backward();
+    if (optimizer_step) {
+      model_access_->before_step();
+      torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.max_grad_norm);
+      for (auto& group : optimizer_->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+      optimizer_->step();
+      optimizer_->zero_grad();
+      ++position_.optimizer_steps;
+      model_access_->after_step(position_.global_step);
+    }
+    loss_value = loss.item<double>();
   }
-  (loss / group_size).backward();
-  if (optimizer_step) {
-    model_access_->before_step();
-    torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.max_grad_norm);
-    for (auto& group : optimizer_->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-    optimizer_->step();
-    optimizer_->zero_grad();
-    ++position_.optimizer_steps;
-    model_access_->after_step(position_.global_step);
-  }
-  const double loss_value = loss.item<double>();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   const double samples_per_s = batch.images.size(0) / std::max(seconds, 1e-9);
   samples_seen_ += static_cast<double>(batch.images.size(0));
@@ -380,6 +410,11 @@ void Trainer::validate(int epoch) {
   EpochLoader loader(validation_, vocab_, /*transforms=*/nullptr, options, 0);
   double total = 0;
   while (auto batch = loader.next()) {
+    if (paced()) {
+      pace();
+      total += kPacedLoss * batch->images.size(0);
+      continue;
+    }
     AutocastScope autocast(amp_);
     auto loss = flow_matching_loss(model_, batch->images.to(device_), batch->tokens.to(device_), rng);
     total += loss.item<double>() * batch->images.size(0);
@@ -403,6 +438,7 @@ int Trainer::samplings_left() const {
 }
 
 void Trainer::write_samples(const std::string& name) {
+  if (paced()) return;  // sampling is the model's compute, and the model is not trained
   const auto started = std::chrono::steady_clock::now();
   auto prompts = default_prompts(config_, validation_, train_);
   if (prompts.empty()) return;

@@ -98,6 +98,8 @@ class Trainer {
   void run_epoch();
   void train_step(const Batch& batch, int local_step, int epoch_length);
   void validate(int epoch);
+  bool paced() const { return config_.bench_pace_ms > 0; }
+  void pace() const;
   void write_samples(const std::string& name);
   int samplings_left() const;
   // Writes a checkpoint and tells the plugins; returns its path.
