@@ -1,6 +1,6 @@
 // plugin_runner.hpp — the training loop's only door to its plugins.
 //
-//   bulkhead::PluginRunner plugins(bulkhead::plugin_settings_from_config(config["plugins"], config_dir), run);
+//   bulkhead::PluginRunner plugins(config.plugins, run);   // TrainConfig::plugins, resolved once
 //   plugins.call("on_epoch_start", kwargs);                // waits, each plugin up to its deadline
 //   plugins.notify("on_step_end", kwargs);                 // returns at once
 //   caption = plugins.transform_caption(caption);          // any thread; chained in config order

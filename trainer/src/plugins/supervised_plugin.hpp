@@ -23,8 +23,8 @@
 #include "plugins/fault_policy.hpp"
 #include "plugins/host_process.hpp"
 #include "plugins/manifest.hpp"
-#include "plugins/plugin_counters.hpp"
 #include "plugins/model_gate.hpp"
+#include "plugins/plugin_counters.hpp"
 #include "plugins/plugin_runner.hpp"
 
 namespace bulkhead {
