@@ -144,27 +144,27 @@ inline constexpr const char* kPluginExportSymbol = "bulkhead_plugin_export_v1";
 //   own:      a signature of its own (captions, images, the state pair)
 // A name here that is not a Plugin member does not compile.
 #define BULKHEAD_HOOKS(X)          \
-  X(observe, on_training_start)    \
-  X(observe, on_epoch_start)       \
-  X(observe, on_step_start)        \
-  X(observe, on_step_end)          \
-  X(observe, on_epoch_end)         \
-  X(observe, on_training_end)      \
-  X(observe, on_checkpoint_saved)  \
-  X(observe, on_validation_end)    \
-  X(observe, on_log)               \
-  X(own, get_state)                \
-  X(own, set_state)                \
-  X(own, transform_caption)        \
-  X(own, transform_pil_image)      \
-  X(value, describe_method)       \
-  X(value, suggest_trial)         \
-  X(observe, on_trial_start)       \
-  X(observe, on_trial_end)         \
-  X(value, evaluate)              \
-  X(observe, on_study_end)         \
-  X(model, on_model_load)          \
-  X(model, on_model_step)          \
+  X(observe, on_training_start)  \
+  X(observe, on_epoch_start)     \
+  X(observe, on_step_start)      \
+  X(observe, on_step_end)        \
+  X(observe, on_epoch_end)       \
+  X(observe, on_training_end)    \
+  X(observe, on_checkpoint_saved)\
+  X(observe, on_validation_end)  \
+  X(observe, on_log)             \
+  X(own, get_state)              \
+  X(own, set_state)              \
+  X(own, transform_caption)      \
+  X(own, transform_pil_image)    \
+  X(value, describe_method)      \
+  X(value, suggest_trial)        \
+  X(observe, on_trial_start)     \
+  X(observe, on_trial_end)       \
+  X(value, evaluate)             \
+  X(observe, on_study_end)       \
+  X(model, on_model_load)        \
+  X(model, on_model_step)        \
   X(model, on_model_save)
 
 // Every hook this SDK knows, in BULKHEAD_HOOKS's order.
