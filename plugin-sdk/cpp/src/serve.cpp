@@ -58,62 +58,59 @@ bool parent_alive(int parent_pid) {
   return getppid() == parent_pid || kill(parent_pid, 0) == 0 || errno == EPERM;
 }
 
-// Runs one hook; the result is the hook's reply body without control.
-Json dispatch(Plugin& plugin, const std::string& method, Json params) {
-  using Observer = void (Plugin::*)(const Kwargs&);
-  static const std::map<std::string, Observer> observers = {
-      {"on_training_start", &Plugin::on_training_start}, {"on_epoch_start", &Plugin::on_epoch_start},
-      {"on_step_start", &Plugin::on_step_start},         {"on_step_end", &Plugin::on_step_end},
-      {"on_epoch_end", &Plugin::on_epoch_end},           {"on_training_end", &Plugin::on_training_end},
-      {"on_checkpoint_saved", &Plugin::on_checkpoint_saved},
-      {"on_validation_end", &Plugin::on_validation_end}, {"on_log", &Plugin::on_log},
-      {"on_trial_start", &Plugin::on_trial_start},       {"on_trial_end", &Plugin::on_trial_end},
-      {"on_study_end", &Plugin::on_study_end},
-  };
-  // A method's hooks that answer with a value (hooks.json: returns_value).
-  using Answerer = Json (Plugin::*)(const Kwargs&);
-  static const std::map<std::string, Answerer> answerers = {
-      {"describe_method", &Plugin::describe_method}, {"suggest_trial", &Plugin::suggest_trial},
-      {"evaluate", &Plugin::evaluate},
-  };
-  if (auto answerer = answerers.find(method); answerer != answerers.end()) {
-    Json result = (plugin.*(answerer->second))(Kwargs(params.is_null() ? Json::object() : params));
-    if (!result.is_object()) throw std::runtime_error(method + " returned " + std::string(result.type_name()) + ", not an object");
-    return result;
-  }
-  if (auto observer = observers.find(method); observer != observers.end()) {
-    (plugin.*(observer->second))(Kwargs(params.is_null() ? Json::object() : params));
-    return Json::object();
-  }
-  using ModelHook = Json (Plugin::*)(const Kwargs&);
-  static const std::map<std::string, ModelHook> model_hooks = {
-      {"on_model_load", &Plugin::on_model_load}, {"on_model_step", &Plugin::on_model_step},
-      {"on_model_save", &Plugin::on_model_save}};
-  if (auto hook = model_hooks.find(method); hook != model_hooks.end()) {
-    Json result = (plugin.*(hook->second))(Kwargs(params.is_null() ? Json::object() : params));
-    return result.is_null() ? Json::object() : result;
-  }
-  if (method == "transform_caption") {
-    if (!params.is_object() || !params.contains("caption") || !params["caption"].is_string())
-      throw wire::DecodeError("transform_caption needs params {caption: str}");
-    return {{"caption", plugin.transform_caption(params["caption"].get<std::string>())}};
-  }
-  if (method == "get_state") return {{"state", plugin.get_state()}};
-  if (method == "set_state") {
-    if (!params.is_object() || !params.contains("state")) throw wire::DecodeError("set_state needs params {state, global_step}");
-    plugin.set_state(params["state"]);
-    return Json::object();
-  }
-  if (method == "transform_pil_image") {
-    if (!params.is_object() || !params.contains("image")) throw wire::DecodeError("transform_pil_image needs params {image}");
-    return {{"image", wire::image_to_json(plugin.transform_pil_image(wire::image_from_json(std::move(params["image"]))))}};
-  }
-  throw std::out_of_range(method);
+// How each kind of hook (plugin.hpp's BULKHEAD_HOOKS) is called; the result is the hook's reply
+// body without control.
+Kwargs kwargs(const Json& params) { return Kwargs(params.is_null() ? Json::object() : params); }
+
+Json observe(Plugin& plugin, void (Plugin::*hook)(const Kwargs&), const std::string&, Json& params) {
+  (plugin.*hook)(kwargs(params));
+  return Json::object();
+}
+
+Json value(Plugin& plugin, Json (Plugin::*hook)(const Kwargs&), const std::string& method, Json& params) {
+  Json result = (plugin.*hook)(kwargs(params));
+  if (!result.is_object()) throw std::runtime_error(method + " returned " + std::string(result.type_name()) + ", not an object");
+  return result;
+}
+
+Json model(Plugin& plugin, Json (Plugin::*hook)(const Kwargs&), const std::string&, Json& params) {
+  Json result = (plugin.*hook)(kwargs(params));
+  return result.is_null() ? Json::object() : result;
+}
+
+// The hooks of their own signature, told apart by it.
+Json own(Plugin& plugin, std::string (Plugin::*hook)(const std::string&), const std::string&, Json& params) {
+  if (!params.is_object() || !params.contains("caption") || !params["caption"].is_string())
+    throw wire::DecodeError("transform_caption needs params {caption: str}");
+  return {{"caption", (plugin.*hook)(params["caption"].get<std::string>())}};
+}
+
+Json own(Plugin& plugin, Image (Plugin::*hook)(Image), const std::string&, Json& params) {
+  if (!params.is_object() || !params.contains("image")) throw wire::DecodeError("transform_pil_image needs params {image}");
+  return {{"image", wire::image_to_json((plugin.*hook)(wire::image_from_json(std::move(params["image"]))))}};
+}
+
+Json own(Plugin& plugin, Json (Plugin::*hook)(), const std::string&, Json&) { return {{"state", (plugin.*hook)()}}; }
+
+Json own(Plugin& plugin, void (Plugin::*hook)(const Json&), const std::string&, Json& params) {
+  if (!params.is_object() || !params.contains("state")) throw wire::DecodeError("set_state needs params {state, global_step}");
+  (plugin.*hook)(params["state"]);
+  return Json::object();
+}
+
+// Runs one hook; an unknown one throws std::out_of_range. An image in params is moved to the plugin.
+Json dispatch(Plugin& plugin, const std::string& method, Json& params) {
+  using Call = Json (*)(Plugin&, const std::string&, Json&);
+#define BULKHEAD_SERVE_CALL(kind, hook) \
+  {#hook, [](Plugin& plugin, const std::string& method, Json& params) { return kind(plugin, &Plugin::hook, method, params); }},
+  static const std::map<std::string, Call> calls = {BULKHEAD_HOOKS(BULKHEAD_SERVE_CALL)};
+#undef BULKHEAD_SERVE_CALL
+  return calls.at(method)(plugin, method, params);
 }
 
 Message answer(Plugin& plugin, ServeContext& context, Message request) {
   try {
-    Json result = dispatch(plugin, request.method, std::move(request.params));
+    Json result = dispatch(plugin, request.method, request.params);
     Json control = context.take_control();
     if (!control.empty()) result["control"] = std::move(control);
     if (result.empty()) result = nullptr;

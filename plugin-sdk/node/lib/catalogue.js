@@ -4,8 +4,6 @@
 const fs = require('fs');
 const path = require('path');
 
-const PROTOCOL_VERSION = 1;
-
 function homeDir() {
   if (process.env.BULKHEAD_HOME) return path.resolve(process.env.BULKHEAD_HOME);
   return path.resolve(__dirname, '..', '..', '..');
@@ -30,6 +28,8 @@ function loadSchema(relative) {
 }
 
 const catalogue = () => loadSchema('hooks.json');
+// The protocol this SDK speaks: the catalogue's, so that no second copy can disagree with it.
+const PROTOCOL_VERSION = catalogue().protocol_version;
 const hookNames = () => Object.keys(catalogue().hooks);
 const hook = (name) => catalogue().hooks[name];
 const argUpdateHooks = () => hookNames().filter((n) => hook(n).arg_update_callback === true);

@@ -9,8 +9,6 @@ import functools
 import json
 import os
 
-PROTOCOL_VERSION = 1
-
 _SDK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # <home>/plugin-sdk/python
 
 
@@ -44,6 +42,10 @@ def load_schema(relative):
 def catalogue():
     """hooks.json as a dict."""
     return load_schema("hooks.json")
+
+
+# The protocol this SDK speaks: the catalogue's, so that no second copy can disagree with it.
+PROTOCOL_VERSION = catalogue()["protocol_version"]
 
 
 def hook_names():

@@ -39,11 +39,16 @@ class CatalogueTest(unittest.TestCase):
         methods = {n for n in json.loads(out) if n.startswith("on_") or n.startswith("transform_") or n in names}
         self.assertEqual(methods, names)
 
-    def test_cpp_header_lists_the_catalogue_hooks(self):
-        with open(os.path.join(HOME, "plugin-sdk", "cpp", "include", "bulkhead", "plugin.hpp")) as f:
-            header = f.read()
-        listed = set(re.findall(r"^\s+BULKHEAD_DETAIL_ADD_IF\(Class, (\w+)\)", header, re.M))
-        self.assertEqual(listed, set(catalogue.hook_names()))
+    # The C++ SDK's list (plugin.hpp's BULKHEAD_HOOKS) and its kProtocolVersion are compared with
+    # hooks.json by tests/protocol/catalogue_test.cpp, compiled.
+
+    def test_python_and_node_speak_the_catalogues_protocol_version(self):
+        with open(os.path.join(HOME, "schemas", "hooks.json")) as f:
+            version = json.load(f)["protocol_version"]
+        self.assertEqual(catalogue.PROTOCOL_VERSION, version)
+        script = "console.log(require(%r).PROTOCOL_VERSION)" % os.path.join(HOME, "plugin-sdk", "node", "index.js")
+        out = subprocess.run(["node", "-e", script], capture_output=True, text=True, check=True).stdout
+        self.assertEqual(int(out), version)
 
     def test_no_sdk_plugins_know_every_catalogue_hook(self):
         # raw-python and raw-fault list the hooks they answer by hand: every catalogue hook must be there.

@@ -227,4 +227,27 @@ std::vector<SchemaError> Schemas::validate(const std::string& schema_name, const
   return errors;
 }
 
+void fill_defaults(Json& value, const Json& schema) {
+  if (!value.is_object() || !schema.contains("properties")) return;
+  for (auto& [name, property] : schema["properties"].items()) {
+    if (!value.contains(name) && property.contains("default")) value[name] = property["default"];
+    if (value.contains(name)) fill_defaults(value[name], property);
+  }
+}
+
+// The validator reports a failure again at every parent ("Failed to validate against ..."):
+// kept are the specific ones, once each.
+std::string join_errors(const std::vector<SchemaError>& errors) {
+  std::vector<std::string> specific;
+  for (const auto& error : errors) {
+    const std::string line = error.to_string();
+    if (line.find("Failed to validate against") != std::string::npos) continue;
+    if (std::find(specific.begin(), specific.end(), line) == specific.end()) specific.push_back(line);
+  }
+  if (specific.empty() && !errors.empty()) specific.push_back(errors.front().to_string());
+  std::string text;
+  for (const auto& line : specific) text += (text.empty() ? "" : "; ") + line;
+  return text;
+}
+
 }  // namespace bulkhead

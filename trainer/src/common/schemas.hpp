@@ -53,4 +53,12 @@ class Schemas {
   mutable std::mutex mutex_;
 };
 
+// Adds each missing property that has a "default" in `schema`, recursing into the objects
+// present (not into arrays): a config resolved from the schema restates no default in code.
+void fill_defaults(Json& value, const Json& schema);
+
+// The errors in one line, "; "-separated: the specific ones, each once (the validator repeats a
+// failure at every parent).
+std::string join_errors(const std::vector<SchemaError>& errors);
+
 }  // namespace bulkhead

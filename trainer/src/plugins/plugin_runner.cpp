@@ -23,47 +23,6 @@
 namespace bulkhead {
 namespace fs = std::filesystem;
 
-std::vector<PluginSettings> plugin_settings_from_config(const Json& plugins) {
-  std::vector<PluginSettings> settings;
-  if (!plugins.is_array()) return settings;
-  for (const auto& item : plugins) {
-    PluginSettings s;
-    if (item.is_string()) {
-      s.entry = item;
-      settings.push_back(s);
-      continue;
-    }
-    s.entry = item.at("name");
-    s.options = item.value("options", Json::object());
-    if (item.contains("on_failure")) s.abort_on_failure = item["on_failure"] == "abort";
-    if (item.contains("timeout_ms")) s.timeout_ms = item["timeout_ms"].get<int>();
-    s.max_restarts = item.value("max_restarts", s.max_restarts);
-    s.restart_window_s = item.value("restart_window_s", s.restart_window_s);
-    s.restart_backoff_ms = item.value("restart_backoff_ms", s.restart_backoff_ms);
-    s.keep_state = item.value("keep_state", s.keep_state);
-    s.pool = item.value("pool", s.pool);
-    s.grant = item.value("grant", Json::object());
-    const Json limits = item.value("limits", Json::object());
-    auto& l = s.limits;
-    l.address_space_mb = limits.value("address_space_mb", l.address_space_mb);
-    l.cpu_time_s = limits.value("cpu_time_s", l.cpu_time_s);
-    l.open_files = limits.value("open_files", l.open_files);
-    l.processes = limits.value("processes", l.processes);
-    l.memory_mb = limits.value("memory_mb", l.memory_mb);
-    l.tmp_mb = limits.value("tmp_mb", l.tmp_mb);
-    l.scratch_mb = limits.value("scratch_mb", l.scratch_mb);
-    l.max_message_mb = limits.value("max_message_mb", l.max_message_mb);
-    l.max_state_mb = limits.value("max_state_mb", l.max_state_mb);
-    l.max_caption_bytes = limits.value("max_caption_bytes", l.max_caption_bytes);
-    l.max_update_norm = limits.value("max_update_norm", l.max_update_norm);
-    l.max_update_staleness_steps = limits.value("max_update_staleness_steps", l.max_update_staleness_steps);
-    l.model_region_slots = limits.value("model_region_slots", l.model_region_slots);
-    l.model_region_slot_mb = limits.value("model_region_slot_mb", l.model_region_slot_mb);
-    settings.push_back(s);
-  }
-  return settings;
-}
-
 namespace {
 
 // What the report and the console say about the jail plugins run in.

@@ -1,6 +1,6 @@
 // plugin_runner.hpp — the training loop's only door to its plugins.
 //
-//   bulkhead::PluginRunner plugins(bulkhead::plugin_settings_from_config(config["plugins"], config_dir), run);
+//   bulkhead::PluginRunner plugins(config.plugins, run);   // TrainConfig::plugins, resolved once
 //   plugins.call("on_epoch_start", kwargs);                // waits, each plugin up to its deadline
 //   plugins.notify("on_step_end", kwargs);                 // returns at once
 //   caption = plugins.transform_caption(caption);          // any thread; chained in config order
@@ -22,47 +22,10 @@
 #include <bulkhead/plugin.hpp>
 
 #include "plugins/model_gate.hpp"
+#include "plugins/plugin_settings.hpp"
 #include "plugins/sandbox.hpp"
 
 namespace bulkhead {
-
-// Resource limits of one plugin host (plugin-entry.schema.json, "limits").
-struct PluginLimits {
-  int address_space_mb = 4096;  // per process (RLIMIT_AS)
-  int memory_mb = 2048;         // the whole process tree (cgroup), where the trainer can make cgroups
-  int cpu_time_s = 3600;        // per process, and for the whole tree where there are cgroups
-  int open_files = 256;
-  int processes = 128;          // processes and threads of the whole tree
-  int tmp_mb = 256;             // size of the jail's /tmp
-  int scratch_mb = 1024;        // what its scratch folder (<run>/plugin-scratch/<name>) may hold
-  int max_message_mb = 64;
-  int max_state_mb = 16;        // what get_state's state may weigh, encoded
-  int max_caption_bytes = 4096;
-  double max_update_norm = 10;          // model_access: largest L2 norm of a row of an update
-  int max_update_staleness_steps = 8;   // model_access: how old the data an update is based on may be
-  int model_region_slots = 2;           // model_access: slots of its shared-memory region
-  int model_region_slot_mb = 4;
-};
-
-// One entry of train.json's plugins list, with every default filled in.
-struct PluginSettings {
-  std::string entry;                   // as written: a name, a folder, a plugin.json, or an EveryDream2 class path
-  Json options = Json::object();
-  // on_failure: "abort" (true) or "skip" (false); unset, each hook's own default from schemas/hooks.json.
-  std::optional<bool> abort_on_failure;
-  std::optional<int> timeout_ms;       // overrides every hook's catalogue deadline
-  int max_restarts = 5;                // faults tolerated within restart_window_s before quarantine
-  double restart_window_s = 60;
-  int restart_backoff_ms = 100;        // delay before the first restart; doubles per fault up to 10 s
-  bool keep_state = true;              // hand its latest state (get_state) to each new host (set_state)
-  int pool = 1;                        // hosts serving its transforms side by side (transform-only plugins)
-  PluginLimits limits;
-  Json grant = Json::object();         // permissions train.json grants (paths relative to its folder)
-  bool method = false;                 // train.json's method, not its plugins: the manifest must provide "method"
-};
-
-// Parses train.json's "plugins" array (already valid against plugin-entry.schema.json).
-std::vector<PluginSettings> plugin_settings_from_config(const Json& plugins);
 
 // What the plugins learn about the run.
 struct RunInfo {

@@ -20,6 +20,7 @@
 #include "common/paths.hpp"
 #include "common/schemas.hpp"
 #include "common/spelling.hpp"
+#include "plugins/handshake.hpp"
 
 namespace bulkhead {
 namespace {
@@ -27,11 +28,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr auto kHelloTimeout = std::chrono::seconds(10);
-constexpr auto kMaxBackoff = std::chrono::milliseconds(10000);
-// A start that has served this long without a fault resets the backoff.
-constexpr auto kStableAfter = std::chrono::seconds(30);
 constexpr int kExitLoadFailure = 78;
-constexpr std::size_t kProblemsKept = 20;  // protocol problems kept for `plugins check` to show
 
 std::string random_token() {
   std::random_device device;
@@ -76,21 +73,6 @@ bool valid_utf8(const std::string& text) {
   } catch (const Json::type_error&) {
     return false;
   }
-}
-
-// The validator reports a failure again at every parent ("Failed to validate against ..."):
-// keep the specific ones, once each.
-std::string join_errors(const std::vector<SchemaError>& errors) {
-  std::vector<std::string> specific;
-  for (const auto& error : errors) {
-    const std::string line = error.to_string();
-    if (line.find("Failed to validate against") != std::string::npos) continue;
-    if (std::find(specific.begin(), specific.end(), line) == specific.end()) specific.push_back(line);
-  }
-  if (specific.empty() && !errors.empty()) specific.push_back(errors.front().to_string());
-  std::string text;
-  for (const auto& line : specific) text += (text.empty() ? "" : "; ") + line;
-  return text;
 }
 
 // The region slot a model hook's request lends the plugin: where its tensors are. A notify hook's
@@ -161,7 +143,7 @@ SupervisedPlugin::SupervisedPlugin(Manifest manifest, PluginSettings settings, R
       // Until a hello says otherwise, the manifest's hooks (or, for a bare EveryDream2 class path,
       // every hook), so that a plugin whose first start failed is still called and restarted.
       hooks_(manifest_.hooks),
-      backoff_(std::max(0, settings_.restart_backoff_ms)),
+      policy_({std::chrono::milliseconds(settings_.restart_backoff_ms), settings_.max_restarts, settings_.restart_window_s}),
       granted_(Permissions::from_json(settings_.grant, run_.config_dir)) {
   const auto problem = ungranted(manifest_.name, manifest_.path, manifest_.permissions, granted_, run_.config_name());
   if (!problem.empty()) throw std::runtime_error(problem);
@@ -312,36 +294,17 @@ void SupervisedPlugin::start() {
     if (status && *status == kExitLoadFailure) fail("it failed to load", true);
     fail("the host ended before hello (" + generation->process->exit_description() + ")");
   }
-  auto errors = Schemas::instance().validate("protocol/hello.schema.json", *hello);
-  if (!errors.empty()) {
-    generation->connection->answer_hello({{"code", "bad_params"}, {"message", join_errors(errors)}}, nullptr);
-    fail("its hello breaks protocol/hello.schema.json: " + join_errors(errors), true);
-  }
-  const int protocol = (*hello)["protocol"].get<int>();
-  if (protocol != wire::kProtocolVersion) {
-    const std::string why = "protocol version mismatch: the trainer speaks protocol " +
-                            std::to_string(wire::kProtocolVersion) + ", the plugin speaks protocol " + std::to_string(protocol);
-    generation->connection->answer_hello({{"code", "protocol_mismatch"}, {"message", why}}, nullptr);
-    fail(why, true);
-  }
-  if ((*hello)["token"] != token) {
-    generation->connection->answer_hello({{"code", "bad_token"}, {"message", "the token does not match"}}, nullptr);
-    fail("its hello carried a wrong token", true);
-  }
   Json options = manifest_.options;
   options.merge_patch(settings_.options);
-  generation->connection->answer_hello(
-      nullptr, {{"protocol", wire::kProtocolVersion}, {"options", options}, {"scratch_dir", scratch_dir().string()}});
-  generation->connection->send_attachments((*hello).value("attachments", false));
-
-  std::vector<std::string> hooks, unknown;
-  const auto& catalogue = Schemas::instance().hook_catalogue()["hooks"];
-  for (const auto& hook : (*hello)["hooks"]) {
-    if (catalogue.contains(hook.get<std::string>()))
-      hooks.push_back(hook);
-    else
-      unknown.push_back(hook);
+  HelloHooks hello_hooks;
+  try {
+    hello_hooks = welcome(*generation->connection, *hello, token, options, scratch_dir().string());
+  } catch (const HelloRefused& e) {
+    fail(e.what(), true);
   }
+  generation->connection->send_attachments((*hello).value("attachments", false));
+  const auto& [hooks, unknown] = hello_hooks;
+  const auto& catalogue = Schemas::instance().hook_catalogue()["hooks"];
   for (const auto& hook : unknown)
     log_->warn("{}: ignoring hook '{}' of its hello, which is not in schemas/hooks.json{}", manifest_.name, hook,
                did_you_mean(hook, Schemas::instance().hook_names()));
@@ -410,33 +373,29 @@ std::vector<std::string> SupervisedPlugin::unknown_hooks() const {
 
 std::vector<std::string> SupervisedPlugin::protocol_problems() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return protocol_problems_;
+  return counters_.protocol_problems();
 }
 
 void SupervisedPlugin::protocol_problem(const std::string& what) {
   log_->warn("{}: {}", manifest_.name, what);
   std::lock_guard<std::mutex> lock(mutex_);
-  ++protocol_errors_;
-  if (protocol_problems_.size() < kProblemsKept) protocol_problems_.push_back(what);
+  counters_.protocol_problem(what);
 }
 
 void SupervisedPlugin::reload(bool keep_state, std::int64_t global_step) {
   // The running host's state is the freshest there is: asked for before it goes.
   if (keep_state && keeps_state()) snapshot_state({{"global_step", global_step}, {"reason", "reload"}}, true);
   std::shared_ptr<Generation> old;
+  long reloads = 0;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (!keep_state) state_.reset();
-    ++reloads_;
-    quarantined_ = false;
-    quarantine_reason_.clear();
-    recent_faults_.clear();
-    backoff_ = std::chrono::milliseconds(std::max(0, settings_.restart_backoff_ms));
-    next_start_ = {};
+    reloads = counters_.count_reload();
+    policy_.forgive();
     if (current_ && !current_->dead) old = current_, current_->dead = true;
   }
   if (old) old->process->kill_group();
-  log_->warn("{}: restarting at the user's request (reload {}{})", manifest_.name, reloads_,
+  log_->warn("{}: restarting at the user's request (reload {}{})", manifest_.name, reloads,
              keep_state ? "" : ", without its state");
 }
 
@@ -518,7 +477,7 @@ std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::ready_generation
   std::shared_ptr<Generation> idle_dead;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (quarantined_) return nullptr;
+    if (policy_.quarantined()) return nullptr;
     if (current_ && !current_->dead) {
       if (current_->process->running()) return current_;
       idle_dead = current_;  // died between calls (killed from outside, OOM killer, ...)
@@ -532,7 +491,7 @@ std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::ready_generation
     {
       std::lock_guard<std::mutex> lock(mutex_);
       between_calls = current_ == idle_dead && !idle_dead->dead;
-      if (between_calls) ++counters_["(idle)"].crashes;
+      if (between_calls) counters_.count_failure("(idle)", Reply::Status::disconnected);
     }
     if (between_calls)
       fault("(idle)", "crashed between calls: " + idle_dead->process->exit_description(), idle_dead->number, true);
@@ -542,10 +501,10 @@ std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::ready_generation
   std::shared_future<void> restarting;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (quarantined_) return nullptr;
+    if (policy_.quarantined()) return nullptr;
     if (current_ && !current_->dead) return current_;
     if (!starting_) {
-      if (Clock::now() < next_start_) return nullptr;
+      if (!policy_.may_start()) return nullptr;
       // Never in the caller's thread: a start may wait seconds for a hello, and the caller is a
       // loader worker or the training loop.
       starting_ = true;
@@ -566,15 +525,11 @@ std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::restart() {
     start();
     std::lock_guard<std::mutex> lock(mutex_);
     starting_ = false;
-    ++restarts_;
-    log_->warn("{}: restarted (restart {})", manifest_.name, restarts_);
+    log_->warn("{}: restarted (restart {})", manifest_.name, counters_.count_restart());
     return current_;
   } catch (const LoadFailure& e) {
     log_->error("{}", e.what());
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      ++counters_["(start)"].crashes;
-    }
+    count_failure("(start)", Reply::Status::disconnected);
     quarantine("(start)", e.what());
     std::lock_guard<std::mutex> lock(mutex_);
     starting_ = false;
@@ -592,17 +547,21 @@ void SupervisedPlugin::start_failed(const std::exception& e) {
   log_->error("{}", e.what());
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    ++counters_["(start)"].errors;
-    next_start_ = Clock::now() + backoff_;
-    backoff_ = std::min(std::max(backoff_ * 2, std::chrono::milliseconds(1)), kMaxBackoff);
+    counters_.count_failure("(start)", Reply::Status::error);
+    policy_.start_failed();
   }
   fault("(start)", e.what(), generation_, false);
 }
 
 bool SupervisedPlugin::count_call(const std::string& hook, bool sent) {
   std::lock_guard<std::mutex> lock(mutex_);
-  ++(sent ? counters_[hook].calls : counters_[hook].skipped);
+  counters_.count_call(hook, sent);
   return sent;
+}
+
+void SupervisedPlugin::count_failure(const std::string& hook, Reply::Status status) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  counters_.count_failure(hook, status);
 }
 
 std::optional<Json> SupervisedPlugin::invoke(const std::string& hook, Json params) {
@@ -682,46 +641,24 @@ std::string SupervisedPlugin::check_reply(const std::string& hook, const Json& p
 }
 
 std::optional<Json> SupervisedPlugin::conclude(const std::string& hook, const Json& params, Reply reply, int generation) {
-  switch (reply.status) {
-    case Reply::Status::ok: {
-      std::string invalid = check_reply(hook, params, reply.result);
-      if (!invalid.empty()) {
-        {
-          std::lock_guard<std::mutex> lock(mutex_);
-          ++counters_[hook].invalid;
-        }
-        fault(hook, invalid, generation, false);
-        return std::nullopt;
-      }
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        auto& counters = counters_[hook];
-        ++counters.ok;
-        if (counters.latencies_ms.size() < 1000000) counters.latencies_ms.push_back(float(reply.latency_ms));
-      }
-      if (reply.result.is_object() && reply.result.contains("control")) handle_control(reply.result["control"]);
-      return std::move(reply.result);
-    }
-    case Reply::Status::error: {
-      std::lock_guard<std::mutex> lock(mutex_);
-      ++counters_[hook].errors;
-    } break;
-    case Reply::Status::timeout: {
-      std::lock_guard<std::mutex> lock(mutex_);
-      ++counters_[hook].timeouts;
-    } break;
-    case Reply::Status::invalid: {
-      std::lock_guard<std::mutex> lock(mutex_);
-      ++counters_[hook].invalid;
-    } break;
-    case Reply::Status::disconnected: {
-      std::lock_guard<std::mutex> lock(mutex_);
-      ++counters_[hook].crashes;
-    } break;
+  if (reply.status != Reply::Status::ok) {
+    count_failure(hook, reply.status);
+    const bool restart = reply.status == Reply::Status::timeout || reply.status == Reply::Status::disconnected;
+    fault(hook, describe_failure(hook, reply), generation, restart);
+    return std::nullopt;
   }
-  const bool restart = reply.status == Reply::Status::timeout || reply.status == Reply::Status::disconnected;
-  fault(hook, describe_failure(hook, reply), generation, restart);
-  return std::nullopt;
+  std::string invalid = check_reply(hook, params, reply.result);
+  if (!invalid.empty()) {
+    count_failure(hook, Reply::Status::invalid);
+    fault(hook, invalid, generation, false);
+    return std::nullopt;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    counters_.count_ok(hook, reply.latency_ms);
+  }
+  if (reply.result.is_object() && reply.result.contains("control")) handle_control(reply.result["control"]);
+  return std::move(reply.result);
 }
 
 std::string SupervisedPlugin::describe_failure(const std::string& hook, const Reply& reply) const {
@@ -739,38 +676,26 @@ void SupervisedPlugin::fault(const std::string& hook, const std::string& what, i
     std::lock_guard<std::mutex> lock(mutex_);
     // Several calls in flight when a host dies all fail; only the first one restarts it.
     if (restart && (!current_ || current_->number != generation || current_->dead)) return;
-    const auto now = Clock::now();
     if (restart) {
       to_kill = current_;
       current_->dead = true;
       // Exit 78 after the welcome: configure() failed. Restarting would only fail the same way.
       const auto status = current_->process->exit_status();
-      if (status && *status == kExitLoadFailure && !quarantined_) {
-        quarantined_ = true;
-        quarantine_reason_ = "the plugin failed to load or configure (exit status 78)" +
-                             (last_log_error_.empty() ? std::string() : ": " + first_line(last_log_error_));
-        quarantine_message = quarantine_reason_;
-      }
-      if (now - current_->started > kStableAfter) backoff_ = std::chrono::milliseconds(std::max(0, settings_.restart_backoff_ms));
-      next_start_ = now + backoff_;
-      backoff_ = std::min(backoff_ * 2, kMaxBackoff);
+      if (status && *status == kExitLoadFailure &&
+          policy_.quarantine("the plugin failed to load or configure (exit status 78)" +
+                             (last_log_error_.empty() ? std::string() : ": " + first_line(last_log_error_))))
+        quarantine_message = policy_.quarantine_reason();
+      policy_.host_lost(current_->started);
     }
-    recent_faults_.push_back(now);
-    const auto window = std::chrono::duration<double>(settings_.restart_window_s);
-    while (!recent_faults_.empty() && now - recent_faults_.front() > window) recent_faults_.pop_front();
-    if (!quarantined_ && long(recent_faults_.size()) > settings_.max_restarts) {
-      quarantined_ = true;
-      quarantine_reason_ = std::to_string(recent_faults_.size()) + " faults within " +
-                           std::to_string(int(settings_.restart_window_s)) + " s; last: " + hook + " " + first_line(what);
-      quarantine_message = quarantine_reason_;
+    if (policy_.count_fault(hook + " " + first_line(what))) {
+      quarantine_message = policy_.quarantine_reason();
       if (current_) to_kill = current_, current_->dead = true;
     }
     if (aborts_on(hook)) abort_message = "plugin '" + manifest_.name + "' (on_failure: abort): " + hook + " " + what;
   }
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    counters_[hook].last_fault = what;
-    last_fault_ = hook + " " + what;
+    counters_.note_fault(hook, what);
   }
   log_->warn("{}: {} {}", manifest_.name, hook, what);
   if (to_kill) to_kill->process->kill_group();
@@ -787,11 +712,8 @@ void SupervisedPlugin::quarantine(const std::string& hook, const std::string& wh
   std::string abort_message;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (quarantined_) return;
-    quarantined_ = true;
-    quarantine_reason_ = reason;
-    counters_[hook].last_fault = why;
-    last_fault_ = hook + " " + why;
+    if (!policy_.quarantine(reason)) return;
+    counters_.note_fault(hook, why);
     if (current_) to_kill = current_, current_->dead = true;
     if (aborts_on(hook)) abort_message = "plugin '" + manifest_.name + "' (on_failure: abort): " + hook + " " + why;
   }
@@ -812,37 +734,21 @@ void SupervisedPlugin::handle_control(const Json& requests) {
 
 Json SupervisedPlugin::report() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  Json hooks = Json::object();
-  for (const auto& [hook, c] : counters_) {
-    std::vector<float> sorted = c.latencies_ms;
-    std::sort(sorted.begin(), sorted.end());
-    auto percentile = [&](double p) -> Json {
-      if (sorted.empty()) return nullptr;
-      return sorted[std::min(sorted.size() - 1, std::size_t(p * double(sorted.size())))];
-    };
-    hooks[hook] = {{"calls", c.calls},       {"skipped", c.skipped}, {"ok", c.ok},  {"errors", c.errors},
-                   {"timeouts", c.timeouts}, {"crashes", c.crashes}, {"invalid_replies", c.invalid},
-                   {"p50_ms", percentile(0.50)}, {"p99_ms", percentile(0.99)},
-                   {"last_fault", c.last_fault.empty() ? Json(nullptr) : Json(c.last_fault)}};
-  }
-  return {{"name", manifest_.name},
-          {"entry", settings_.entry},
-          {"runtime", manifest_.runtime},
-          {"version", manifest_.version},
-          {"on_failure", !settings_.abort_on_failure ? "per hook" : *settings_.abort_on_failure ? "abort" : "skip"},
-          {"restarts", restarts_},
-          {"reloads", reloads_},
-          {"last_fault", last_fault_.empty() ? Json(nullptr) : Json(last_fault_)},
-          {"protocol_errors", protocol_errors_},
-          {"quarantined", quarantined_},
-          {"quarantine_reason", quarantined_ ? Json(quarantine_reason_) : Json(nullptr)},
-          {"state", {{"kept", settings_.keep_state && state_.has_value()},
-                     {"global_step", state_ ? Json(state_->global_step) : Json(nullptr)},
-                     {"restored", state_restores_},
-                     {"refused", state_refusals_},
-                     {"last_problem", state_problem_.empty() ? Json(nullptr) : Json(state_problem_)}}},
-          {"model_access", gate_ ? gate_->counters() : Json(nullptr)},
-          {"hooks", hooks}};
+  Json report = counters_.report();
+  report.update({{"name", manifest_.name},
+                 {"entry", settings_.entry},
+                 {"runtime", manifest_.runtime},
+                 {"version", manifest_.version},
+                 {"on_failure", !settings_.abort_on_failure ? "per hook" : *settings_.abort_on_failure ? "abort" : "skip"},
+                 {"quarantined", policy_.quarantined()},
+                 {"quarantine_reason", policy_.quarantined() ? Json(policy_.quarantine_reason()) : Json(nullptr)},
+                 {"state", {{"kept", settings_.keep_state && state_.has_value()},
+                            {"global_step", state_ ? Json(state_->global_step) : Json(nullptr)},
+                            {"restored", state_restores_},
+                            {"refused", state_refusals_},
+                            {"last_problem", state_problem_.empty() ? Json(nullptr) : Json(state_problem_)}}},
+                 {"model_access", gate_ ? gate_->counters() : Json(nullptr)}});
+  return report;
 }
 
 }  // namespace bulkhead

@@ -1,5 +1,6 @@
 // supervised_plugin.hpp — one plugin under supervision: its host process, its connection,
-// deadlines, reply validation, restarts with backoff, quarantine, and its counters.
+// deadlines, reply validation and restarts. Its parts: the hello and welcome (handshake.hpp),
+// when it may restart and when it is quarantined (fault_policy.hpp), what it has done (plugin_counters.hpp).
 //
 // invoke() never throws and never hangs past the hook's deadline: it returns the plugin's
 // result, or nothing when the plugin failed or is being restarted (the caller then passes the
@@ -7,7 +8,6 @@
 #pragma once
 
 #include <chrono>
-#include <deque>
 #include <functional>
 #include <future>
 #include <map>
@@ -20,19 +20,14 @@
 #include <spdlog/spdlog.h>
 
 #include "plugins/connection.hpp"
+#include "plugins/fault_policy.hpp"
 #include "plugins/host_process.hpp"
 #include "plugins/manifest.hpp"
 #include "plugins/model_gate.hpp"
+#include "plugins/plugin_counters.hpp"
 #include "plugins/plugin_runner.hpp"
 
 namespace bulkhead {
-
-struct HookCounters {
-  long calls = 0, ok = 0, errors = 0, timeouts = 0, crashes = 0, invalid = 0;
-  long skipped = 0;  // not sent: the plugin was restarting, backing off or quarantined
-  std::vector<float> latencies_ms;
-  std::string last_fault;
-};
 
 class SupervisedPlugin {
  public:
@@ -109,6 +104,8 @@ class SupervisedPlugin {
   void retire(std::shared_ptr<Generation> generation);
   // Counts a call as sent, or as skipped when there was no generation to send it to; returns sent.
   bool count_call(const std::string& hook, bool sent);
+  // Counts a failure of a hook (or of "(start)", "(idle)") under the lock.
+  void count_failure(const std::string& hook, Reply::Status status);
   std::chrono::milliseconds deadline(const std::string& hook) const;
   // The plugin's writable folder, <run>/plugin-scratch/<name>, made and handed to its user; it
   // outlives restarts. scratch_dir() is where the plugin sees it (/scratch in the full jail).
@@ -142,21 +139,12 @@ class SupervisedPlugin {
   std::vector<std::shared_ptr<Generation>> retired_;  // killed, released by ready_generation
   int generation_ = 0;
   std::vector<std::string> hooks_;
-  std::chrono::steady_clock::time_point next_start_{};
-  std::chrono::milliseconds backoff_{100};  // the next restart's delay (settings_.restart_backoff_ms, doubling)
+  FaultPolicy policy_;                      // backoff, the window of recent faults, quarantine
   bool starting_ = false;                   // a restart is under way in restart_task_
   std::shared_future<void> restart_task_;   // the latest background restart
-  std::deque<std::chrono::steady_clock::time_point> recent_faults_;
-  bool quarantined_ = false;
-  std::string quarantine_reason_;
-  long restarts_ = 0;
-  long reloads_ = 0;
-  long protocol_errors_ = 0;
-  std::vector<std::string> protocol_problems_;
+  PluginCounters counters_;
   std::vector<std::string> unknown_hooks_;
   std::string last_log_error_;
-  std::string last_fault_;  // "hook what", the latest fault of any hook
-  std::map<std::string, HookCounters> counters_;
   Permissions granted_;  // what train.json grants it (a superset of what its manifest asks)
 
   struct StateSnapshot {

@@ -66,10 +66,7 @@ struct TrialRecord {
 
 // The method plugin's entry in train.json, as a plugin entry the runner starts.
 PluginSettings method_settings(const Json& method) {
-  PluginSettings s;
-  s.entry = method.at("name");
-  s.options = method.value("options", Json::object());
-  if (method.contains("timeout_ms")) s.timeout_ms = method["timeout_ms"].get<int>();
+  PluginSettings s = plugin_settings_from_entry(method);
   s.method = true;
   return s;
 }

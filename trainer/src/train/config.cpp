@@ -70,14 +70,6 @@ std::string expectation(const std::string& pointer) {
   return text + ")";
 }
 
-void fill_defaults(Json& value, const Json& schema) {
-  if (!value.is_object() || !schema.contains("properties")) return;
-  for (auto& [name, property] : schema["properties"].items()) {
-    if (!value.contains(name) && property.contains("default")) value[name] = property["default"];
-    if (value.contains(name)) fill_defaults(value[name], property);
-  }
-}
-
 // Rules the schema cannot say.
 void check_consistency(const TrainConfig& c, const std::string& source, std::vector<std::string>& problems) {
   int levels = static_cast<int>(c.model.channel_mults.size());
@@ -89,7 +81,7 @@ void check_consistency(const TrainConfig& c, const std::string& source, std::vec
   // A misspelt plugin name must fail here, not after the data is loaded. EveryDream2 class paths
   // resolve here too; whether their module imports is the Python host's to say, at start-up.
   PluginCatalog catalog(plugin_dirs_from_environment());
-  auto entries = plugin_settings_from_config(c.json.at("plugins"));
+  const auto& entries = c.plugins;
   bool python_plugins = false;  // each resolved once, here
   for (std::size_t i = 0; i < entries.size(); ++i) {
     try {
@@ -152,6 +144,7 @@ TrainConfig typed(const Json& j) {
   c.num_workers = j.at("num_workers");
   c.num_threads = j.at("num_threads");
   c.python = j.at("python");
+  c.plugins = plugin_settings_from_config(j.at("plugins"));
   c.max_image_pixels = j.at("max_image_pixels");
   c.max_tokens = j.at("max_tokens");
   c.log_every_n_steps = j.at("log_every_n_steps");

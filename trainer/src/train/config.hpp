@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/spelling.hpp"  // nearest_key, for its callers
+#include "plugins/plugin_settings.hpp"
 
 namespace bulkhead {
 
@@ -74,6 +75,7 @@ struct TrainConfig {
   int num_workers = 1;
   int num_threads = 0;
   std::string python;  // interpreter for Python plugins; "" = $BULKHEAD_PYTHON or /usr/bin/python3
+  std::vector<PluginSettings> plugins;  // train.json's plugins, each with every default filled in
   std::int64_t max_image_pixels = 0;
   int max_tokens = 0;
   int log_every_n_steps = 0;

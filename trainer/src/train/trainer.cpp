@@ -123,7 +123,7 @@ Trainer::Trainer(TrainConfig config, std::optional<fs::path> resume, bool overwr
   RunInfo run{config_.project_name, run_dir_, config_.source_dir, {},
               config_.python.empty() ? fs::path() : config_.from_config(config_.python)};
   run.jail = JailSettings::from_json(config_.json.at("jail"));
-  plugins_ = std::make_unique<PluginRunner>(plugin_settings_from_config(config_.json.at("plugins")), run,
+  plugins_ = std::make_unique<PluginRunner>(config_.plugins, run,
                                             resumed_plugin_states_);
   model_access_ = std::make_unique<ModelAccess>(model_, vocab_, *plugins_);
   model_access_->load(resume.has_value(), position_.global_step);

@@ -131,43 +131,62 @@ struct PluginExport {
   std::vector<std::string> (*hooks)();
   Plugin* (*create)();
 };
-inline constexpr int kPluginAbiVersion = 1;
+// Raised whenever Plugin's virtual methods or PluginExport change: a library built against
+// another layout is refused at load (plugin-host/src/cpp_loader.cpp), not called through a wrong vtable.
+inline constexpr int kPluginAbiVersion = 2;
 inline constexpr const char* kPluginExportSymbol = "bulkhead_plugin_export_v1";
+
+// Every hook, in schemas/hooks.json's order (tests/protocol/catalogue_test.cpp holds them
+// together), with its kind: how the host calls it and turns its return into a reply.
+//   observe:  void f(const Kwargs&), replies {}
+//   value:    Json f(const Kwargs&), a method's hook whose value (hooks.json: returns_value), an object, is the reply
+//   model:    Json f(const Kwargs&), a model hook whose null return means "nothing asked"
+//   own:      a signature of its own (captions, images, the state pair)
+// A name here that is not a Plugin member does not compile.
+#define BULKHEAD_HOOKS(X)          \
+  X(observe, on_training_start)  \
+  X(observe, on_epoch_start)     \
+  X(observe, on_step_start)      \
+  X(observe, on_step_end)        \
+  X(observe, on_epoch_end)       \
+  X(observe, on_training_end)    \
+  X(observe, on_checkpoint_saved)\
+  X(observe, on_validation_end)  \
+  X(observe, on_log)             \
+  X(own, get_state)              \
+  X(own, set_state)              \
+  X(own, transform_caption)      \
+  X(own, transform_pil_image)    \
+  X(value, describe_method)      \
+  X(value, suggest_trial)        \
+  X(observe, on_trial_start)     \
+  X(observe, on_trial_end)       \
+  X(value, evaluate)             \
+  X(observe, on_study_end)       \
+  X(model, on_model_load)        \
+  X(model, on_model_step)        \
+  X(model, on_model_save)
+
+// Every hook this SDK knows, in BULKHEAD_HOOKS's order.
+#define BULKHEAD_DETAIL_NAME(kind, hook) #hook,
+inline const std::vector<std::string>& known_hooks() {
+  static const std::vector<std::string> names = {BULKHEAD_HOOKS(BULKHEAD_DETAIL_NAME)};
+  return names;
+}
+#undef BULKHEAD_DETAIL_NAME
 
 namespace detail {
 // &Derived::f has type `R (Derived::*)(A)` only when Derived declares f itself.
-#define BULKHEAD_DETAIL_OVERRIDES(Class, hook) \
-  (!std::is_same_v<decltype(&Class::hook), decltype(&::bulkhead::Plugin::hook)>)
-#define BULKHEAD_DETAIL_ADD_IF(Class, hook) \
-  if constexpr (BULKHEAD_DETAIL_OVERRIDES(Class, hook)) hooks.emplace_back(#hook);
+#define BULKHEAD_DETAIL_ADD_IF_OVERRIDDEN(kind, hook) \
+  if constexpr (!std::is_same_v<decltype(&Class::hook), decltype(&::bulkhead::Plugin::hook)>) hooks.emplace_back(#hook);
 
 template <typename Class>
 std::vector<std::string> overridden_hooks() {
   std::vector<std::string> hooks;
-  BULKHEAD_DETAIL_ADD_IF(Class, on_training_start)
-  BULKHEAD_DETAIL_ADD_IF(Class, on_epoch_start)
-  BULKHEAD_DETAIL_ADD_IF(Class, on_step_start)
-  BULKHEAD_DETAIL_ADD_IF(Class, on_step_end)
-  BULKHEAD_DETAIL_ADD_IF(Class, on_epoch_end)
-  BULKHEAD_DETAIL_ADD_IF(Class, on_training_end)
-  BULKHEAD_DETAIL_ADD_IF(Class, on_checkpoint_saved)
-  BULKHEAD_DETAIL_ADD_IF(Class, on_validation_end)
-  BULKHEAD_DETAIL_ADD_IF(Class, on_log)
-  BULKHEAD_DETAIL_ADD_IF(Class, get_state)
-  BULKHEAD_DETAIL_ADD_IF(Class, set_state)
-  BULKHEAD_DETAIL_ADD_IF(Class, transform_caption)
-  BULKHEAD_DETAIL_ADD_IF(Class, transform_pil_image)
-  BULKHEAD_DETAIL_ADD_IF(Class, describe_method)
-  BULKHEAD_DETAIL_ADD_IF(Class, suggest_trial)
-  BULKHEAD_DETAIL_ADD_IF(Class, on_trial_start)
-  BULKHEAD_DETAIL_ADD_IF(Class, on_trial_end)
-  BULKHEAD_DETAIL_ADD_IF(Class, evaluate)
-  BULKHEAD_DETAIL_ADD_IF(Class, on_study_end)
-  BULKHEAD_DETAIL_ADD_IF(Class, on_model_load)
-  BULKHEAD_DETAIL_ADD_IF(Class, on_model_step)
-  BULKHEAD_DETAIL_ADD_IF(Class, on_model_save)
+  BULKHEAD_HOOKS(BULKHEAD_DETAIL_ADD_IF_OVERRIDDEN)
   return hooks;
 }
+#undef BULKHEAD_DETAIL_ADD_IF_OVERRIDDEN
 }  // namespace detail
 
 }  // namespace bulkhead

@@ -1,0 +1,54 @@
+// plugin_counters.hpp — what one supervised plugin has done, for its report: per hook, calls,
+// outcomes and latencies; for the plugin, restarts, reloads, protocol errors and the latest fault.
+//
+// Not locked: SupervisedPlugin keeps one under its own mutex.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "plugins/connection.hpp"
+
+namespace bulkhead {
+
+struct HookCounters {
+  long calls = 0, ok = 0, errors = 0, timeouts = 0, crashes = 0, invalid = 0;
+  long skipped = 0;  // not sent: the plugin was restarting, backing off or quarantined
+  std::vector<float> latencies_ms;
+  std::string last_fault;
+};
+
+class PluginCounters {
+ public:
+  // A call sent, or skipped when there was no host to send it to.
+  void count_call(const std::string& hook, bool sent);
+  // A reply that passed every check, and how long it took.
+  void count_ok(const std::string& hook, double latency_ms);
+  // A reply, or a start ("(start)") or a death between calls ("(idle)"), that failed this way.
+  void count_failure(const std::string& hook, Reply::Status status);
+  // The latest fault, of the hook and of the plugin.
+  void note_fault(const std::string& hook, const std::string& what);
+  // Each returns the new count, for the log line.
+  long count_restart() { return ++restarts_; }
+  long count_reload() { return ++reloads_; }
+  // Something the plugin sent that the protocol does not allow; the first few are kept.
+  void protocol_problem(const std::string& what);
+  const std::vector<std::string>& protocol_problems() const { return protocol_problems_; }
+
+  // {"hooks": {hook: {calls, ..., p50_ms, p99_ms, last_fault}}, "restarts", "reloads",
+  //  "last_fault", "protocol_errors"}: the counters' part of SupervisedPlugin::report().
+  Json report() const;
+
+ private:
+  std::map<std::string, HookCounters> hooks_;
+  long restarts_ = 0;
+  long reloads_ = 0;
+  long protocol_errors_ = 0;
+  std::vector<std::string> protocol_problems_;
+  std::string last_fault_;  // "hook what", the latest fault of any hook
+};
+
+}  // namespace bulkhead
