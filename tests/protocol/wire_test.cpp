@@ -80,6 +80,15 @@ TEST(Wire, LargeBinsTravelAsFramesOfTheirOwn) {
   EXPECT_EQ(wire::encode_frames(image_request(8), true).size(), 1u) << "a small bin is cheaper inline";
 }
 
+TEST(Wire, BinsPastTheAttachmentLimitStayInline) {
+  Json bins = Json::array();
+  for (int i = 0; i < 70; ++i) bins.push_back(Json::binary(std::vector<std::uint8_t>(wire::kAttachmentMinBytes, std::uint8_t(i))));
+  const Message sent = Message::response(1, {{"bins", bins}});
+  const wire::Frames frames = wire::encode_frames(sent, true);
+  EXPECT_EQ(frames.size(), wire::kMaxAttachments + 1);
+  EXPECT_EQ(wire::decode_frames(frames).result, sent.result);
+}
+
 // frames: the envelope [1, 1, nil, value], then these attachments.
 wire::Frames reply_with(const Json& value, const std::vector<std::string>& attachments) {
   wire::Frames frames;

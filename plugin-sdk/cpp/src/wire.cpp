@@ -115,14 +115,15 @@ class Reader {
 
 // Moves every large bin of `value` into a frame of its own and leaves its stand-in in its place.
 void detach(Json& value, Frames& frames) {
-  if (value.is_binary() && !value.get_binary().has_subtype() && value.get_binary().size() >= kAttachmentMinBytes) {
+  if (value.is_binary() && !value.get_binary().has_subtype() && value.get_binary().size() >= kAttachmentMinBytes &&
+      frames.size() <= kMaxAttachments) {
     auto* bytes = new std::vector<std::uint8_t>(std::move(static_cast<std::vector<std::uint8_t>&>(value.get_binary())));
     frames.emplace_back(bytes->data(), bytes->size(),
                         [](void*, void* owner) { delete static_cast<std::vector<std::uint8_t>*>(owner); }, bytes);
     const auto n = static_cast<std::uint32_t>(frames.size() - 1);
     value = Json::binary({std::uint8_t(n >> 24), std::uint8_t(n >> 16), std::uint8_t(n >> 8), std::uint8_t(n)},
                          static_cast<std::uint8_t>(kAttachmentExtType));
-  } else if (value.is_structured() && frames.size() <= kMaxAttachments) {
+  } else if (value.is_structured()) {
     for (auto& item : value) detach(item, frames);
   }
 }
