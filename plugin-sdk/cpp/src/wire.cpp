@@ -359,8 +359,9 @@ void Channel::send(Message message, bool attachments) {
 }
 
 std::optional<Message> Channel::receive(std::chrono::milliseconds timeout) {
+  // With no time to wait, no poll either: a reader draining the socket would pay a syscall per message.
   zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
-  if (zmq::poll(&item, 1, timeout) == 0) return std::nullopt;
+  if (timeout.count() > 0 && zmq::poll(&item, 1, timeout) == 0) return std::nullopt;
   Frames frames;
   if (!zmq::recv_multipart(socket_, std::back_inserter(frames), zmq::recv_flags::dontwait)) return std::nullopt;
   return decode_frames(frames);

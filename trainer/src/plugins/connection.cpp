@@ -139,6 +139,10 @@ struct Connection::Impl {
     std::uint64_t one = 1;
     [[maybe_unused]] auto written = ::write(wake_fd, &one, sizeof one);
   }
+  void clear_wake() {
+    std::uint64_t count;
+    [[maybe_unused]] auto read_bytes = ::read(wake_fd, &count, sizeof count);
+  }
 
   // Sends at once when the socket is free (or this thread holds it); otherwise queues the message
   // for its holder, who sends queued messages before anything else and is woken for them. Never
@@ -295,19 +299,12 @@ struct Connection::Impl {
     for (auto& [done, reply] : ended) done(std::move(reply));
   }
 
-  // The next message if one is there, without a poll: a call's wait would pay a syscall for each.
-  std::optional<Message> receive_now() {
-    wire::Frames frames;
-    if (!zmq::recv_multipart(channel.socket(), std::back_inserter(frames), zmq::recv_flags::dontwait)) return std::nullopt;
-    return wire::decode_frames(frames);
-  }
-
   // Reads every message waiting on the socket and hands each to handle(). Socket held.
   void drain() {
     while (true) {
       std::optional<Message> message;
       try {
-        message = receive_now();
+        message = channel.receive(std::chrono::milliseconds(0));
       } catch (const wire::DecodeError& e) {
         if (refuse_hello(std::string("its first message breaks the protocol: ") + e.what())) continue;
         if (events.on_protocol_error) events.on_protocol_error(e.what());
@@ -336,10 +333,7 @@ struct Connection::Impl {
     pollfd watched[] = {{wake_fd, POLLIN, 0}, {socket_fd, POLLIN, 0}};
     while (!stopping) {
       ::poll(watched, caller_waiting ? 1 : 2, 20);
-      if (watched[0].revents & POLLIN) {
-        std::uint64_t count;
-        [[maybe_unused]] auto read_bytes = ::read(wake_fd, &count, sizeof count);
-      }
+      if (watched[0].revents & POLLIN) clear_wake();
       std::unique_lock<std::recursive_timed_mutex> socket(socket_mutex, std::try_to_lock);
       if (socket) service();
     }
@@ -351,10 +345,7 @@ struct Connection::Impl {
     zmq::pollitem_t items[] = {{channel.socket().handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd, ZMQ_POLLIN, 0}};
     while (!answered) {
       zmq::poll(items, 2, std::chrono::milliseconds(20));
-      if (items[1].revents & ZMQ_POLLIN) {
-        std::uint64_t count;
-        [[maybe_unused]] auto read_bytes = ::read(wake_fd, &count, sizeof count);
-      }
+      if (items[1].revents & ZMQ_POLLIN) clear_wake();
       service();
     }
     caller_waiting = false;
