@@ -2,10 +2,16 @@
 
 #include <algorithm>
 
+#include "common/schemas.hpp"
+
 namespace bulkhead {
 namespace {
 
-bool is_transform(const std::string& hook) { return hook == "transform_caption" || hook == "transform_pil_image"; }
+// By the catalogue's kind, as every other judgement of a hook (schemas/hooks.json).
+bool is_transform(const std::string& hook) {
+  const auto& hooks = Schemas::instance().hook_catalogue()["hooks"];
+  return hooks.contains(hook) && hooks[hook]["kind"] == "transform";
+}
 
 // Holds a host busy for the length of one call.
 class InFlight {
@@ -38,8 +44,8 @@ std::string HostPool::refusal(const Manifest& manifest, int size) {
   const auto other = std::find_if(manifest.hooks.begin(), manifest.hooks.end(), [](const auto& h) { return !is_transform(h); });
   if (other == manifest.hooks.end()) return "";
   return "plugin '" + manifest.name + "' has \"pool\": " + std::to_string(size) +
-         ", but a pool serves only plugins whose hooks are all transforms (transform_caption, transform_pil_image); its "
-         "manifest also declares " + *other;
+         ", but a pool serves only plugins whose hooks are all transforms (kind \"transform\" in schemas/hooks.json); "
+         "its manifest also declares " + *other;
 }
 
 std::string HostPool::host_name(const std::string& plugin, int k) { return plugin + "." + std::to_string(k); }
