@@ -148,6 +148,13 @@ function imageToWire(img) {
   return { width, height, mode, data };
 }
 
+// A batched transform's return: a list of one item per item sent.
+function batchResult(method, out, count) {
+  if (!Array.isArray(out)) throw new HookError('hook_failed', `${method} returned ${typeof out}, not an array`);
+  if (out.length !== count) throw new HookError('hook_failed', `${method} returned ${out.length} items for ${count}`);
+  return out;
+}
+
 // ---- the session ----------------------------------------------------------------------------------
 class Session {
   constructor(sock, outbox, sink, plugin) {
@@ -177,6 +184,24 @@ class Session {
       const out = await this.guarded(() => p.transform_caption(params.caption));
       if (typeof out !== 'string') throw new HookError('hook_failed', `transform_caption returned ${typeof out}, not a string`);
       return { caption: out };
+    }
+    if (method === 'transform_captions') {
+      const captions = params.captions;
+      if (!Array.isArray(captions) || !captions.every((c) => typeof c === 'string')) {
+        throw new HookError('bad_params', 'transform_captions needs params {captions: [str]}');
+      }
+      // A wrong item is left for the trainer to judge: it refuses that item alone.
+      return { captions: batchResult(method, await this.guarded(() => p.transform_captions(captions)), captions.length) };
+    }
+    if (method === 'transform_pil_images') {
+      if (!Array.isArray(params.images)) throw new HookError('bad_params', 'transform_pil_images needs params {images: [image]}');
+      const imgs = params.images.map(imageFromWire);
+      const out = batchResult(method, await this.guarded(() => p.transform_pil_images(imgs)), imgs.length);
+      try {
+        return { images: out.map(imageToWire) };
+      } catch (e) {
+        throw new HookError('hook_failed', `${e.name}: ${e.message}`, String(e.stack));
+      }
     }
     if (method === 'get_state') {
       const state = await this.guarded(() => p.get_state(params));

@@ -78,6 +78,19 @@ class BasePlugin {
   // data loader transforms
   transform_caption(caption) { return caption; }
   transform_pil_image(image) { return image; } // { width, height, mode, data: Uint8Array }
+  // A loader batch in one message (protocol 2): by default each item goes through the per-item
+  // method above (which may be async), so a plugin that overrides only that one gets batches too;
+  // override these to work on the whole batch (same length, same order).
+  async transform_captions(captions) {
+    const out = [];
+    for (const caption of captions) out.push(await this.transform_caption(caption));
+    return out;
+  }
+  async transform_pil_images(images) {
+    const out = [];
+    for (const image of images) out.push(await this.transform_pil_image(image));
+    return out;
+  }
   // fine-tuning methods (manifest "provides": "method"; docs/methods.md): describe_method,
   // suggest_trial and evaluate return their result (an object); see hooks.json
   describe_method(kwargs) { return null; }
@@ -145,10 +158,13 @@ class BasePlugin {
     return { name: String(name), version: String(version), description: String(description) };
   }
 
-  // The catalogue hooks this class overrides relative to BasePlugin; get_state and set_state too
-  // when it names state_attributes.
+  // The catalogue hooks this class overrides relative to BasePlugin; a batched transform too when
+  // it overrides the per-item one (hooks.json batch_of); get_state and set_state too when it names
+  // state_attributes.
   static implementedHooks() {
-    return catalogue.hookNames().filter((h) => (typeof this.prototype[h] === 'function' && this.prototype[h] !== BasePlugin.prototype[h]) ||
+    const overrides = (h) => typeof this.prototype[h] === 'function' && this.prototype[h] !== BasePlugin.prototype[h];
+    return catalogue.hookNames().filter((h) => overrides(h) ||
+      (catalogue.hook(h).batch_of !== undefined && overrides(catalogue.hook(h).batch_of)) ||
       (catalogue.stateHooks().includes(h) && this.state_attributes.length > 0));
   }
 }

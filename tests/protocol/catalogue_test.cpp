@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 
 #include <bulkhead/plugin.hpp>
 #include <bulkhead/wire.hpp>
@@ -38,9 +39,30 @@ struct SomeHooks : Plugin {
 };
 
 TEST(Catalogue, ExportListsTheOverriddenHooks) {
+  // transform_captions too: the default batched method loops over the overridden transform_caption.
   EXPECT_EQ(detail::overridden_hooks<SomeHooks>(),
-            (std::vector<std::string>{"on_step_end", "get_state", "transform_caption", "describe_method", "on_model_step"}));
+            (std::vector<std::string>{"on_step_end", "get_state", "transform_caption", "describe_method", "on_model_step",
+                                      "transform_captions"}));
   EXPECT_TRUE(detail::overridden_hooks<Plugin>().empty());
+}
+
+// A class that works on whole batches: its batched hook once, no per-item hook.
+struct WholeBatches : Plugin {
+  std::vector<Image> transform_pil_images(std::vector<Image> images) override { return images; }
+};
+
+TEST(Catalogue, ABatchedOverrideIsListedOnce) {
+  EXPECT_EQ(detail::overridden_hooks<WholeBatches>(), (std::vector<std::string>{"transform_pil_images"}));
+}
+
+TEST(Catalogue, CppBatchedHooksAreTheCataloguesBatchOf) {
+  std::map<std::string, std::string> sdk, catalogue;
+#define BULKHEAD_TEST_PAIR(batch, item) sdk[#batch] = #item;
+  BULKHEAD_BATCHED_HOOKS(BULKHEAD_TEST_PAIR)
+#undef BULKHEAD_TEST_PAIR
+  for (const auto& [name, hook] : Schemas::instance().hook_catalogue().at("hooks").items())
+    if (hook.contains("batch_of")) catalogue[name] = hook["batch_of"];
+  EXPECT_EQ(sdk, catalogue);
 }
 
 }  // namespace

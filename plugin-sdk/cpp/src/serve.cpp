@@ -90,6 +90,39 @@ Json own(Plugin& plugin, Image (Plugin::*hook)(Image), const std::string&, Json&
   return {{"image", wire::image_to_json((plugin.*hook)(wire::image_from_json(std::move(params["image"]))))}};
 }
 
+// A batched transform's return: one item per item sent.
+template <typename Item>
+std::vector<Item> batch_result(const std::string& method, std::vector<Item> out, std::size_t count) {
+  if (out.size() != count)
+    throw std::runtime_error(method + " returned " + std::to_string(out.size()) + " items for " + std::to_string(count));
+  return out;
+}
+
+Json own(Plugin& plugin, std::vector<std::string> (Plugin::*hook)(std::vector<std::string>), const std::string& method,
+         Json& params) {
+  if (!params.is_object() || !params.contains("captions") || !params["captions"].is_array())
+    throw wire::DecodeError("transform_captions needs params {captions: [str]}");
+  std::vector<std::string> captions;
+  for (auto& caption : params["captions"]) {
+    if (!caption.is_string()) throw wire::DecodeError("transform_captions needs params {captions: [str]}");
+    captions.push_back(std::move(caption.get_ref<std::string&>()));
+  }
+  const std::size_t count = captions.size();
+  return {{"captions", batch_result(method, (plugin.*hook)(std::move(captions)), count)}};
+}
+
+Json own(Plugin& plugin, std::vector<Image> (Plugin::*hook)(std::vector<Image>), const std::string& method, Json& params) {
+  if (!params.is_object() || !params.contains("images") || !params["images"].is_array())
+    throw wire::DecodeError("transform_pil_images needs params {images: [image]}");
+  std::vector<Image> images;
+  for (auto& image : params["images"]) images.push_back(wire::image_from_json(std::move(image)));
+  const std::size_t count = images.size();
+  Json out = Json::array();
+  for (auto& image : batch_result(method, (plugin.*hook)(std::move(images)), count))
+    out.push_back(wire::image_to_json(std::move(image)));
+  return {{"images", std::move(out)}};
+}
+
 Json own(Plugin& plugin, Json (Plugin::*hook)(), const std::string&, Json&) { return {{"state", (plugin.*hook)()}}; }
 
 Json own(Plugin& plugin, void (Plugin::*hook)(const Json&), const std::string&, Json& params) {

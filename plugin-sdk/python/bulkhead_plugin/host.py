@@ -356,6 +356,24 @@ class Session:
             if not isinstance(out, str):
                 raise HookError("hook_failed", "transform_caption returned %s, not str" % type(out).__name__)
             return {"caption": out}
+        if method == "transform_captions":
+            captions = params.get("captions")
+            if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
+                raise HookError("bad_params", "transform_captions needs params {captions: [str]}")
+            out = self._batch_result(method, self._guarded(fn, captions), len(captions))
+            # A wrong item is left for the trainer to judge: it refuses that item alone.
+            return {"captions": out}
+        if method == "transform_pil_images":
+            images = params.get("images")
+            if not isinstance(images, list):
+                raise HookError("bad_params", "transform_pil_images needs params {images: [image]}")
+            imgs = [image_from_wire(image) for image in images]
+            modes = [img.mode for img in imgs]
+            out = self._batch_result(method, self._guarded(fn, imgs), len(imgs))
+            try:
+                return {"images": [image_to_wire(img, mode) for img, mode in zip(out, modes)]}
+            except Exception as e:
+                raise HookError("hook_failed", "%s: %s" % (type(e).__name__, e), traceback.format_exc())
         if method == "get_state":
             state = self._guarded(self.plugin.get_state)
             problem = plain_data_problem(state, "state")
@@ -402,6 +420,14 @@ class Session:
                 raise HookError("hook_failed", "%s returned %s, not a dict" % (method, type(out).__name__))
             return out
         return None  # observers' return values are ignored, as in EveryDream2
+
+    @staticmethod
+    def _batch_result(method, out, count):
+        if not isinstance(out, (list, tuple)):
+            raise HookError("hook_failed", "%s returned %s, not a list" % (method, type(out).__name__))
+        if len(out) != count:
+            raise HookError("hook_failed", "%s returned %d items for %d" % (method, len(out), count))
+        return list(out)
 
     def _guarded(self, fn, *args, **kwargs):
         try:

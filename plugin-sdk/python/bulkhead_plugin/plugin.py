@@ -146,6 +146,15 @@ class BasePlugin:
     def transform_pil_image(self, img):
         return img
 
+    # A loader batch in one message (protocol 2). By default each item goes through the per-item
+    # method above, so a plugin that overrides only that one gets batches too; override these to
+    # work on the whole batch at once (same length, same order).
+    def transform_captions(self, captions):
+        return [self.transform_caption(caption) for caption in captions]
+
+    def transform_pil_images(self, images):
+        return [self.transform_pil_image(img) for img in images]
+
     # ---- plugin state: kept across restarts, reloads and resumes -----------------------------
     #: Attributes the trainer keeps for this plugin: after a crash, a reload or a ``--resume`` the
     #: new process gets them back before any hook. Plain data only (dict, list, str, int, float,
@@ -244,13 +253,18 @@ class BasePlugin:
 
     @classmethod
     def implemented_hooks(cls):
-        """The catalogue hooks this class overrides relative to BasePlugin; get_state and set_state
-        too when it names state_attributes."""
+        """The catalogue hooks this class overrides relative to BasePlugin; a batched transform too
+        when it overrides the per-item one (hooks.json batch_of); get_state and set_state too when
+        it names state_attributes."""
+        def overrides(name):
+            mine = getattr(cls, name, None)
+            return mine is not None and mine is not getattr(BasePlugin, name, None)
+
         hooks = []
         for name in catalogue.hook_names():
-            mine = getattr(cls, name, None)
-            base = getattr(BasePlugin, name, None)
-            if (mine is not None and mine is not base) or (name in catalogue.state_hooks() and cls.state_attributes):
+            item_hook = catalogue.hook(name).get("batch_of")
+            if (overrides(name) or (item_hook and overrides(item_hook))
+                    or (name in catalogue.state_hooks() and cls.state_attributes)):
                 hooks.append(name)
         return hooks
 

@@ -9,6 +9,8 @@
 //   delay_ms: wait this long before misbehaving (so that several requests are in flight)
 //   caption_suffix: appended by every transform_caption call that returns (default "": none), so
 //                   a test can tell the captions the plugin transformed from those that fell back
+//   poison: transform_caption misbehaves only on captions that contain this text (in a batch too:
+//           the default transform_captions calls transform_caption for each caption)
 // Otherwise every hook passes its input through unchanged, so training must be unaffected.
 #include <fcntl.h>
 #include <signal.h>
@@ -41,7 +43,8 @@ class Fault : public bulkhead::Plugin {
   bulkhead::Json on_model_step(const bulkhead::Kwargs&) override { return maybe_fail("on_model_step"), nullptr; }
   bulkhead::Json on_model_save(const bulkhead::Kwargs&) override { return maybe_fail("on_model_save"), nullptr; }
   std::string transform_caption(const std::string& caption) override {
-    maybe_fail("transform_caption");
+    const std::string poison = context().options().value("poison", std::string());
+    if (poison.empty() || caption.find(poison) != std::string::npos) maybe_fail("transform_caption");
     return caption + context().options().value("caption_suffix", std::string());
   }
   bulkhead::Image transform_pil_image(bulkhead::Image image) override {

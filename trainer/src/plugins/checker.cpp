@@ -96,10 +96,14 @@ void check_hooks_agree(const Manifest& manifest, const SupervisedPlugin& plugin,
     else if (!plugin.implements(hook))
       verdict.fail("manifest", "declares hook '" + hook + "' but the plugin does not implement it (its hello does not list it)");
   }
-  for (const auto& hook : plugin.hooks())
-    if (!listed(manifest.hooks, hook))
+  const auto& hooks = Schemas::instance().hook_catalogue()["hooks"];
+  for (const auto& hook : plugin.hooks()) {
+    // A batched transform comes with its per-item hook: the SDKs send batches through it.
+    const std::string batch_of = hooks[hook].value("batch_of", "");
+    if (!listed(manifest.hooks, hook) && (batch_of.empty() || !listed(manifest.hooks, batch_of)))
       verdict.fail("hello", "lists hook '" + hook + "', which the manifest does not declare: add it to \"hooks\" in " +
                                 manifest.path.string());
+  }
 }
 
 // A plugin granted model access is checked against a small model shaped like the demo's: the caption

@@ -48,6 +48,8 @@ class FaultPolicy {
 
   // Not quarantined, and any backoff has passed.
   bool may_start() const;
+  // When the backoff lets the next start begin (a call waits for it, up to its deadline).
+  Clock::time_point next_start() const { return next_start_; }
   bool quarantined() const { return quarantined_; }
   const std::string& quarantine_reason() const { return quarantine_reason_; }
   // The delay the next lost host or failed start will impose.

@@ -30,13 +30,14 @@ class InFlight {
 HostPool::HostPool(std::vector<std::unique_ptr<SupervisedPlugin>> extra)
     : extra_(std::move(extra)), in_flight_(extra_.size() + 1) {}
 
-std::optional<Json> HostPool::invoke(SupervisedPlugin& first, const std::string& hook, Json params) {
+std::vector<std::optional<Json>> HostPool::transform(SupervisedPlugin& first, const TransformHooks& hooks,
+                                                     const std::vector<Json>& items) {
   std::size_t chosen = 0;
   for (std::size_t i = 1; i < in_flight_.size(); ++i)
     if (in_flight_[i] < in_flight_[chosen]) chosen = i;
   InFlight busy(in_flight_[chosen]);
   SupervisedPlugin& host = chosen == 0 ? first : *extra_[chosen - 1];
-  return host.invoke(hook, std::move(params));
+  return host.transform(hooks, items);
 }
 
 std::string HostPool::refusal(const Manifest& manifest, int size) {

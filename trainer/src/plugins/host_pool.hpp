@@ -2,7 +2,7 @@
 //
 // The data loader's workers transform images at once; one host serves them one at a time. A pool
 // starts more hosts of the same plugin, each supervised on its own (restarts, quarantine,
-// counters), and sends each transform to the host with the fewest calls in flight. Only a plugin
+// counters), and sends each transform (a batch, or one item) to the host with the fewest calls in flight. Only a plugin
 // whose hooks are all transforms may have one: its hosts then need no shared state, and no hook
 // runs twice (docs/supervision.md, "Pools").
 #pragma once
@@ -22,8 +22,10 @@ class HostPool {
   // The hosts beyond the plugin's first, which the caller keeps.
   explicit HostPool(std::vector<std::unique_ptr<SupervisedPlugin>> extra);
 
-  // Calls a transform on whichever of `first` and the extra hosts has the fewest calls in flight.
-  std::optional<Json> invoke(SupervisedPlugin& first, const std::string& hook, Json params);
+  // Runs a transform (a batch, or one item) on whichever of `first` and the extra hosts has the
+  // fewest calls in flight.
+  std::vector<std::optional<Json>> transform(SupervisedPlugin& first, const TransformHooks& hooks,
+                                             const std::vector<Json>& items);
   const std::vector<std::unique_ptr<SupervisedPlugin>>& extra() const { return extra_; }
 
   // Why a pool of `size` cannot serve this plugin, or empty.

@@ -17,10 +17,12 @@ Json hook_report(const HookCounters& c) {
     if (sorted.empty()) return nullptr;
     return sorted[std::min(sorted.size() - 1, std::size_t(p * double(sorted.size())))];
   };
-  return {{"calls", c.calls},       {"skipped", c.skipped}, {"ok", c.ok},  {"errors", c.errors},
+  Json report = {{"calls", c.calls},       {"skipped", c.skipped}, {"ok", c.ok},  {"errors", c.errors},
           {"timeouts", c.timeouts}, {"crashes", c.crashes}, {"invalid_replies", c.invalid},
           {"p50_ms", percentile(0.50)}, {"p99_ms", percentile(0.99)},
           {"last_fault", text_or_null(c.last_fault)}};
+  if (c.items > 0) report.update({{"items", c.items}, {"items_failed", c.items_failed}});
+  return report;
 }
 
 }  // namespace
@@ -46,6 +48,11 @@ void PluginCounters::count_failure(const std::string& hook, Reply::Status status
   }
 }
 
+void PluginCounters::count_items(const std::string& hook, long items, long failed) {
+  hooks_[hook].items += items;
+  hooks_[hook].items_failed += failed;
+}
+
 void PluginCounters::note_fault(const std::string& hook, const std::string& what) {
   hooks_[hook].last_fault = what;
   last_fault_ = hook + " " + what;
@@ -61,6 +68,7 @@ Json PluginCounters::report() const {
   for (const auto& [hook, counters] : hooks_) hooks[hook] = hook_report(counters);
   return {{"restarts", restarts_},
           {"reloads", reloads_},
+          {"backoff_waits", backoff_waits_},
           {"last_fault", text_or_null(last_fault_)},
           {"protocol_errors", protocol_errors_},
           {"hooks", hooks}};

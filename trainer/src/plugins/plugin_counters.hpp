@@ -17,6 +17,7 @@ namespace bulkhead {
 struct HookCounters {
   long calls = 0, ok = 0, errors = 0, timeouts = 0, crashes = 0, invalid = 0;
   long skipped = 0;  // not sent: the plugin was restarting, backing off or quarantined
+  long items = 0, items_failed = 0;  // a batched hook's: items in its answered batches, and those refused
   std::vector<float> latencies_ms;
   std::string last_fault;
 };
@@ -29,11 +30,15 @@ class PluginCounters {
   void count_ok(const std::string& hook, double latency_ms);
   // A reply, or a start ("(start)") or a death between calls ("(idle)"), that failed this way.
   void count_failure(const std::string& hook, Reply::Status status);
+  // A batched hook's answered batch of `items`, of which `failed` were refused (and passed through).
+  void count_items(const std::string& hook, long items, long failed);
   // The latest fault, of the hook and of the plugin.
   void note_fault(const std::string& hook, const std::string& what);
   // Each returns the new count, for the log line.
   long count_restart() { return ++restarts_; }
   long count_reload() { return ++reloads_; }
+  // A call that waited for a restart's backoff to pass instead of being skipped.
+  void count_backoff_wait() { ++backoff_waits_; }
   // Something the plugin sent that the protocol does not allow; the first few are kept.
   void protocol_problem(const std::string& what);
   const std::vector<std::string>& protocol_problems() const { return protocol_problems_; }
@@ -46,6 +51,7 @@ class PluginCounters {
   std::map<std::string, HookCounters> hooks_;
   long restarts_ = 0;
   long reloads_ = 0;
+  long backoff_waits_ = 0;
   long protocol_errors_ = 0;
   std::vector<std::string> protocol_problems_;
   std::string last_fault_;  // "hook what", the latest fault of any hook

@@ -67,11 +67,17 @@ struct PluginRunner::Impl {
     return all;
   }
 
-  // A transform, on p or, with a pool, on whichever of its hosts is least busy.
-  std::optional<Json> transform(SupervisedPlugin& p, const std::string& hook, Json params) {
-    auto pool = pools.find(&p);
-    if (pool == pools.end()) return p.invoke(hook, std::move(params));
-    return pool->second.invoke(p, hook, std::move(params));
+  // Items through every plugin that transforms them, in config order: each plugin on its own host
+  // or, with a pool, on whichever of its hosts is least busy. A failed item passes through.
+  std::vector<Json> transform(const TransformHooks& hooks, std::vector<Json> items) {
+    for (auto& p : plugins) {
+      if (!p->implements(hooks.item_hook) && !p->implements(hooks.batch_hook)) continue;
+      auto pool = pools.find(p.get());
+      auto results = pool == pools.end() ? p->transform(hooks, items) : pool->second.transform(*p, hooks, items);
+      for (std::size_t i = 0; i < items.size(); ++i)
+        if (results[i]) items[i] = std::move(*results[i]);
+    }
+    return items;
   }
 
   // Outgoing hooks must match the catalogue, kind and kwargs; checked when BULKHEAD_STRICT_HOOKS is
@@ -199,23 +205,30 @@ std::string PluginRunner::last_fault(const std::string& hook) const {
   return "";
 }
 
-std::string PluginRunner::transform_caption(std::string caption) {
-  for (auto& p : impl_->plugins) {
-    if (!p->implements("transform_caption")) continue;
-    if (auto result = impl_->transform(*p, "transform_caption", {{"caption", caption}})) caption = (*result)["caption"];
-  }
-  return caption;
+std::vector<std::string> PluginRunner::transform_captions(std::vector<std::string> captions) {
+  static const auto& hooks = TransformHooks::of("transform_caption");
+  std::vector<Json> items(std::make_move_iterator(captions.begin()), std::make_move_iterator(captions.end()));
+  items = impl_->transform(hooks, std::move(items));
+  for (std::size_t i = 0; i < items.size(); ++i) captions[i] = std::move(items[i].get_ref<std::string&>());
+  return captions;
 }
 
-Image PluginRunner::transform_pil_image(Image image) {
-  for (auto& p : impl_->plugins) {
-    if (!p->implements("transform_pil_image")) continue;
-    // The image is copied into the message; on failure the original passes through.
-    if (auto result = impl_->transform(*p, "transform_pil_image", {{"image", wire::image_to_json(image)}}))
-      image = wire::image_from_json(std::move((*result)["image"]));
-  }
-  return image;
+std::vector<Image> PluginRunner::transform_pil_images(std::vector<Image> images) {
+  static const auto& hooks = TransformHooks::of("transform_pil_image");
+  // The images are copied into the messages; a failed one passes through as it was.
+  std::vector<Json> items;
+  items.reserve(images.size());
+  for (const auto& image : images) items.push_back(wire::image_to_json(image));
+  items = impl_->transform(hooks, std::move(items));
+  for (std::size_t i = 0; i < items.size(); ++i) images[i] = wire::image_from_json(std::move(items[i]));
+  return images;
 }
+
+std::string PluginRunner::transform_caption(std::string caption) {
+  return std::move(transform_captions({std::move(caption)})[0]);
+}
+
+Image PluginRunner::transform_pil_image(Image image) { return std::move(transform_pil_images({std::move(image)})[0]); }
 
 std::vector<std::pair<std::string, std::shared_ptr<ModelGate>>> PluginRunner::model_gates() const {
   std::vector<std::pair<std::string, std::shared_ptr<ModelGate>>> gates;

@@ -3,7 +3,7 @@
 //   bulkhead::PluginRunner plugins(config.plugins, run);   // TrainConfig::plugins, resolved once
 //   plugins.call("on_epoch_start", kwargs);                // waits, each plugin up to its deadline
 //   plugins.notify("on_step_end", kwargs);                 // returns at once
-//   caption = plugins.transform_caption(caption);          // any thread; chained in config order
+//   captions = plugins.transform_captions(captions);       // any thread; chained in config order
 //   for (auto& request : plugins.take_control_requests()) ...
 //
 // Every plugin runs in its own bulkhead-plugin-host process. A plugin that
@@ -70,6 +70,12 @@ class PluginRunner {
   std::optional<Json> ask(const std::string& hook, const Json& kwargs);
   // The latest fault of a hook, over all plugins ("" for none): "sent an invalid reply: ...".
   std::string last_fault(const std::string& hook) const;
+  // A loader batch's captions (images) through every transform plugin in config order: one message
+  // per plugin when it takes batches, else one per item (docs/protocol.md, section 3.7). Any thread.
+  // A failed item passes through as it was; the others are transformed.
+  std::vector<std::string> transform_captions(std::vector<std::string> captions);
+  std::vector<Image> transform_pil_images(std::vector<Image> images);
+  // One item: the per-item hook where the plugin has it.
   std::string transform_caption(std::string caption);
   Image transform_pil_image(Image image);
 

@@ -39,13 +39,25 @@ std::string random_token() {
 
 // What check_reply needs of what a hook was sent: the image's shape, the region slot lent with it.
 // Not the pixels, which went to the plugin without a copy.
+Json image_shape(const Json& image) {
+  Json shape = Json::object();
+  if (image.is_object())
+    for (const char* key : {"width", "height", "mode"})
+      if (image.contains(key)) shape[key] = image[key];
+  return shape;
+}
+
 Json sent_shape(const Json& params, std::optional<int> slot) {
   Json sent = Json::object();
   if (slot) sent["lent_slot"] = *slot;
-  if (params.is_object() && params.contains("image") && params["image"].is_object())
-    for (const char* key : {"width", "height", "mode"})
-      if (params["image"].contains(key)) sent["image"][key] = params["image"][key];
+  if (params.is_object() && params.contains("image") && params["image"].is_object()) sent["image"] = image_shape(params["image"]);
   return sent;
+}
+
+// What check_reply needs of one item of a batch, as if it had been sent alone.
+Json item_shape(const TransformHooks& hooks, const Json& item) {
+  if (!item.is_object()) return Json::object();
+  return {{hooks.item_key, image_shape(item)}};
 }
 
 // Hooks whose reply may be nil (most observers answer so): such a reply needs no schema walk.
@@ -194,6 +206,8 @@ void SupervisedPlugin::launch() {
 }
 
 bool SupervisedPlugin::aborts_on(const std::string& hook) const {
+  // A batch that fails whole is tried again item by item: the item that then fails decides.
+  if (TransformHooks::is_batch_hook(hook)) return false;
   if (settings_.abort_on_failure) return *settings_.abort_on_failure;
   const auto& hooks = Schemas::instance().hook_catalogue()["hooks"];
   return hooks.contains(hook) && hooks[hook].value("on_failure", "skip") == "abort";
@@ -483,10 +497,19 @@ std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::ready_generation
       idle_dead = current_;  // died between calls (killed from outside, OOM killer, ...)
     }
   }
+  const auto give_up = Clock::now() + wait;
   if (idle_dead) {
-    // Calls still in flight on it will report the crash as theirs, with their hook: until they
-    // have, this call is skipped. With none in flight, it really died between calls.
-    if (idle_dead->connection->pending() > 0) return nullptr;
+    // Calls still in flight on it will report the crash as theirs, with their hook (within the
+    // connection's next look at the process): a call that may wait lets them, then goes on to the
+    // restart; a notify is skipped. With none in flight, it really died between calls.
+    auto reported = [&] {
+      std::lock_guard<std::mutex> lock(mutex_);
+      return current_ != idle_dead || idle_dead->dead;
+    };
+    while (idle_dead->connection->pending() > 0 && !reported()) {
+      if (Clock::now() >= give_up) return nullptr;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
     bool between_calls = false;
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -500,9 +523,21 @@ std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::ready_generation
   std::shared_future<void> previous;  // a finished restart; released outside the lock
   std::shared_future<void> restarting;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::unique_lock<std::mutex> lock(mutex_);
     if (policy_.quarantined()) return nullptr;
     if (current_ && !current_->dead) return current_;
+    if (!starting_ && !policy_.may_start()) {
+      // Backing off after a fault: a call waits for the backoff, up to its deadline (a notify
+      // does not wait), and counts the wait; the restart then begins below.
+      const auto start_at = policy_.next_start();
+      if (wait.count() == 0 || start_at > give_up) return nullptr;
+      counters_.count_backoff_wait();
+      lock.unlock();
+      std::this_thread::sleep_until(start_at);
+      lock.lock();
+      if (policy_.quarantined()) return nullptr;
+      if (current_ && !current_->dead) return current_;
+    }
     if (!starting_) {
       if (!policy_.may_start()) return nullptr;
       // Never in the caller's thread: a start may wait seconds for a hello, and the caller is a
@@ -515,7 +550,7 @@ std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::ready_generation
     restarting = restart_task_;
   }
   old.reset();
-  if (wait.count() > 0) restarting.wait_for(wait);
+  if (wait.count() > 0) restarting.wait_until(give_up);
   std::lock_guard<std::mutex> lock(mutex_);
   return current_ && !current_->dead ? current_ : nullptr;
 }
@@ -564,21 +599,100 @@ void SupervisedPlugin::count_failure(const std::string& hook, Reply::Status stat
   counters_.count_failure(hook, status);
 }
 
-std::optional<Json> SupervisedPlugin::invoke(const std::string& hook, Json params) {
+std::optional<SupervisedPlugin::Exchange> SupervisedPlugin::exchange(const std::string& hook, Json params,
+                                                                     std::chrono::milliseconds limit) {
   const auto began = Clock::now();
-  auto generation = ready_generation(deadline(hook));
-  const auto slot = lent_slot(params);
-  if (!count_call(hook, generation != nullptr)) {
-    release_slot(slot);
-    return std::nullopt;
-  }
-  const Json sent = sent_shape(params, slot);
+  auto generation = ready_generation(limit);
+  if (!count_call(hook, generation != nullptr)) return std::nullopt;
   // Time spent waiting for a restart comes out of the call's deadline.
-  const auto left = deadline(hook) - std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - began);
-  Reply reply = generation->connection->call(hook, std::move(params), std::max(left, std::chrono::milliseconds(1)));
-  auto result = conclude(hook, sent, std::move(reply), generation->number);
+  const auto left = limit - std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - began);
+  return Exchange{generation->connection->call(hook, std::move(params), std::max(left, std::chrono::milliseconds(1))),
+                  generation->number};
+}
+
+std::optional<Json> SupervisedPlugin::invoke(const std::string& hook, Json params) {
+  const auto slot = lent_slot(params);
+  const Json sent = sent_shape(params, slot);
+  auto answer = exchange(hook, std::move(params), deadline(hook));
+  std::optional<Json> result;
+  if (answer) result = conclude(hook, sent, std::move(answer->reply), answer->generation);
   release_slot(slot);
   return result;
+}
+
+bool SupervisedPlugin::takes_batches(const TransformHooks& hooks) const {
+  if (!implements(hooks.batch_hook)) return false;
+  std::lock_guard<std::mutex> lock(mutex_);
+  return batches_refused_.count(hooks.batch_hook) == 0;
+}
+
+std::vector<std::optional<Json>> SupervisedPlugin::transform(const TransformHooks& hooks, const std::vector<Json>& items) {
+  // One item goes as itself to a plugin that has the per-item hook: the same message as ever.
+  if (takes_batches(hooks) && (items.size() > 1 || !implements(hooks.item_hook)))
+    if (auto out = transform_batch(hooks, items)) return std::move(*out);
+  return transform_each(hooks, items);
+}
+
+std::optional<std::vector<std::optional<Json>>> SupervisedPlugin::transform_batch(const TransformHooks& hooks,
+                                                                                  const std::vector<Json>& items) {
+  const int count = static_cast<int>(items.size());
+  // deadline_ms of a batched hook is per item (schemas/hooks.json).
+  auto answer = exchange(hooks.batch_hook, {{hooks.batch_key, items}}, deadline(hooks.item_hook) * count);
+  std::vector<std::optional<Json>> out(items.size());
+  if (!answer) return out;  // no host (quarantined, or not back in time): every item passes through
+  if (answer->reply.status == Reply::Status::error && answer->reply.code == "unknown_method") {
+    // Its hello listed the batched hook, but it does not answer it: found out once, not per batch.
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      batches_refused_.insert(hooks.batch_hook);
+    }
+    protocol_problem("lists " + hooks.batch_hook + " in its hello but answers unknown_method to it: its " +
+                     hooks.batch_key + " go one by one from now on");
+    return std::nullopt;
+  }
+  auto result = conclude(hooks.batch_hook, Json::object(), std::move(answer->reply), answer->generation);
+  if (!result) return std::nullopt;  // counted; each item is tried again on its own
+  Json& values = (*result)[hooks.batch_key];
+  if (int(values.size()) != count) {
+    const std::string what = "sent " + std::to_string(values.size()) + " " + hooks.batch_key + " back for " +
+                             std::to_string(count) + ": each is tried again on its own";
+    count_failure(hooks.batch_hook, Reply::Status::invalid);
+    fault(hooks.batch_hook, what, answer->generation, false);
+    return std::nullopt;
+  }
+  long failed = 0;
+  for (int i = 0; i < count; ++i) {
+    Json one = {{hooks.item_key, std::move(values[i])}};
+    const std::string invalid = check_reply(hooks.item_hook, item_shape(hooks, items[i]), one);
+    if (invalid.empty()) {
+      out[i] = std::move(one[hooks.item_key]);
+      continue;
+    }
+    // A wrong item is that item's fault alone: it passes through, the others are kept.
+    ++failed;
+    count_failure(hooks.item_hook, Reply::Status::invalid);
+    fault(hooks.item_hook,
+          "sent an invalid reply for item " + std::to_string(i) + " of a batch of " + std::to_string(count) + " (" +
+              hooks.batch_hook + "): " + invalid,
+          answer->generation, false);
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  counters_.count_items(hooks.batch_hook, count, failed);
+  return out;
+}
+
+std::vector<std::optional<Json>> SupervisedPlugin::transform_each(const TransformHooks& hooks,
+                                                                  const std::vector<Json>& items) {
+  std::vector<std::optional<Json>> out(items.size());
+  const bool per_item_hook = implements(hooks.item_hook);
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (!per_item_hook) {
+      if (auto one = transform_batch(hooks, {items[i]})) out[i] = std::move((*one)[0]);
+    } else if (auto result = invoke(hooks.item_hook, {{hooks.item_key, items[i]}})) {
+      out[i] = std::move((*result)[hooks.item_key]);
+    }
+  }
+  return out;
 }
 
 void SupervisedPlugin::send(const std::string& hook, const Json& params, std::function<void(const Json&)> on_result) {

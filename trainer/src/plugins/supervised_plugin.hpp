@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,7 @@
 #include "plugins/model_gate.hpp"
 #include "plugins/plugin_counters.hpp"
 #include "plugins/plugin_runner.hpp"
+#include "plugins/transform_hooks.hpp"
 
 namespace bulkhead {
 
@@ -64,6 +66,11 @@ class SupervisedPlugin {
 
   // Calls a hook and waits. Its params are handed on, not copied (an image's pixels).
   std::optional<Json> invoke(const std::string& hook, Json params);
+  // A transform over a batch of values (docs/protocol.md, section 3.7): one message when the plugin
+  // takes batches, else one per item. out[i] is item i's replacement, or nothing when that item
+  // failed (it then passes through). A batch that fails whole (a crash, a hang, an error, a reply of
+  // the wrong length) is retried item by item, so only the item that caused it is lost.
+  std::vector<std::optional<Json>> transform(const TransformHooks& hooks, const std::vector<Json>& items);
   // Sends a hook without waiting; its reply (and any control in it) is handled when it comes,
   // and a valid one handed to on_result, on the connection's thread.
   void send(const std::string& hook, const Json& params, std::function<void(const Json&)> on_result = {});
@@ -96,6 +103,20 @@ class SupervisedPlugin {
   // has passed; the caller waits for that restart up to `wait`.
   std::shared_ptr<Generation> ready_generation(std::chrono::milliseconds wait);
   std::shared_ptr<Generation> restart();
+  // A reply and the generation that sent it.
+  struct Exchange {
+    Reply reply;
+    int generation = 0;
+  };
+  // Waits for a host (up to `limit`, restarts and backoff included), sends, waits for the reply in
+  // what is left of `limit`. Nothing when there is no host to send to (the call is counted skipped).
+  std::optional<Exchange> exchange(const std::string& hook, Json params, std::chrono::milliseconds limit);
+  // The batch in one message; nothing when it failed whole and must be retried item by item.
+  std::optional<std::vector<std::optional<Json>>> transform_batch(const TransformHooks& hooks, const std::vector<Json>& items);
+  // Each item in a message of its own: the per-item hook, or a batch of one for a plugin without it.
+  std::vector<std::optional<Json>> transform_each(const TransformHooks& hooks, const std::vector<Json>& items);
+  // True while the plugin is sent batches: it lists the batched hook and has not refused one.
+  bool takes_batches(const TransformHooks& hooks) const;
   void start_failed(const std::exception& e);
   // Hands a new host the latest state before any hook; false when it refused it (the state is
   // then dropped, so that the next host starts empty).
@@ -156,6 +177,7 @@ class SupervisedPlugin {
   long state_refusals_ = 0;             // new hosts that refused it and were replaced by empty ones
   std::string state_problem_;           // why the latest refusal
   std::shared_ptr<ModelGate> gate_;
+  std::set<std::string> batches_refused_;  // batched hooks it answered unknown_method: items go one by one
 };
 
 }  // namespace bulkhead

@@ -142,6 +142,8 @@ TrainConfig typed(const Json& j) {
   c.device = j.at("device");
   c.amp = j.at("amp");
   c.num_workers = j.at("num_workers");
+  c.prefetch_batches = j.at("prefetch_batches");
+  c.batch_transforms = j.at("batch_transforms");
   c.num_threads = j.at("num_threads");
   c.python = j.at("python");
   c.plugins = plugin_settings_from_config(j.at("plugins"));

@@ -73,6 +73,8 @@ struct TrainConfig {
   std::string device;
   bool amp = true;
   int num_workers = 1;
+  int prefetch_batches = 4;     // batches the loader prepares ahead of the step
+  bool batch_transforms = true; // one transform message per plugin and batch
   int num_threads = 0;
   std::string python;  // interpreter for Python plugins; "" = $BULKHEAD_PYTHON or /usr/bin/python3
   std::vector<PluginSettings> plugins;  // train.json's plugins, each with every default filled in

@@ -35,9 +35,9 @@ EpochLoader::EpochLoader(const Dataset& data, const Vocabulary& vocab, PluginRun
     std::mt19937_64 rng(mix(options_.seed, static_cast<std::uint64_t>(epoch_)));
     for (std::size_t i = order_.size(); i > 1; --i) std::swap(order_[i - 1], order_[rng() % i]);
   }
-  slots_.resize(order_.size());
-  next_claim_ = next_consume_ = std::min(order_.size(), std::size_t(options_.first_batch) * options_.batch_size);
-  window_ = std::size_t(options_.batch_size) * (options_.workers + 2);
+  batches_ = batches_per_epoch(order_.size(), options_.batch_size);
+  slots_.resize(batches_);
+  next_claim_ = next_consume_ = std::min(batches_, options_.first_batch);
   for (int i = 0; i < options_.workers; ++i) workers_.emplace_back([this] { work(); });
 }
 
@@ -52,17 +52,19 @@ EpochLoader::~EpochLoader() {
 
 void EpochLoader::work() {
   while (true) {
-    std::size_t position;
+    int batch;
     {
       std::unique_lock lock(mutex_);
-      room_.wait(lock, [&] { return stopping_ || next_claim_ >= order_.size() || next_claim_ < next_consume_ + window_; });
-      if (stopping_ || next_claim_ >= order_.size()) return;
-      position = next_claim_++;
+      room_.wait(lock, [&] {
+        return stopping_ || next_claim_ >= batches_ || next_claim_ < next_consume_ + options_.prefetch_batches;
+      });
+      if (stopping_ || next_claim_ >= batches_) return;
+      batch = next_claim_++;
     }
     try {
-      Prepared prepared = prepare(position);
+      Batch prepared = prepare(batch);
       std::lock_guard lock(mutex_);
-      slots_[position] = std::move(prepared);
+      slots_[batch] = std::move(prepared);
     } catch (...) {
       std::lock_guard lock(mutex_);
       if (!failure_) failure_ = std::current_exception();
@@ -71,66 +73,70 @@ void EpochLoader::work() {
   }
 }
 
-EpochLoader::Prepared EpochLoader::prepare(std::size_t position) const {
-  const std::size_t index = order_[position];
-  const Example& example = data_.examples[index];
-  std::mt19937_64 rng(mix(options_.seed, static_cast<std::uint64_t>(epoch_), index + 1));
-
-  Image image = example.image;
-  std::string caption = example.caption;
-  if (transforms_) {
-    image = transforms_->transform_pil_image(std::move(image));
-    caption = transforms_->transform_caption(std::move(caption));
+Batch EpochLoader::prepare(int batch) const {
+  const std::size_t begin = std::size_t(batch) * options_.batch_size;
+  const std::size_t end = std::min(order_.size(), begin + options_.batch_size);
+  std::vector<Image> images;
+  std::vector<std::string> captions;
+  for (std::size_t p = begin; p < end; ++p) {
+    images.push_back(data_.examples[order_[p]].image);
+    captions.push_back(data_.examples[order_[p]].caption);
   }
-  // A transform may hand back another size or mode; the model takes only its own.
-  const int size = example.image.width;
-  image = to_rgb(image);
-  if (image.width != size || image.height != size) image = center_crop_resize(image, size);
+  if (transforms_) transform(images, captions);
 
-  Prepared out;
-  const std::size_t plane = std::size_t(size) * size;
-  out.pixels.resize(3 * plane);
-  for (std::size_t p = 0; p < plane; ++p)
-    for (int c = 0; c < 3; ++c) out.pixels[c * plane + p] = image.data[p * 3 + c] / 127.5f - 1.0f;
-  const bool dropped = std::uniform_real_distribution<double>(0, 1)(rng) < options_.cond_dropout;
-  out.tokens = vocab_.encode(dropped ? "" : caption, options_.max_tokens);
-  out.caption = std::move(caption);
+  const auto count = static_cast<std::int64_t>(end - begin);
+  const auto size = static_cast<std::int64_t>(data_.examples[0].image.width);
+  Batch out;
+  out.images = torch::empty({count, 3, size, size}, torch::kFloat32);
+  out.tokens = torch::empty({count, options_.max_tokens}, torch::kInt64);
+  for (std::int64_t row = 0; row < count; ++row) {
+    out.captions.push_back(std::move(captions[row]));
+    fill(out, row, order_[begin + row], images[row]);
+  }
   return out;
 }
 
+void EpochLoader::transform(std::vector<Image>& images, std::vector<std::string>& captions) const {
+  if (options_.batch_transforms) {
+    images = transforms_->transform_pil_images(std::move(images));
+    captions = transforms_->transform_captions(std::move(captions));
+    return;
+  }
+  for (std::size_t i = 0; i < images.size(); ++i) {
+    images[i] = transforms_->transform_pil_image(std::move(images[i]));
+    captions[i] = transforms_->transform_caption(std::move(captions[i]));
+  }
+}
+
+void EpochLoader::fill(Batch& batch, std::int64_t row, std::size_t index, const Image& transformed) const {
+  // A transform may hand back another size or mode; the model takes only its own.
+  const int size = data_.examples[index].image.width;
+  Image image = to_rgb(transformed);
+  if (image.width != size || image.height != size) image = center_crop_resize(image, size);
+
+  float* pixels = batch.images[row].data_ptr<float>();
+  const std::size_t plane = std::size_t(size) * size;
+  for (std::size_t p = 0; p < plane; ++p)
+    for (int c = 0; c < 3; ++c) pixels[c * plane + p] = image.data[p * 3 + c] / 127.5f - 1.0f;
+
+  std::mt19937_64 rng(mix(options_.seed, static_cast<std::uint64_t>(epoch_), index + 1));
+  const bool dropped = std::uniform_real_distribution<double>(0, 1)(rng) < options_.cond_dropout;
+  const auto tokens = vocab_.encode(dropped ? "" : batch.captions[row], options_.max_tokens);
+  std::memcpy(batch.tokens[row].data_ptr<std::int64_t>(), tokens.data(), tokens.size() * sizeof(std::int64_t));
+}
+
 std::optional<Batch> EpochLoader::next() {
-  if (next_consume_ >= order_.size()) return std::nullopt;
-  const std::size_t begin = next_consume_;
-  const std::size_t end = std::min(order_.size(), begin + options_.batch_size);
-  std::vector<Prepared> samples;
+  if (next_consume_ >= batches_) return std::nullopt;
+  std::optional<Batch> batch;
   {
     std::unique_lock lock(mutex_);
-    ready_.wait(lock, [&] {
-      if (failure_) return true;
-      for (std::size_t p = begin; p < end; ++p)
-        if (!slots_[p]) return false;
-      return true;
-    });
+    ready_.wait(lock, [&] { return failure_ || slots_[next_consume_].has_value(); });
     if (failure_) std::rethrow_exception(failure_);
-    for (std::size_t p = begin; p < end; ++p) {
-      samples.push_back(std::move(*slots_[p]));
-      slots_[p].reset();
-    }
-    next_consume_ = end;
+    batch = std::move(slots_[next_consume_]);
+    slots_[next_consume_].reset();
+    ++next_consume_;
   }
   room_.notify_all();
-
-  const auto count = static_cast<std::int64_t>(samples.size());
-  const auto size = static_cast<std::int64_t>(data_.examples[0].image.width);
-  Batch batch;
-  batch.images = torch::empty({count, 3, size, size}, torch::kFloat32);
-  batch.tokens = torch::empty({count, options_.max_tokens}, torch::kInt64);
-  for (std::int64_t i = 0; i < count; ++i) {
-    std::memcpy(batch.images[i].data_ptr<float>(), samples[i].pixels.data(), samples[i].pixels.size() * sizeof(float));
-    std::memcpy(batch.tokens[i].data_ptr<std::int64_t>(), samples[i].tokens.data(),
-                samples[i].tokens.size() * sizeof(std::int64_t));
-    batch.captions.push_back(std::move(samples[i].caption));
-  }
   return batch;
 }
 

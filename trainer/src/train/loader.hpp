@@ -1,16 +1,17 @@
-// loader.hpp — one epoch of batches, prepared by worker threads.
+// loader.hpp — one epoch of batches, prepared by worker threads ahead of the training step.
 //
 //   EpochLoader loader(train, vocab, &plugins, options, epoch);   // plugins: nullptr = no transforms
 //   while (auto batch = loader.next()) { ... }
 //
-// Per sample, in a worker: the cached image goes through the plugins'
-// transform_pil_image, is normalised to [-1, 1]; the caption goes through
-// transform_caption, maybe dropped (cond_dropout), and is tokenised.
+// Per batch, in a worker: the batch's cached images go through the plugins' transform_pil_images,
+// its captions through transform_captions (one message per plugin and batch; one per sample with
+// batch_transforms off); then per sample the image is normalised to [-1, 1], the caption maybe
+// dropped (cond_dropout) and tokenised.
 //
-// Determinism: the epoch's order comes from (seed, epoch) alone, each
-// sample's randomness from (seed, epoch, sample), and batches are assembled
-// in order however the workers were scheduled. A worker runs ahead of the
-// training loop by a few batches at most, so memory stays bounded.
+// Determinism: the epoch's order comes from (seed, epoch) alone, each sample's randomness from
+// (seed, epoch, sample), and batches are handed out in order however the workers were scheduled.
+// Workers run up to prefetch_batches batches ahead of the training loop, so plugin latency
+// overlaps the step and memory stays bounded.
 #pragma once
 
 #include <condition_variable>
@@ -45,6 +46,8 @@ struct LoaderOptions {
   std::uint64_t seed = 0;
   bool shuffle = true;      // validation keeps data order
   int first_batch = 0;      // resuming part-way through an epoch
+  int prefetch_batches = 4; // batches prepared ahead of the one being trained on
+  bool batch_transforms = true;  // one message per plugin and batch, not one per sample
 };
 
 // ceil(examples / batch_size): the last batch may be short, so every sample is trained on.
@@ -62,14 +65,12 @@ class EpochLoader {
   std::optional<Batch> next();
 
  private:
-  struct Prepared {
-    std::vector<float> pixels;  // 3 x H x W
-    std::vector<std::int64_t> tokens;
-    std::string caption;
-  };
-
   void work();
-  Prepared prepare(std::size_t position) const;
+  Batch prepare(int batch) const;
+  // The batch's images and captions after the plugins' transforms.
+  void transform(std::vector<Image>& images, std::vector<std::string>& captions) const;
+  // Sample `row` of the batch: normalised pixels, caption dropout, tokens.
+  void fill(Batch& batch, std::int64_t row, std::size_t index, const Image& image) const;
 
   const Dataset& data_;
   const Vocabulary& vocab_;
@@ -77,13 +78,13 @@ class EpochLoader {
   LoaderOptions options_;
   int epoch_;
   std::vector<std::size_t> order_;  // example index for each position in the epoch
+  int batches_ = 0;
 
   std::mutex mutex_;
   std::condition_variable ready_, room_;
-  std::vector<std::optional<Prepared>> slots_;
-  std::size_t next_claim_ = 0;     // next position a worker takes
-  std::size_t next_consume_ = 0;   // first position of the next batch
-  std::size_t window_ = 0;         // how far past next_consume_ workers may go
+  std::vector<std::optional<Batch>> slots_;  // one per batch of the epoch
+  int next_claim_ = 0;     // next batch a worker takes
+  int next_consume_ = 0;   // next batch next() hands out
   bool stopping_ = false;
   std::exception_ptr failure_;
   std::vector<std::thread> workers_;

@@ -276,6 +276,8 @@ void Trainer::run_epoch() {
   options.cond_dropout = config_.cond_dropout;
   options.seed = config_.seed;
   options.first_batch = position_.batches_done;
+  options.prefetch_batches = config_.prefetch_batches;
+  options.batch_transforms = config_.batch_transforms;
   EpochLoader loader(train_, vocab_, plugins_->empty() ? nullptr : plugins_.get(), options, epoch);
   for (int local_step = position_.batches_done; auto batch = loader.next(); ++local_step) {
     train_step(*batch, local_step, epoch_length_);

@@ -89,6 +89,17 @@ class Plugin {
   virtual void on_log(const Kwargs&) {}
   virtual std::string transform_caption(const std::string& caption) { return caption; }
   virtual Image transform_pil_image(Image image) { return image; }
+  // A loader batch in one message (protocol 2). By default each item goes through the per-item
+  // hook above, so a plugin that overrides only that one gets batches too; override these to work
+  // on the whole batch (return as many items, in the same order).
+  virtual std::vector<std::string> transform_captions(std::vector<std::string> captions) {
+    for (auto& caption : captions) caption = transform_caption(caption);
+    return captions;
+  }
+  virtual std::vector<Image> transform_pil_images(std::vector<Image> images) {
+    for (auto& image : images) image = transform_pil_image(std::move(image));
+    return images;
+  }
   // Model access (manifest permissions.model_access, docs/protocol.md section 9): sent only to a
   // plugin granted it; what they return is the reply (null: nothing asked).
   virtual Json on_model_load(const Kwargs&) { return nullptr; }
@@ -133,7 +144,7 @@ struct PluginExport {
 };
 // Raised whenever Plugin's virtual methods or PluginExport change: a library built against
 // another layout is refused at load (plugin-host/src/cpp_loader.cpp), not called through a wrong vtable.
-inline constexpr int kPluginAbiVersion = 2;
+inline constexpr int kPluginAbiVersion = 3;
 inline constexpr const char* kPluginExportSymbol = "bulkhead_plugin_export_v1";
 
 // Every hook, in schemas/hooks.json's order (tests/protocol/catalogue_test.cpp holds them
@@ -141,7 +152,7 @@ inline constexpr const char* kPluginExportSymbol = "bulkhead_plugin_export_v1";
 //   observe:  void f(const Kwargs&), replies {}
 //   value:    Json f(const Kwargs&), a method's hook whose value (hooks.json: returns_value), an object, is the reply
 //   model:    Json f(const Kwargs&), a model hook whose null return means "nothing asked"
-//   own:      a signature of its own (captions, images, the state pair)
+//   own:      a signature of its own (captions, images, their batches, the state pair)
 // A name here that is not a Plugin member does not compile.
 #define BULKHEAD_HOOKS(X)          \
   X(observe, on_training_start)  \
@@ -157,6 +168,8 @@ inline constexpr const char* kPluginExportSymbol = "bulkhead_plugin_export_v1";
   X(own, set_state)              \
   X(own, transform_caption)      \
   X(own, transform_pil_image)    \
+  X(own, transform_captions)     \
+  X(own, transform_pil_images)   \
   X(value, describe_method)      \
   X(value, suggest_trial)        \
   X(observe, on_trial_start)     \
@@ -166,6 +179,12 @@ inline constexpr const char* kPluginExportSymbol = "bulkhead_plugin_export_v1";
   X(model, on_model_load)        \
   X(model, on_model_step)        \
   X(model, on_model_save)
+
+// Each batched transform and the per-item hook it is a batch of (hooks.json "batch_of"; checked
+// by tests/protocol/catalogue_test.cpp): a class that overrides the per-item one is sent batches.
+#define BULKHEAD_BATCHED_HOOKS(X)                \
+  X(transform_captions, transform_caption)     \
+  X(transform_pil_images, transform_pil_image)
 
 // Every hook this SDK knows, in BULKHEAD_HOOKS's order.
 #define BULKHEAD_DETAIL_NAME(kind, hook) #hook,
@@ -180,13 +199,20 @@ namespace detail {
 #define BULKHEAD_DETAIL_ADD_IF_OVERRIDDEN(kind, hook) \
   if constexpr (!std::is_same_v<decltype(&Class::hook), decltype(&::bulkhead::Plugin::hook)>) hooks.emplace_back(#hook);
 
+#define BULKHEAD_DETAIL_ADD_BATCH_IF_ITEM_OVERRIDDEN(batch, item)                                       \
+  if constexpr (!std::is_same_v<decltype(&Class::item), decltype(&::bulkhead::Plugin::item)> &&        \
+                std::is_same_v<decltype(&Class::batch), decltype(&::bulkhead::Plugin::batch)>)         \
+    hooks.emplace_back(#batch);
+
 template <typename Class>
 std::vector<std::string> overridden_hooks() {
   std::vector<std::string> hooks;
   BULKHEAD_HOOKS(BULKHEAD_DETAIL_ADD_IF_OVERRIDDEN)
+  BULKHEAD_BATCHED_HOOKS(BULKHEAD_DETAIL_ADD_BATCH_IF_ITEM_OVERRIDDEN)
   return hooks;
 }
 #undef BULKHEAD_DETAIL_ADD_IF_OVERRIDDEN
+#undef BULKHEAD_DETAIL_ADD_BATCH_IF_ITEM_OVERRIDDEN
 }  // namespace detail
 
 }  // namespace bulkhead
