@@ -41,8 +41,8 @@ struct SomeHooks : Plugin {
 TEST(Catalogue, ExportListsTheOverriddenHooks) {
   // transform_captions too: the default batched method loops over the overridden transform_caption.
   EXPECT_EQ(detail::overridden_hooks<SomeHooks>(),
-            (std::vector<std::string>{"on_step_end", "get_state", "transform_caption", "describe_method", "on_model_step",
-                                      "transform_captions"}));
+            (std::vector<std::string>{"on_step_end", "get_state", "transform_caption", "transform_captions",
+                                      "describe_method", "on_model_step"}));
   EXPECT_TRUE(detail::overridden_hooks<Plugin>().empty());
 }
 

@@ -78,6 +78,11 @@ TEST(Runner, EveryCatalogueHookRoundTripsThroughARealHost) {
       } else if (hook == "transform_pil_image") {
         Image image{8, 4, "RGB", std::vector<std::uint8_t>(96, 7)};
         EXPECT_EQ(runner.transform_pil_image(image).data, image.data);
+      } else if (hook == "transform_captions") {
+        EXPECT_EQ(runner.transform_captions({"a, b", "c"}), (std::vector<std::string>{"a, b", "c"}));
+      } else if (hook == "transform_pil_images") {
+        Image image{8, 4, "RGB", std::vector<std::uint8_t>(96, 7)};
+        EXPECT_EQ(runner.transform_pil_images({image, image})[1].data, image.data);
       } else if (kind == "notify") {
         runner.notify(hook, params);
       } else {

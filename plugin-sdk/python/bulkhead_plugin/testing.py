@@ -320,6 +320,10 @@ def sample_kwargs(hook):
             out[key] = "a red square"
         elif key == "image":
             out[key] = image(4, 3)
+        elif key == "captions":
+            out[key] = ["a red square", "a blue circle"]
+        elif key == "images":
+            out[key] = [image(4, 3), image(2, 5, "L")]
         elif key in MODEL_SAMPLES:
             out[key] = MODEL_SAMPLES[key]
         else:

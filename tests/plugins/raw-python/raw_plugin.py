@@ -15,7 +15,9 @@ import zmq
 
 REQUEST, RESPONSE, NOTIFICATION = 0, 1, 2
 # The catalogue's other observers (schemas/hooks.json): not declared, answered with nil
-# (docs/protocol.md 3.1); transform_pil_image, the other transform, returns its input unchanged.
+# (docs/protocol.md 3.1); the other transforms return their input unchanged. It lists no batched
+# transform (transform_captions): the trainer sends it one transform_caption per sample.
+UNDECLARED_TRANSFORMS = {"transform_pil_image", "transform_captions", "transform_pil_images"}
 UNDECLARED_OBSERVERS = {"on_training_start", "on_epoch_start", "on_step_start", "on_epoch_end", "on_training_end",
                         "on_checkpoint_saved", "on_validation_end", "on_log", "get_state", "set_state",
                         "describe_method", "suggest_trial", "on_trial_start", "on_trial_end", "evaluate", "on_study_end",
@@ -96,7 +98,7 @@ def main():
                 reply = [RESPONSE, msg_id, None, result]
             elif method in UNDECLARED_OBSERVERS:
                 reply = [RESPONSE, msg_id, None, None]
-            elif method == "transform_pil_image":
+            elif method in UNDECLARED_TRANSFORMS:
                 reply = [RESPONSE, msg_id, None, params]
             else:
                 reply = [RESPONSE, msg_id, {"code": "unknown_method", "message": "unknown method %s" % method}, None]

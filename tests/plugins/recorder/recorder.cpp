@@ -27,6 +27,15 @@ class Recorder : public bulkhead::Plugin {
     record("transform_pil_image", {{"width", image.width}, {"height", image.height}, {"mode", image.mode}});
     return image;
   }
+  // The batched forms record themselves too, then go through the per-item ones (as the defaults do).
+  std::vector<std::string> transform_captions(std::vector<std::string> captions) override {
+    record("transform_captions", {{"count", captions.size()}});
+    return Plugin::transform_captions(std::move(captions));
+  }
+  std::vector<bulkhead::Image> transform_pil_images(std::vector<bulkhead::Image> images) override {
+    record("transform_pil_images", {{"count", images.size()}});
+    return Plugin::transform_pil_images(std::move(images));
+  }
 
  private:
   void record(const char* hook, Json kwargs) {

@@ -164,7 +164,9 @@ test('handshake, hooks, control, logging, errors; every message valid', async ()
     assert.deepEqual(hello.plugin, { name: 'node-fixture', version: '2.0.0', description: 'a fixture' });
     assert.deepEqual(hello.runtime.name, 'node');
     assert.deepEqual(hello.hooks, ['on_epoch_start', 'on_step_start', 'on_step_end', 'on_epoch_end',
-      'on_checkpoint_saved', 'transform_caption', 'transform_pil_image']);
+      'on_checkpoint_saved', 'transform_caption', 'transform_pil_image', 'transform_captions', 'transform_pil_images']);
+    // The batched transforms by default loop over the per-item ones (docs/protocol.md 3.7).
+    assert.deepEqual(await p.call('transform_captions', { captions: ['a', 'b'] }), [null, { captions: ['a|seen', 'b|seen'] }]);
 
     assert.deepEqual(await p.call('transform_caption', { caption: 'hi' }), [null, { caption: 'hi|seen' }]);
     const data = Uint8Array.from({ length: 2 * 2 * 3 }, (_, i) => i * 10);

@@ -18,6 +18,12 @@ from bulkhead_plugin.testing import TrainerPeer, image, sample_kwargs  # noqa: E
 NODE_READY = os.path.isdir(os.path.join(HOME, "plugin-sdk", "node", "node_modules", "zeromq"))
 
 
+def with_batched(hooks):
+    """hooks, and each batched transform whose per-item hook is among them (hooks.json batch_of),
+    in the catalogue's order: what an SDK's hello lists for a plugin overriding `hooks`."""
+    return [h for h in catalogue.hook_names() if h in hooks or catalogue.hook(h).get("batch_of") in hooks]
+
+
 def process_gone(pid):
     """True when pid no longer runs (gone, or a zombie waiting to be reaped)."""
     try:

@@ -216,7 +216,8 @@ void check_unknown_method(SupervisedPlugin& plugin, Verdict& verdict) {
 }
 
 // A catalogue hook the plugin did not declare may still reach it (docs/protocol.md 3.1): an
-// observer answers nil, a transform its input unchanged, so that a chain of plugins stays whole.
+// observer answers nil, a transform its input unchanged, so that a chain of plugins stays whole;
+// or, like any method it does not know (a hook newer than the plugin), the error unknown_method.
 void check_undeclared_hooks(SupervisedPlugin& plugin, Verdict& verdict) {
   for (const auto& [hook, spec] : Schemas::instance().hook_catalogue()["hooks"].items()) {
     // Model hooks go only to a plugin that declares them and is granted model access; the state
@@ -225,9 +226,11 @@ void check_undeclared_hooks(SupervisedPlugin& plugin, Verdict& verdict) {
     const Json params = example_for_schema(spec["params"]);
     const bool transform = spec["kind"] == "transform";
     const Reply reply = plugin.probe(hook, params);
-    if (reply.status != Reply::Status::ok || reply.result != (transform ? params : Json()))
+    const bool unknown = reply.status == Reply::Status::error && reply.code == "unknown_method";
+    if (!unknown && (reply.status != Reply::Status::ok || reply.result != (transform ? params : Json())))
       verdict.fail("undeclared hook", "'" + hook + "', which the plugin does not declare, must be answered with " +
-                                          (transform ? "its input unchanged" : "nil") + " (docs/protocol.md 3.1); it got " +
+                                          (transform ? "its input unchanged" : "nil") +
+                                          " or the error unknown_method (docs/protocol.md 3.1); it got " +
                                           describe(reply));
   }
 }

@@ -13,6 +13,7 @@
 // host turns protocol messages into these calls. Nothing here speaks ZeroMQ.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -209,6 +210,11 @@ std::vector<std::string> overridden_hooks() {
   std::vector<std::string> hooks;
   BULKHEAD_HOOKS(BULKHEAD_DETAIL_ADD_IF_OVERRIDDEN)
   BULKHEAD_BATCHED_HOOKS(BULKHEAD_DETAIL_ADD_BATCH_IF_ITEM_OVERRIDDEN)
+  // In the catalogue's order, as every SDK lists them.
+  const auto& order = known_hooks();
+  std::sort(hooks.begin(), hooks.end(), [&](const std::string& a, const std::string& b) {
+    return std::find(order.begin(), order.end(), a) < std::find(order.begin(), order.end(), b);
+  });
   return hooks;
 }
 #undef BULKHEAD_DETAIL_ADD_IF_OVERRIDDEN
