@@ -48,6 +48,12 @@ class FakeCgroupfs : public ::testing::Test {
       write_text(dir / file, "");
   }
 
+  // What the kernel takes away with a group: without it the group's folder cannot be removed.
+  static void remove_kernel_files(const fs::path& dir) {
+    for (const auto& entry : fs::directory_iterator(dir))
+      if (entry.is_regular_file()) fs::remove(entry.path());
+  }
+
   fs::path root_;
 };
 
@@ -78,6 +84,9 @@ TEST_F(FakeCgroupfs, EveryDelegatedControllerIsEnabledAndEveryLimitWritten) {
 
   group->kill();
   EXPECT_EQ(read_text(dir / "cgroup.kill"), "1") << "the whole tree killed through cgroup.kill";
+  remove_kernel_files(dir);
+  group.reset();
+  EXPECT_FALSE(fs::exists(dir)) << "the group is removed with its host";
 }
 
 TEST_F(FakeCgroupfs, AControllerNotDelegatedIsLeftToTheWarden) {
@@ -92,6 +101,7 @@ TEST_F(FakeCgroupfs, AControllerNotDelegatedIsLeftToTheWarden) {
   EXPECT_EQ(read_text(tree.dir / "p" / "pids.max"), "");
   write_text(tree.dir / "p" / "memory.events", "oom_kill 1\n");  // not the group's to count
   EXPECT_EQ(group->breach(), "");
+  remove_kernel_files(tree.dir / "p");
 }
 
 TEST_F(FakeCgroupfs, AFolderThatIsNoCgroupIsNamed) {

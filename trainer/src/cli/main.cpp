@@ -8,6 +8,7 @@
 #include <bulkhead/heap.hpp>
 
 #include "cli/commands.hpp"
+#include "plugins/cgroup_delegation.hpp"
 #include "train/config.hpp"
 
 namespace {
@@ -54,6 +55,9 @@ int main(int argc, char** argv) {
   bulkhead::add_doctor_command(app);
   add_version_flags(app, "bulkhead " BULKHEAD_VERSION " (LibTorch " TORCH_VERSION ")");
   if (unknown_command(app, argc, argv)) return 2;
+  // Plugins' cgroups for an ordinary user on cgroup v2: in a scope systemd delegates (docs/sandbox.md).
+  if (argc >= 2 && (std::string(argv[1]) == "train" || std::string(argv[1]) == "study"))
+    bulkhead::run_in_delegated_scope_if_useful(argc, argv);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
