@@ -51,22 +51,8 @@ JailLayer landlock() {
   return {"Landlock", false, "not in this kernel, or turned off"};
 }
 
-// What the machine mounts: v1 hierarchies, the cgroup2 file system, or both.
-std::string cgroup_versions() {
-  std::ifstream in("/proc/self/mountinfo");
-  bool v1 = false, v2 = false;
-  for (std::string line; std::getline(in, line);) {
-    const auto dash = line.find(" - ");
-    if (dash == std::string::npos) continue;
-    v1 = v1 || line.compare(dash + 3, 7, "cgroup ") == 0;
-    v2 = v2 || line.compare(dash + 3, 8, "cgroup2 ") == 0;
-  }
-  return v1 && v2 ? "v1 and v2 mounted" : v1 ? "v1 mounted" : v2 ? "v2 mounted" : "no cgroup file system mounted";
-}
-
 JailLayer cgroups() {
-  const std::string layer = ResourceGroup::layer();
-  return {"cgroups", ResourceGroup::unavailable().empty(), cgroup_versions() + "; plugins in " + layer};
+  return {"cgroups", ResourceGroup::unavailable().empty(), ResourceGroup::mounted() + "; plugins in " + ResourceGroup::layer()};
 }
 
 JailLayer accounting_floor() {

@@ -93,18 +93,25 @@ fs::path own_cgroup(const std::string& controller) {
   return {};
 }
 
-// Where the cgroup2 file system is mounted (fifth field of mountinfo, type after " - ").
-fs::path cgroup2_mount() {
+// The mount points of cgroup file systems of `type` ("cgroup" for v1, "cgroup2"): the fifth field
+// of mountinfo, the type after " - ".
+std::vector<fs::path> mounts_of(const std::string& type) {
   std::ifstream in("/proc/self/mountinfo");
+  std::vector<fs::path> found;
   for (std::string line; std::getline(in, line);) {
     const auto dash = line.find(" - ");
-    if (dash == std::string::npos || line.compare(dash + 3, 8, "cgroup2 ") != 0) continue;
+    if (dash == std::string::npos || line.compare(dash + 3, type.size() + 1, type + " ") != 0) continue;
     std::istringstream fields(line);
     std::string id, parent, device, root, mount_point;
     fields >> id >> parent >> device >> root >> mount_point;
-    return mount_point;
+    found.push_back(mount_point);
   }
-  return {};
+  return found;
+}
+
+fs::path cgroup2_mount() {
+  const auto found = mounts_of("cgroup2");
+  return found.empty() ? fs::path() : found.front();
 }
 
 bool pid_alive(long pid) { return pid > 0 && (::kill(pid_t(pid), 0) == 0 || errno != ESRCH); }
@@ -225,6 +232,11 @@ CgroupV2Tree::~CgroupV2Tree() {
 }
 
 std::string ResourceGroup::unavailable() { return Groups::instance().problem; }
+
+std::string ResourceGroup::mounted() {
+  const bool v1 = !mounts_of("cgroup").empty(), v2 = !mounts_of("cgroup2").empty();
+  return v1 && v2 ? "v1 and v2 mounted" : v1 ? "v1 mounted" : v2 ? "v2 mounted" : "no cgroup file system mounted";
+}
 
 std::string ResourceGroup::layer() {
   const Groups& groups = Groups::instance();

@@ -64,6 +64,8 @@ class ResourceGroup {
   // /sys/fs/cgroup/user.slice/... (memory, pids, cpu; CPU time from cpu.stat, cgroup.kill)", or
   // "none: " and why.
   static std::string layer();
+  // Which versions this machine mounts: "v1 mounted", "v2 mounted", "v1 and v2 mounted".
+  static std::string mounted();
 
   ~ResourceGroup();  // kills whatever is still inside, then removes the group
   ResourceGroup(const ResourceGroup&) = delete;
