@@ -112,29 +112,12 @@ TEST_F(FakeCgroupfs, AFolderThatIsNoCgroupIsNamed) {
 
 // The real file system: where this test may write a cgroup2 tree (root, or a delegated one).
 class RealCgroup2 : public ::testing::Test {
- protected:
+ public:
   void SetUp() override {
-    const fs::path parent = own_cgroup2();
+    const fs::path parent = ResourceGroup::own_cgroup2();
     if (parent.empty()) GTEST_SKIP() << "this machine mounts no cgroup2 file system";
     tree_ = std::make_unique<CgroupV2Tree>(parent);
     if (!tree_->problem.empty()) GTEST_SKIP() << "cgroup2 is mounted but not writable here: " << tree_->problem;
-  }
-
-  static fs::path own_cgroup2() {
-    std::ifstream mounts("/proc/self/mountinfo");
-    fs::path mount;
-    for (std::string line; std::getline(mounts, line) && mount.empty();) {
-      const auto dash = line.find(" - cgroup2 ");
-      if (dash == std::string::npos) continue;
-      std::istringstream fields(line);
-      std::string skip, point;
-      fields >> skip >> skip >> skip >> skip >> point;
-      mount = point;
-    }
-    std::ifstream self("/proc/self/cgroup");
-    for (std::string line; !mount.empty() && std::getline(self, line);)
-      if (line.rfind("0::", 0) == 0) return mount / fs::path(line.substr(3)).relative_path();
-    return {};
   }
 
   // A child inside `group` that runs `work`, joined the way the trainer's hosts join.
@@ -160,6 +143,14 @@ class RealCgroup2 : public ::testing::Test {
     return status;
   }
 
+  // Whether `controller` is delegated to the tree; else why the test skips.
+  bool delegated(const std::string& controller, std::string& why) const {
+    if (std::find(tree_->controllers.begin(), tree_->controllers.end(), controller) != tree_->controllers.end()) return true;
+    why = "the " + controller + " controller is not delegated to this cgroup2 tree (bound to cgroup v1 here?); " +
+          tree_->parent.string() + " offers: " + read_text(tree_->parent / "cgroup.controllers");
+    return false;
+  }
+
   std::unique_ptr<CgroupV2Tree> tree_;
 };
 
@@ -179,38 +170,37 @@ void fork_64() {
   pause();
 }
 
-TEST_F(RealCgroup2, ATreePastItsCpuTimeIsNamedAndKilledWithCgroupKill) {
-  auto group = ResourceGroup::create_v2(*tree_, "cpu-test", TreeLimits{2048, 64, 1});
-  ASSERT_NE(group, nullptr);
-  const pid_t child = child_in(*group, spin);
-  EXPECT_EQ(wait_for_breach(*group), "CPU time limit of 1 s reached by the plugin's processes together");
+// A child in a new group `name` with `limits` runs `work` until the group names `expected`; then
+// the group is killed. Returns the child's wait status.
+int breach_of(const CgroupV2Tree& tree, const char* name, const TreeLimits& limits, void (*work)(), const std::string& expected) {
+  auto group = ResourceGroup::create_v2(tree, name, limits);
+  if (group == nullptr) {
+    ADD_FAILURE() << "no group " << name << " in " << tree.dir;
+    return -1;
+  }
+  const pid_t child = RealCgroup2::child_in(*group, work);
+  EXPECT_EQ(RealCgroup2::wait_for_breach(*group), expected);
   group->kill();
-  const int status = wait_status(child);
+  return RealCgroup2::wait_status(child);
+}
+
+TEST_F(RealCgroup2, ATreePastItsCpuTimeIsNamedAndKilledWithCgroupKill) {
+  const int status = breach_of(*tree_, "cpu-test", TreeLimits{2048, 64, 1}, spin,
+                               "CPU time limit of 1 s reached by the plugin's processes together");
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
 }
 
 TEST_F(RealCgroup2, ATreePastItsMemoryIsNamed) {
-  if (std::find(tree_->controllers.begin(), tree_->controllers.end(), "memory") == tree_->controllers.end())
-    GTEST_SKIP() << "the memory controller is not delegated to this cgroup2 tree (bound to cgroup v1 here): "
-                 << read_text(tree_->parent / "cgroup.controllers");
-  auto group = ResourceGroup::create_v2(*tree_, "memory-test", TreeLimits{64, 64, 3600});
-  ASSERT_NE(group, nullptr);
-  const pid_t child = child_in(*group, allocate_256_mb);
-  EXPECT_EQ(wait_for_breach(*group), "memory limit of 64 MB reached by the plugin's processes together");
-  group->kill();
-  wait_status(child);
+  std::string why;
+  if (!delegated("memory", why)) GTEST_SKIP() << why;
+  breach_of(*tree_, "memory-test", TreeLimits{64, 64, 3600}, allocate_256_mb,
+            "memory limit of 64 MB reached by the plugin's processes together");
 }
 
 TEST_F(RealCgroup2, ATreePastItsProcessesIsNamed) {
-  if (std::find(tree_->controllers.begin(), tree_->controllers.end(), "pids") == tree_->controllers.end())
-    GTEST_SKIP() << "the pids controller is not delegated to this cgroup2 tree (bound to cgroup v1 here): "
-                 << read_text(tree_->parent / "cgroup.controllers");
-  auto group = ResourceGroup::create_v2(*tree_, "pids-test", TreeLimits{2048, 8, 3600});
-  ASSERT_NE(group, nullptr);
-  const pid_t child = child_in(*group, fork_64);
-  EXPECT_EQ(wait_for_breach(*group), "process limit of 8 reached by the plugin's processes together");
-  group->kill();
-  wait_status(child);
+  std::string why;
+  if (!delegated("pids", why)) GTEST_SKIP() << why;
+  breach_of(*tree_, "pids-test", TreeLimits{2048, 8, 3600}, fork_64, "process limit of 8 reached by the plugin's processes together");
 }
 
 }  // namespace

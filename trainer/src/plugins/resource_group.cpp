@@ -109,11 +109,6 @@ std::vector<fs::path> mounts_of(const std::string& type) {
   return found;
 }
 
-fs::path cgroup2_mount() {
-  const auto found = mounts_of("cgroup2");
-  return found.empty() ? fs::path() : found.front();
-}
-
 bool pid_alive(long pid) { return pid > 0 && (::kill(pid_t(pid), 0) == 0 || errno != ESRCH); }
 
 void remove_group(const fs::path& dir) {
@@ -175,12 +170,12 @@ struct Groups {
     if (v1->problem.empty()) return;
     const std::string v1_problem = v1->problem;
     v1.reset();
-    const fs::path mount = cgroup2_mount();
-    if (mount.empty()) {
+    const fs::path own = ResourceGroup::own_cgroup2();
+    if (own.empty()) {
       problem = v1_problem + ", and no cgroup2 file system is mounted";
       return;
     }
-    v2 = std::make_unique<CgroupV2Tree>(mount / own_cgroup(""));
+    v2 = std::make_unique<CgroupV2Tree>(own);
     if (v2->problem.empty()) return;
     problem = v1_problem + "; cgroup v2: " + v2->problem;
     v2.reset();
@@ -232,6 +227,11 @@ CgroupV2Tree::~CgroupV2Tree() {
 }
 
 std::string ResourceGroup::unavailable() { return Groups::instance().problem; }
+
+fs::path ResourceGroup::own_cgroup2() {
+  const auto found = mounts_of("cgroup2");
+  return found.empty() ? fs::path() : found.front() / own_cgroup("");
+}
 
 std::string ResourceGroup::mounted() {
   const bool v1 = !mounts_of("cgroup").empty(), v2 = !mounts_of("cgroup2").empty();

@@ -64,6 +64,9 @@ class ResourceGroup {
   // /sys/fs/cgroup/user.slice/... (memory, pids, cpu; CPU time from cpu.stat, cgroup.kill)", or
   // "none: " and why.
   static std::string layer();
+  // This process's own cgroup in the cgroup2 file system (/sys/fs/cgroup/user.slice/...), or
+  // empty where none is mounted.
+  static std::filesystem::path own_cgroup2();
   // Which versions this machine mounts: "v1 mounted", "v2 mounted", "v1 and v2 mounted".
   static std::string mounted();
 
