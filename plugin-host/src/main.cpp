@@ -2,6 +2,7 @@
 //
 //   bulkhead-plugin-host --runtime cpp|python|node|exec --entry ENTRY [--plugin-dir DIR] [--limit-... N]
 //                        [--plugin-uid UID --plugin-gid GID] [--network 0|1] [--writable DIR:DIR...]
+//                        [--tree-memory-mb N] [--tree-cpu-s N] [--tree-processes N]
 //
 // Started by the trainer, inside the bubblewrap sandbox it builds (docs/sandbox.md), with
 // BULKHEAD_ENDPOINT and BULKHEAD_TOKEN in its environment (and BULKHEAD_PARENT_PID when unjailed).
@@ -28,7 +29,8 @@ int usage(const std::string& problem) {
   std::cerr << "bulkhead-plugin-host: " << problem << "\n"
             << "usage: bulkhead-plugin-host --runtime cpp|python|node|exec --entry ENTRY [--plugin-dir DIR]\n"
             << "         [--limit-address-space-mb N] [--limit-cpu-s N] [--limit-open-files N] [--limit-processes N]\n"
-            << "         [--plugin-uid UID --plugin-gid GID] [--network 0|1] [--writable DIR:DIR...]\n";
+            << "         [--plugin-uid UID --plugin-gid GID] [--network 0|1] [--writable DIR:DIR...]\n"
+            << "         [--tree-memory-mb N] [--tree-cpu-s N] [--tree-processes N]\n";
   return kUsageError;
 }
 
@@ -46,6 +48,7 @@ int main(int argc, char** argv) {
     if (!args.count(required)) return usage(std::string("--") + required + " is required");
 
   bulkhead::host::JailPolicy policy;
+  bulkhead::host::TreeBudget budget;  // what the warden holds the whole tree to
   try {
     auto number = [&](const char* key, auto& field) {
       if (args.count(key)) field = std::stol(args[key]);
@@ -57,6 +60,9 @@ int main(int argc, char** argv) {
     number("plugin-uid", policy.plugin_uid);
     number("plugin-gid", policy.plugin_gid);
     number("network", policy.network);
+    number("tree-memory-mb", budget.memory_mb);
+    number("tree-cpu-s", budget.cpu_time_s);
+    number("tree-processes", budget.processes);
     // Colon-separated, like PATH.
     for (std::size_t start = 0, end; start < args["writable"].size(); start = end + 1) {
       end = args["writable"].find(':', start);
@@ -77,7 +83,7 @@ int main(int argc, char** argv) {
     return 71;
   }
 
-  return bulkhead::host::run_warded(trainer_pid, [&] {
+  return bulkhead::host::run_warded(trainer_pid, budget, [&] {
     const std::string& runtime = args["runtime"];
     if (runtime != "cpp") return bulkhead::host::exec_runtime(runtime, args["entry"], args["plugin-dir"]);
     try {

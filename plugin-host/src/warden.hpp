@@ -3,6 +3,8 @@
 
 #include <functional>
 
+#include "tree_usage.hpp"
+
 namespace bulkhead::host {
 
 // Runs plugin_main in a child process (same jail, same process group) and waits for it.
@@ -12,7 +14,9 @@ namespace bulkhead::host {
 //  - The plugin exits: the warden kills what the plugin left behind in the group, then exits
 //    the way the plugin did (same status, same signal), which is what the trainer reports.
 //  - SIGTERM or SIGINT is passed on to the plugin, which decides how to stop.
+//  - Every 100 ms it counts the whole tree (tree_usage.hpp): past `budget`, it kills every process
+//    of the plugin and exits with the bulkhead/warden_exit.hpp status naming the limit.
 // Returns only in the child, with plugin_main's status; the warden itself never returns.
-int run_warded(int trainer_pid, const std::function<int()>& plugin_main);
+int run_warded(int trainer_pid, const TreeBudget& budget, const std::function<int()>& plugin_main);
 
 }  // namespace bulkhead::host

@@ -46,10 +46,12 @@ std::string random_secret() {
   return "secret-" + std::to_string(device()) + std::to_string(device());
 }
 
-// Who runs the trainer: root (how containers and CI run), or an ordinary user.
-enum class As { root, user };
+// Who runs the trainer: root (how containers and CI run), an ordinary user, or an ordinary user
+// to whom a cgroup v2 subtree is delegated (as systemd's Delegate=yes does: the folder and its
+// cgroup.procs, cgroup.subtree_control and cgroup.threads are the user's, the trainer starts in it).
+enum class As { root, user, user_cgroup2 };
 
-std::string name(As as) { return as == As::root ? "root" : "user"; }
+std::string name(As as) { return as == As::root ? "root" : as == As::user ? "user" : "user_cgroup2"; }
 
 // The ordinary user, created once (the tests run as root); nullopt when that cannot be done here.
 std::optional<passwd> ordinary_user() {
@@ -84,6 +86,27 @@ class Jail : public ::testing::TestWithParam<As> {
  protected:
   void TearDown() override {
     if (!tmp_.empty()) fs::remove_all(tmp_);
+    if (!delegated_.empty()) remove_cgroup(delegated_);
+  }
+
+  bool ordinary() const { return GetParam() != As::root; }
+
+  // A cgroup2 folder of the test's own cgroup, handed to the user; empty where none can be made.
+  fs::path delegate_cgroup2() const {
+    const fs::path own = bulkhead::ResourceGroup::own_cgroup2();
+    if (own.empty()) return {};
+    const fs::path dir = own / ("bulkhead-jail-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter_));
+    if (::mkdir(dir.c_str(), 0755) != 0) return {};
+    for (const fs::path& path : {dir, dir / "cgroup.procs", dir / "cgroup.subtree_control", dir / "cgroup.threads"})
+      ::chown(path.c_str(), user_.pw_uid, user_.pw_gid);
+    return dir;
+  }
+
+  static void remove_cgroup(const fs::path& dir) {
+    std::error_code ignored;
+    for (const auto& child : fs::directory_iterator(dir, ignored))
+      if (child.is_directory(ignored)) remove_cgroup(child.path());
+    ::rmdir(dir.c_str());
   }
 
   void SetUp() override {
@@ -91,7 +114,7 @@ class Jail : public ::testing::TestWithParam<As> {
     dir_ = fs::path(::testing::TempDir()) / "bulkhead-jail" / (std::string(info->name()) + "-" + name(GetParam()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    if (GetParam() == As::user) {
+    if (ordinary()) {
       auto user = ordinary_user();
       if (!user) GTEST_SKIP() << "cannot create an ordinary user here (the tests are not root)";
       user_ = *user;
@@ -107,6 +130,8 @@ class Jail : public ::testing::TestWithParam<As> {
       fs::create_directories(tmp_);
       ::chown(tmp_.c_str(), user_.pw_uid, user_.pw_gid);
     }
+    if (GetParam() == As::user_cgroup2 && (delegated_ = delegate_cgroup2()).empty())
+      GTEST_SKIP() << "no cgroup2 folder can be made to delegate here (" << bulkhead::ResourceGroup::own_cgroup2() << ")";
   }
 
   // A config of a tiny run with the attacker (and the C++ hook_logger beside it).
@@ -125,10 +150,19 @@ class Jail : public ::testing::TestWithParam<As> {
   pid_t start(const Json& config) {
     config_file_ = dir_ / "train.json";
     std::ofstream(config_file_) << config.dump(2);
-    output_file_ = dir_ / "output.txt";
-    if (GetParam() == As::user) {
+    if (ordinary()) {
       ::chown(config_file_.c_str(), user_.pw_uid, user_.pw_gid);
     }
+    return spawn({"train", "--config", config_file_.string()});
+  }
+
+  // Starts `bulkhead ARGS...` as root or as the ordinary user (privileges dropped in the child),
+  // its stdout and stderr into output_file_.
+  pid_t spawn(const std::vector<std::string>& args) {
+    output_file_ = dir_ / "output.txt";
+    std::vector<char*> argv = {const_cast<char*>(BULKHEAD_EXE)};
+    for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+    argv.push_back(nullptr);
     const pid_t child = fork();
     if (child == 0) {
       const int fd = ::open(output_file_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -136,12 +170,14 @@ class Jail : public ::testing::TestWithParam<As> {
       setenv("AWS_SECRET_ACCESS_KEY", secret_.c_str(), 1);
       setenv("BULKHEAD_PLUGIN_CONSOLE_LEVEL", "info", 1);
       ::chdir(dir_.c_str());
-      if (GetParam() == As::user) {
+      // Into the delegated cgroup while still root, as systemd puts a scope's first process.
+      if (!delegated_.empty()) std::ofstream(delegated_ / "cgroup.procs") << "0";
+      if (ordinary()) {
         setenv("HOME", dir_.c_str(), 1);
         setenv("TMPDIR", tmp_.c_str(), 1);
         if (setgroups(0, nullptr) != 0 || setgid(user_.pw_gid) != 0 || setuid(user_.pw_uid) != 0) _exit(125);
       }
-      execl(BULKHEAD_EXE, BULKHEAD_EXE, "train", "--config", config_file_.c_str(), static_cast<char*>(nullptr));
+      execv(BULKHEAD_EXE, argv.data());
       _exit(127);
     }
     return child;
@@ -191,6 +227,7 @@ class Jail : public ::testing::TestWithParam<As> {
   }
 
   fs::path dir_, tmp_;
+  fs::path delegated_;  // As::user_cgroup2: the cgroup handed to the user
   fs::path config_file_, output_file_;
   static inline int counter_ = 0;
   passwd user_{};
@@ -239,10 +276,10 @@ TEST_P(Jail, FilesTheTrainerAndOtherPluginsAreOutOfReach) {
   const fs::path secret = dir_ / "secret.txt";
   std::ofstream(secret) << secret_;
   ::chmod(secret.c_str(), 0600);
-  if (GetParam() == As::user) ::chown(secret.c_str(), user_.pw_uid, user_.pw_gid);  // the user's own secret
+  if (ordinary()) ::chown(secret.c_str(), user_.pw_uid, user_.pw_gid);  // the user's own secret
   const fs::path victim = dir_ / "victim.txt";
   std::ofstream(victim) << "untouched\n";
-  if (GetParam() == As::user) ::chown(victim.c_str(), user_.pw_uid, user_.pw_gid);
+  if (ordinary()) ::chown(victim.c_str(), user_.pw_uid, user_.pw_gid);
   const fs::path host = bulkhead::paths::plugin_host();
   const fs::path other_plugin = bulkhead::paths::home() / "plugins" / "hook_logger" / "plugin.json";
   const Json options = {{"attacks", {"files", "proc", "env", "sockets"}},
@@ -372,22 +409,22 @@ TEST_P(Jail, NothingOutlivesTheTrainer) {
 }
 
 // Limits that hold for the plugin's whole tree, hit and named in the report; training finishes.
+// As root a cgroup and the warden's count both hold them; as an ordinary user (no cgroup of its
+// own here) the warden's count alone.
 class TreeLimits : public Jail {
  protected:
-  void SetUp() override {
-    Jail::SetUp();
-    if (IsSkipped()) return;
-    if (GetParam() == As::user || !bulkhead::ResourceGroup::unavailable().empty())
-      GTEST_SKIP() << "whole-tree limits need cgroups the trainer can write (root): "
-                   << (GetParam() == As::user ? "an ordinary user has none here" : bulkhead::ResourceGroup::unavailable());
-  }
-
   void expect_fault(const std::string& attack, const Json& limits, const std::string& named) {
     Outcome run = train(config({{"attacks", {attack}}}, limits));
     ASSERT_EQ(run.exit_code, 0) << run.output;
     const Json attacker = plugin(run, "attacker");
     EXPECT_NE(attacker.dump().find(named), std::string::npos) << attacker.dump(2) << "\n" << run.output;
     EXPECT_EQ(loss_records(run.run_dir), reference_steps());
+    // train.log says from the start which layers hold them.
+    EXPECT_NE(run.log.find("jail layers: "), std::string::npos) << run.log;
+    EXPECT_NE(run.log.find("accounting floor: each plugin's warden counts its whole tree"), std::string::npos) << run.log;
+    if (GetParam() == As::user_cgroup2)
+      EXPECT_NE(run.log.find("plugins in cgroup v2 at " + delegated_.string() + "/bulkhead-"), std::string::npos)
+          << "the delegated cgroup2 subtree holds the plugins' groups\n" << run.log;
   }
 };
 
@@ -401,6 +438,21 @@ TEST_P(TreeLimits, ChildrenTogetherHitTheMemoryLimit) {
 
 TEST_P(TreeLimits, ChildrenTogetherHitTheCpuLimit) {
   expect_fault("cpu_children", {{"cpu_time_s", 2}}, "CPU time limit of 2 s reached");
+}
+
+// `bulkhead doctor` names each layer and whether it holds for whoever runs it; here every layer
+// that keeps a plugin's whole tree within its limits does, for root and for an ordinary user.
+TEST_P(Jail, DoctorSaysWhichLayersHold) {
+  Outcome run = finish(spawn({"doctor"}));
+  EXPECT_EQ(run.exit_code, 0) << run.output;
+  for (const char* layer : {"full jail", "user namespace", "uid mapping", "seccomp", "Landlock", "cgroups", "RLIMIT_NPROC"})
+    EXPECT_NE(run.output.find(std::string(layer) + ": "), std::string::npos) << layer << " is not named\n" << run.output;
+  EXPECT_NE(run.output.find("  on   accounting floor: "), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("  on   full jail: "), std::string::npos) << run.output;
+  const std::string identity = GetParam() == As::root ? "plugins run as 'nobody' (uid 65534)"
+                                                      : "plugins run as this user (uid " + std::to_string(user_.pw_uid) + ")";
+  EXPECT_NE(run.output.find(identity), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("plugins run fully jailed here"), std::string::npos) << run.output;
 }
 
 TEST_P(Jail, TmpIsPrivateAndBounded) {
@@ -540,7 +592,7 @@ TEST_F(NoUserNamespaces, TheWeakJailRunsThemAndSaysSoEverywhere) {
 
 INSTANTIATE_TEST_SUITE_P(AsRootAndAsUser, Jail, ::testing::Values(As::root, As::user),
                          [](const auto& info) { return name(info.param); });
-INSTANTIATE_TEST_SUITE_P(AsRootAndAsUser, TreeLimits, ::testing::Values(As::root, As::user),
+INSTANTIATE_TEST_SUITE_P(AsRootAndAsUser, TreeLimits, ::testing::Values(As::root, As::user, As::user_cgroup2),
                          [](const auto& info) { return name(info.param); });
 
 }  // namespace

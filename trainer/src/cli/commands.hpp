@@ -7,7 +7,8 @@ namespace bulkhead {
 
 void add_train_command(CLI::App& app);    // bulkhead train --config train.json ...
 void add_sample_command(CLI::App& app);   // bulkhead sample --checkpoint PATH --prompt TEXT --out FILE.png
-void add_plugins_command(CLI::App& app);
-void add_study_command(CLI::App& app);    // bulkhead study --config train.json [--run-dir DIR] [--resume DIR]  // bulkhead plugins list | check PLUGIN | restart PLUGIN --run DIR
+void add_plugins_command(CLI::App& app);  // bulkhead plugins list | check PLUGIN | restart PLUGIN --run DIR
+void add_study_command(CLI::App& app);    // bulkhead study --config train.json [--run-dir DIR] [--resume DIR]
+void add_doctor_command(CLI::App& app);   // bulkhead doctor [--jail-user NAME]
 
 }  // namespace bulkhead

@@ -8,6 +8,7 @@
 #include <bulkhead/heap.hpp>
 
 #include "cli/commands.hpp"
+#include "plugins/cgroup_delegation.hpp"
 #include "train/config.hpp"
 
 namespace {
@@ -26,7 +27,7 @@ bool unknown_command(const CLI::App& app, int argc, char** argv) {
   for (const auto* sub : app.get_subcommands({})) names.push_back(sub->get_name());
   if (std::find(names.begin(), names.end(), argv[1]) != names.end()) return false;
   std::cerr << "bulkhead: unknown command '" << argv[1] << "'" << bulkhead::did_you_mean(argv[1], names)
-            << "; the commands are train, sample and plugins (bulkhead --help)\n";
+            << "; the commands are train, sample, plugins, study and doctor (bulkhead --help)\n";
   return true;
 }
 
@@ -51,8 +52,12 @@ int main(int argc, char** argv) {
   bulkhead::add_sample_command(app);
   bulkhead::add_plugins_command(app);
   bulkhead::add_study_command(app);
+  bulkhead::add_doctor_command(app);
   add_version_flags(app, "bulkhead " BULKHEAD_VERSION " (LibTorch " TORCH_VERSION ")");
   if (unknown_command(app, argc, argv)) return 2;
+  // Plugins' cgroups for an ordinary user on cgroup v2: in a scope systemd delegates (docs/sandbox.md).
+  if (argc >= 2 && (std::string(argv[1]) == "train" || std::string(argv[1]) == "study"))
+    bulkhead::run_in_delegated_scope_if_useful(argc, argv);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

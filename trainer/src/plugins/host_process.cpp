@@ -156,18 +156,23 @@ std::pair<fs::path, fs::path> class_path_module(const std::string& entry, const 
   return {};
 }
 
-// `in_group`: a cgroup counts the plugin's processes, and RLIMIT_NPROC is only a backstop, set
-// above it, so that the group's limit is the one hit and reported.
-std::vector<std::string> host_arguments(const HostLaunch& launch, bool jailed, bool in_group) {
+TreeLimits tree_limits(const PluginLimits& l) { return {l.memory_mb, l.processes, l.cpu_time_s}; }
+
+// The warden counts the whole tree everywhere, and a cgroup too where there is one: RLIMIT_NPROC
+// is only a backstop, set above their limit, so that theirs is the one hit and reported.
+std::vector<std::string> host_arguments(const HostLaunch& launch, bool jailed) {
   const auto& m = launch.manifest;
   const auto& l = launch.limits;
-  const int processes = in_group ? 2 * l.processes + 16 : l.processes;
+  const int processes = 2 * l.processes + 16;
   std::vector<std::string> argv = {paths::plugin_host().string(), "--runtime", m.runtime, "--entry", m.resolved_entry(),
                                    "--plugin-dir", m.dir.string(),
                                    "--limit-address-space-mb", std::to_string(l.address_space_mb),
                                    "--limit-cpu-s", std::to_string(l.cpu_time_s),
                                    "--limit-open-files", std::to_string(l.open_files),
-                                   "--limit-processes", std::to_string(processes)};
+                                   "--limit-processes", std::to_string(processes),
+                                   "--tree-memory-mb", std::to_string(l.memory_mb),
+                                   "--tree-cpu-s", std::to_string(l.cpu_time_s),
+                                   "--tree-processes", std::to_string(l.processes)};
   if (jailed && launch.identity.uid >= 0)
     argv.insert(argv.end(), {"--plugin-uid", std::to_string(launch.identity.uid), "--plugin-gid", std::to_string(launch.identity.gid)});
   if (launch.granted.network) argv.insert(argv.end(), {"--network", "1"});
@@ -231,6 +236,7 @@ struct HostProcess::Impl {
   std::string last_error_line;
   bool jailed = false;
   std::unique_ptr<ResourceGroup> group;  // null where cgroups cannot be used
+  TreeLimits tree_limits;                // what the group and the warden hold the whole tree to
   fs::path scratch;                      // its scratch folder outside the jail, if on disk
   std::int64_t scratch_limit = 0;        // bytes
   std::mutex breach_mutex;
@@ -252,7 +258,9 @@ struct HostProcess::Impl {
       if (disk_usage(scratch) > scratch_limit)
         breach = "scratch folder over its limit of " + std::to_string(scratch_limit >> 20) + " MB";
     }
-    if (!breach.empty()) host.kill_group();
+    if (breach.empty()) return;
+    if (group) group->kill();
+    host.kill_group();
   }
 
   // Line by line, each line cut a little past what the relay shows: a plugin that writes
@@ -295,7 +303,8 @@ HostProcess::HostProcess(const HostLaunch& launch) : impl_(std::make_unique<Impl
   impl_->jailed = launch.jail.mode == JailSettings::Mode::full;
   impl_->scratch = launch.scratch_source;
   impl_->scratch_limit = std::int64_t(launch.limits.scratch_mb) << 20;
-  if (impl_->jailed) impl_->group = ResourceGroup::create(launch.group_name, {launch.limits.memory_mb, launch.limits.processes, launch.limits.cpu_time_s});
+  impl_->tree_limits = tree_limits(launch.limits);
+  if (impl_->jailed) impl_->group = ResourceGroup::create(launch.group_name, impl_->tree_limits);
 
   bp::environment env;
   for (const auto& [name, value] : plugin_environment(launch.granted.env)) env[name] = value;
@@ -317,7 +326,7 @@ HostProcess::HostProcess(const HostLaunch& launch) : impl_(std::make_unique<Impl
                                    std::to_string(launch.region_slot_bytes);
   const int region_fd = launch.region_fd;
 
-  std::vector<std::string> argv = host_arguments(launch, impl_->jailed, impl_->group != nullptr);
+  std::vector<std::string> argv = host_arguments(launch, impl_->jailed);
   if (impl_->jailed) argv = jail_command(jail_view(launch), argv);
   const std::vector<std::string> args(argv.begin() + 1, argv.end());
   std::vector<const char*> join_files;
@@ -374,7 +383,7 @@ std::string HostProcess::full_jail_unavailable(const JailSettings& jail) {
   probe.identity = plugin_identity(jail);
   probe.socket_dir = sockets;
   probe.scratch_dir = kJailScratchDir;
-  const auto argv = jail_command(jail_view(probe), host_arguments(probe, true, false));
+  const auto argv = jail_command(jail_view(probe), host_arguments(probe, true));
   bp::ipstream errors;
   bp::child child(bp::exe = argv.front(), bp::args = std::vector<std::string>(argv.begin() + 1, argv.end()),
                   bp::std_in < bp::null, bp::std_out > bp::null, bp::std_err > errors);
@@ -420,7 +429,12 @@ std::string HostProcess::exit_description() {
     if (!impl_->breach.empty()) return impl_->breach;
   }
   std::lock_guard<std::mutex> lock(impl_->mutex);
-  return describe_status(*impl_->raw_status, impl_->jailed);
+  const int status = *impl_->raw_status;
+  if (WIFEXITED(status)) {
+    const std::string warden = impl_->tree_limits.warden_reason(WEXITSTATUS(status));
+    if (!warden.empty()) return warden;
+  }
+  return describe_status(status, impl_->jailed);
 }
 
 std::string HostProcess::last_error_line() const {

@@ -16,6 +16,7 @@
 #include "plugins/file_watch.hpp"
 #include "plugins/host_pool.hpp"
 #include "plugins/host_process.hpp"
+#include "plugins/jail_layers.hpp"
 #include "plugins/manifest.hpp"
 #include "plugins/resource_group.hpp"
 #include "plugins/supervised_plugin.hpp"
@@ -30,16 +31,13 @@ Json describe_jail(const JailSettings& jail) {
   if (jail.mode == JailSettings::Mode::weak)
     return {{"mode", "weak"},
             {"warning", "PLUGINS ARE NOT FULLY JAILED (\"jail\": {\"mode\": \"weak\"}): no namespaces, so a plugin can read "
-                        "whatever this user can, see the trainer's processes and reach local sockets; only seccomp, rlimits, "
+                        "whatever this user can, see the trainer's processes and reach local sockets; only seccomp, rlimits, the warden's whole-tree count, "
                         "Landlock (writes, where the kernel has it) and the environment allow-list hold (docs/sandbox.md)"}};
+  // The warden's own count holds everywhere; a cgroup, where there is one, holds the same limits too.
   const std::string no_groups = ResourceGroup::unavailable();
-  Json json = {{"mode", "full"},
-               {"limits", no_groups.empty() ? "memory, processes and CPU time for each plugin's whole process tree (cgroups)"
-                                            : "per process only (" + no_groups + ")"}};
-  if (!no_groups.empty())
-    json["warning"] = "plugin memory and CPU limits hold per process only, not for a plugin's whole process tree: " + no_groups +
-                      " (docs/sandbox.md)";
-  return json;
+  return {{"mode", "full"},
+          {"limits", "memory, processes and CPU time for each plugin's whole process tree: the warden's count from /proc, and " +
+                         (no_groups.empty() ? ResourceGroup::layer() : "no cgroup (" + no_groups + ")")}};
 }
 
 }  // namespace
@@ -107,8 +105,11 @@ PluginRunner::PluginRunner(std::vector<PluginSettings> settings, RunInfo run, co
   if (impl_->run.jail.mode == JailSettings::Mode::full) {
     const std::string why = HostProcess::full_jail_unavailable(impl_->run.jail);
     if (!why.empty()) throw std::runtime_error(why);
-    if (!impl_->jail.contains("warning")) logger("plugins")->info("plugins are jailed: {}", impl_->jail["limits"].get<std::string>());
+    logger("plugins")->info("plugins are jailed: {}", impl_->jail["limits"].get<std::string>());
   }
+  // What holds on this machine for this user, as `bulkhead doctor` says it.
+  impl_->jail["layers"] = describe_layers(jail_layers(impl_->run.jail));
+  logger("plugins")->info("jail layers: {}", impl_->jail["layers"].get<std::string>());
   if (impl_->jail.contains("warning")) logger("plugins")->warn("{}", impl_->jail["warning"].get<std::string>());
 
   std::string pattern = (fs::temp_directory_path() / "bulkhead-XXXXXX").string();

@@ -20,8 +20,8 @@ using Json = nlohmann::json;
 // Resource limits of one plugin host (plugin-entry.schema.json, "limits").
 struct PluginLimits {
   int address_space_mb = 4096;  // per process (RLIMIT_AS)
-  int memory_mb = 2048;         // the whole process tree (cgroup), where the trainer can make cgroups
-  int cpu_time_s = 3600;        // per process, and for the whole tree where there are cgroups
+  int memory_mb = 2048;         // the whole process tree (the warden's count, and a cgroup where there is one)
+  int cpu_time_s = 3600;        // per process, and for the whole tree (the warden's count, and a cgroup)
   int open_files = 256;
   int processes = 128;          // processes and threads of the whole tree
   int tmp_mb = 256;             // size of the jail's /tmp
