@@ -48,6 +48,19 @@ Json sent_shape(const Json& params, std::optional<int> slot) {
   return sent;
 }
 
+// Hooks whose params carry images (schemas/hooks.json: a $ref to protocol/image.schema.json):
+// the ones whose pixels may travel through the host's image region.
+bool takes_images(const std::string& hook) {
+  static const std::set<std::string> hooks = [] {
+    std::set<std::string> with_images;
+    for (const auto& [name, spec] : Schemas::instance().hook_catalogue()["hooks"].items())
+      if (spec.contains("params") && spec["params"].dump().find("image.schema.json") != std::string::npos)
+        with_images.insert(name);
+    return with_images;
+  }();
+  return hooks.count(hook) > 0;
+}
+
 // Hooks whose reply may be nil (most observers answer so): such a reply needs no schema walk.
 bool nil_is_a_valid_reply(const std::string& hook) {
   static const std::set<std::string> hooks = [] {
@@ -129,6 +142,7 @@ struct SupervisedPlugin::Generation {
   std::unique_ptr<Connection> connection;
   Clock::time_point started = Clock::now();
   bool dead = false;  // killed or exited: calls skip it until it is replaced
+  bool maps_images = false;  // its hello says "image_region": true, and it was handed one
 };
 
 SupervisedPlugin::SupervisedPlugin(Manifest manifest, PluginSettings settings, RunInfo run, std::filesystem::path runtime_dir,
@@ -159,6 +173,12 @@ SupervisedPlugin::SupervisedPlugin(Manifest manifest, PluginSettings settings, R
     gate_->set_region(std::make_shared<SharedRegion>(std::size_t(settings_.limits.model_region_slots),
                                                      std::size_t(settings_.limits.model_region_slot_mb) << 20));
   }
+  // Like the model's, one image region for the host's life: a restarted host maps the same one.
+  // Its pages are taken only as they are first written.
+  if (settings_.limits.image_region_slots > 0 && std::any_of(hooks_.begin(), hooks_.end(), takes_images))
+    images_ = std::make_shared<SharedRegion>(std::size_t(settings_.limits.image_region_slots),
+                                             std::size_t(settings_.limits.image_region_slot_mb) << 20,
+                                             SharedRegion::Sides::split);
 }
 
 SupervisedPlugin::~SupervisedPlugin() { stop(); }
@@ -256,11 +276,11 @@ void SupervisedPlugin::start() {
                     token, scratch_dir(), search_path(run_), run_.python, run_.jail, identity, granted_,
                     socket_dir, manifest_.name + "-" + std::to_string(number), scratch};
   if (gate_ && gate_->region()) {
-    launch.region_fd = gate_->region()->fd();
-    launch.region_slots = gate_->region()->slots();
-    launch.region_slot_bytes = gate_->region()->slot_bytes();
+    launch.model_region = gate_->region();
     gate_->region()->give_back_all();  // a new host owns nothing its predecessor was lent
   }
+  // (Its image slots are each given back by the call that lent it, whose host this one replaces.)
+  launch.image_region = images_;
   generation->process = std::make_unique<HostProcess>(launch);
   generation->started_process = generation->process.get();
 
@@ -303,6 +323,7 @@ void SupervisedPlugin::start() {
     fail(e.what(), true);
   }
   generation->connection->send_attachments((*hello).value("attachments", false));
+  generation->maps_images = images_ && (*hello).value("image_region", false);
   const auto& [hooks, unknown] = hello_hooks;
   const auto& catalogue = Schemas::instance().hook_catalogue()["hooks"];
   for (const auto& hook : unknown)
@@ -572,13 +593,40 @@ std::optional<Json> SupervisedPlugin::invoke(const std::string& hook, Json param
     release_slot(slot);
     return std::nullopt;
   }
-  const Json sent = sent_shape(params, slot);
+  Json sent = sent_shape(params, slot);
+  const auto image_slot = takes_images(hook) ? place_images(*generation, params) : std::nullopt;
+  if (image_slot) sent["image_slot"] = *image_slot;
   // Time spent waiting for a restart comes out of the call's deadline.
   const auto left = deadline(hook) - std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - began);
   Reply reply = generation->connection->call(hook, std::move(params), std::max(left, std::chrono::milliseconds(1)));
   auto result = conclude(hook, sent, std::move(reply), generation->number);
   release_slot(slot);
+  if (image_slot) images_->give_back(*image_slot);
   return result;
+}
+
+std::optional<int> SupervisedPlugin::place_images(const Generation& generation, Json& params) {
+  std::optional<int> slot = generation.maps_images ? images_->lend() : std::nullopt;
+  if (slot && wire::images_to_slot(params, images_->request_slot(*slot)) == 0) {
+    images_->give_back(*slot);  // nothing fitted
+    slot.reset();
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++(slot ? image_requests_in_region_ : image_requests_inline_);
+  return slot;
+}
+
+std::string SupervisedPlugin::take_images(const std::string& hook, const Json& sent, Json& result) {
+  if (!takes_images(hook)) return "";
+  try {
+    if (sent.contains("image_slot"))
+      wire::images_from_slot(result, images_->reply_slot(sent["image_slot"].get<int>()));
+    else if (wire::image_slot_index(result))
+      return "the reply's image lies in the image region, but its request lent it no slot";
+  } catch (const wire::DecodeError& e) {
+    return std::string("the reply's image: ") + e.what();
+  }
+  return "";
 }
 
 void SupervisedPlugin::send(const std::string& hook, const Json& params, std::function<void(const Json&)> on_result) {
@@ -647,7 +695,8 @@ std::optional<Json> SupervisedPlugin::conclude(const std::string& hook, const Js
     fault(hook, describe_failure(hook, reply), generation, restart);
     return std::nullopt;
   }
-  std::string invalid = check_reply(hook, params, reply.result);
+  std::string invalid = take_images(hook, params, reply.result);
+  if (invalid.empty()) invalid = check_reply(hook, params, reply.result);
   if (!invalid.empty()) {
     count_failure(hook, Reply::Status::invalid);
     fault(hook, invalid, generation, false);
@@ -747,7 +796,12 @@ Json SupervisedPlugin::report() const {
                             {"restored", state_restores_},
                             {"refused", state_refusals_},
                             {"last_problem", state_problem_.empty() ? Json(nullptr) : Json(state_problem_)}}},
-                 {"model_access", gate_ ? gate_->counters() : Json(nullptr)}});
+                 {"model_access", gate_ ? gate_->counters() : Json(nullptr)},
+                 {"image_region", images_ ? Json{{"slots", images_->slots()},
+                                                 {"slot_bytes", images_->slot_bytes()},
+                                                 {"requests_through_region", image_requests_in_region_},
+                                                 {"requests_inline", image_requests_inline_}}
+                                          : Json(nullptr)}});
   return report;
 }
 

@@ -121,6 +121,14 @@ class SupervisedPlugin {
   std::optional<Json> conclude(const std::string& hook, const Json& params, Reply reply, int generation);
   // A region slot lent with a request is the trainer's again once the request is answered or failed.
   void release_slot(std::optional<int> slot);
+  // Pixels in shared memory (docs/protocol.md, section 2.2): a request's images go into a slot of
+  // the host's image region when it maps one and a slot is free (else they travel in the message);
+  // returns the slot lent.
+  std::optional<int> place_images(const Generation& generation, Json& params);
+  // The reply's images that lie in the region are copied out of the slot lent with the request,
+  // once, before anything looks at them: what is checked is what is trained on, whatever the plugin
+  // writes there later. Returns why the reply is invalid, or empty.
+  std::string take_images(const std::string& hook, const Json& sent, Json& result);
   void fault(const std::string& hook, const std::string& what, int generation, bool restart);
   void quarantine(const std::string& hook, const std::string& why);
   void handle_control(const Json& requests);
@@ -156,6 +164,8 @@ class SupervisedPlugin {
   long state_refusals_ = 0;             // new hosts that refused it and were replaced by empty ones
   std::string state_problem_;           // why the latest refusal
   std::shared_ptr<ModelGate> gate_;
+  std::shared_ptr<SharedRegion> images_;  // its image hooks' region, or null
+  long image_requests_in_region_ = 0, image_requests_inline_ = 0;
 };
 
 }  // namespace bulkhead
