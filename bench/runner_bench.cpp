@@ -198,9 +198,9 @@ void BM_Runner_TransformImage_CppImageColour(benchmark::State& state) {
 void BM_Runner_TransformImage_PythonPassThrough(benchmark::State& state) { image_transform(state, "noop-python"); }
 void BM_Runner_TransformImage_NodePassThrough(benchmark::State& state) { image_transform(state, "noop-node"); }
 void BM_Runner_TransformImage_PythonColorGrade(benchmark::State& state) { image_transform(state, "color_grade"); }
-void BM_Runner_TransformImage_CppInMessage(benchmark::State& state) { image_transform(state, "recorder", {}, false); }
-void BM_Runner_TransformImage_PythonInMessage(benchmark::State& state) { image_transform(state, "noop-python", {}, false); }
-void BM_Runner_TransformImage_NodeInMessage(benchmark::State& state) { image_transform(state, "noop-node", {}, false); }
+void BM_Runner_TransformImage_CppInMessage(benchmark::State& state) { image_transform(state, "recorder", Json::object(), false); }
+void BM_Runner_TransformImage_PythonInMessage(benchmark::State& state) { image_transform(state, "noop-python", Json::object(), false); }
+void BM_Runner_TransformImage_NodeInMessage(benchmark::State& state) { image_transform(state, "noop-node", Json::object(), false); }
 
 // Images per second from 4 loader threads through color_grade (Python, PIL work on each 256x256
 // image), by pool size (train.json "pool"); pool 0: no plugin at all, what the loader does alone.
