@@ -169,8 +169,9 @@ TEST(ImageRegion, ImagesLargerThanASlotTravelInTheMessage) {
 }
 
 // Inside the full jail, a plugin tries to write the trainer's request memory every way it can
-// (a writable shared mapping, mprotect, pwrite, through /proc/self/fd, ftruncate) and keeps writing
-// its reply's slot for 100 ms after each reply: what the trainer gets back is exactly what it sent.
+// (a writable shared mapping, mprotect, pwrite, through /proc/self/fd, ftruncate), and goes on
+// writing each reply's slot after sending it (for 100 ms before it serves the next request, while
+// the trainer holds the images it took): what the trainer holds is exactly what it sent.
 TEST(ImageRegion, APluginCanNeitherWriteTheRequestsNorChangeAReplyAfterSendingIt) {
   PluginSettings settings;
   settings.entry = test::test_plugin("image-hostile").string();
@@ -184,11 +185,29 @@ TEST(ImageRegion, APluginCanNeitherWriteTheRequestsNorChangeAReplyAfterSendingIt
     back.push_back(runner.transform_pil_image(image));
     sent.push_back(std::move(image));
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(150));  // the plugin writes on
   for (std::size_t i = 0; i < sent.size(); ++i) EXPECT_EQ(back[i].data, sent[i].data) << "image " << i;
   const Json report = runner.report()["plugins"][0];
   EXPECT_EQ(report["hooks"]["transform_pil_image"]["ok"], 4) << report.dump();
   EXPECT_EQ(report["image_region"]["requests_through_region"], 4) << report.dump();
+}
+
+// The region outlives restarts: a host that crashes on every second image is replaced, the new one
+// maps the same region, and the slot each crashed call was lent is given back (else the calls
+// after the fourth crash would find none free and go in the message).
+TEST(ImageRegion, SurvivesRestartsAndLosesNoSlot) {
+  PluginSettings settings;
+  settings.entry = test::test_plugin("fault").string();
+  settings.options = {{"fault", "segfault"}, {"every", 2}, {"hooks", {"transform_pil_image"}}};
+  settings.max_restarts = 50;
+  settings.restart_backoff_ms = 1;
+  PluginRunner runner({settings}, run_in(fresh_dir("images-restarts")));
+  const Image image{32, 32, "RGB", std::vector<std::uint8_t>(32 * 32 * 3, 5)};
+  for (int i = 0; i < 12; ++i) EXPECT_EQ(runner.transform_pil_image(image).data, image.data) << "call " << i;
+  const Json report = runner.report()["plugins"][0];
+  EXPECT_GE(report["restarts"].get<long>(), 4) << report.dump();
+  EXPECT_GE(report["hooks"]["transform_pil_image"]["ok"].get<long>(), 5) << report.dump();
+  EXPECT_EQ(report["image_region"]["requests_inline"], 0) << report.dump();
+  EXPECT_GE(report["image_region"]["requests_through_region"].get<long>(), 10) << report.dump();
 }
 
 // A reply whose image points outside the slot lent with its request is invalid: the trainer

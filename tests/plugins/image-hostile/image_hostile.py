@@ -4,8 +4,9 @@
 It answers each image with the request's pixels as it reads them after its attack, so the trainer
 sees any write that got through. Attacks (option "attack"):
   scribble   write the request memory: a shared writable mapping, mprotect of a read-only one,
-             pwrite, the same through /proc/self/fd, ftruncate; then, after replying, keep writing
-             its reply's slot for 100 ms
+             pwrite, the same through /proc/self/fd, ftruncate; and once a reply is sent, go on
+             writing its slot: for 100 ms when the next request comes (by then the trainer has
+             taken the reply, and a test that sent the next one holds the first)
   elsewhere  point the reply's image into a slot that was not lent with the request
   past_end   point it past the end of the lent slot
 As image-hostile-in-message (in-message/plugin.json) it never maps the region and says no
@@ -78,6 +79,7 @@ def main():
         if msg[0] == RESPONSE and msg[1] == 0:
             options = msg[3]["options"]
     attack = options.get("attack")
+    replied = None  # where the last reply's image lies in the replies
     while True:
         msg = msgpack.unpackb(sock.recv(), raw=False)
         if msg[0] == NOTIFICATION and msg[1] == "shutdown":
@@ -85,6 +87,11 @@ def main():
         if msg[0] != REQUEST:
             continue
         _, msg_id, method, params = msg
+        if replied is not None:
+            start, size = replied
+            until = time.monotonic() + 0.1
+            while time.monotonic() < until:
+                replies[start:start + size] = b"\xee" * size
         image = params["image"]
         if "data" in image:
             send([RESPONSE, msg_id, None, {"image": image}])
@@ -104,9 +111,7 @@ def main():
             image["slot"]["offset"] = slot_bytes - slot["bytes"] // 2
         send([RESPONSE, msg_id, None, {"image": image}])
         if attack == "scribble":
-            until = time.monotonic() + 0.1
-            while time.monotonic() < until:
-                replies[reply_at:reply_at + slot["bytes"]] = b"\xee" * slot["bytes"]
+            replied = (reply_at, slot["bytes"])
 
 
 if __name__ == "__main__":

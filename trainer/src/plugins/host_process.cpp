@@ -325,7 +325,7 @@ HostProcess::HostProcess(const HostLaunch& launch) : impl_(std::make_unique<Impl
     inherited.push_back(region->fd());
   }
   if (const auto& region = launch.image_region) {
-    env[wire::kImageRegionVariable] = describe({region->fd(), region->reply_fd()}, *region);
+    env["BULKHEAD_IMAGE_REGION"] = describe({region->fd(), region->reply_fd()}, *region);
     inherited.insert(inherited.end(), {region->fd(), region->reply_fd()});
   }
 
