@@ -202,7 +202,10 @@ TEST(ImageRegion, SurvivesRestartsAndLosesNoSlot) {
   settings.restart_backoff_ms = 1;
   PluginRunner runner({settings}, run_in(fresh_dir("images-restarts")));
   const Image image{32, 32, "RGB", std::vector<std::uint8_t>(32 * 32 * 3, 5)};
-  for (int i = 0; i < 12; ++i) EXPECT_EQ(runner.transform_pil_image(image).data, image.data) << "call " << i;
+  for (int i = 0; i < 12; ++i) {
+    EXPECT_EQ(runner.transform_pil_image(image).data, image.data) << "call " << i;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // past the backoff: restarted by the next call
+  }
   const Json report = runner.report()["plugins"][0];
   EXPECT_GE(report["restarts"].get<long>(), 4) << report.dump();
   EXPECT_GE(report["hooks"]["transform_pil_image"]["ok"].get<long>(), 5) << report.dump();

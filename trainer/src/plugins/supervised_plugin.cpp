@@ -48,13 +48,16 @@ Json sent_shape(const Json& params, std::optional<int> slot) {
   return sent;
 }
 
-// Hooks whose params carry images (schemas/hooks.json: a $ref to protocol/image.schema.json):
-// the ones whose pixels may travel through the host's image region.
+// The transforms whose params carry images (schemas/hooks.json: a $ref to
+// protocol/image.schema.json): the hooks whose pixels may travel through the host's image region.
+// Only transforms: the SDKs hand other hooks' images (a method's samples) to the plugin as the wire
+// has them.
 bool takes_images(const std::string& hook) {
   static const std::set<std::string> hooks = [] {
     std::set<std::string> with_images;
     for (const auto& [name, spec] : Schemas::instance().hook_catalogue()["hooks"].items())
-      if (spec.contains("params") && spec["params"].dump().find("image.schema.json") != std::string::npos)
+      if (spec.value("kind", "") == "transform" && spec.contains("params") &&
+          spec["params"].dump().find("image.schema.json") != std::string::npos)
         with_images.insert(name);
     return with_images;
   }();
