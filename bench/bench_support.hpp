@@ -20,12 +20,14 @@ namespace bulkhead::bench {
 // A runner with one plugin (bundled, or a test plugin from tests/plugins), started and ready,
 // in the full jail or the weak one.
 inline std::unique_ptr<PluginRunner> runner_for(const std::string& entry, Json options = Json::object(),
-                                                JailSettings::Mode jail = JailSettings::Mode::full, int pool = 1) {
+                                                JailSettings::Mode jail = JailSettings::Mode::full, int pool = 1,
+                                                bool image_region = true) {
   setenv("BULKHEAD_PLUGINS_PATH", (paths::home() / "tests" / "plugins").c_str(), 1);
   PluginSettings s;
   s.entry = entry;
   s.options = std::move(options);
   s.pool = pool;
+  if (!image_region) s.limits.image_region_slots = 0;  // pixels in the message (attachment frames)
   RunInfo run;
   run.project_name = "bench";
   run.run_dir = std::filesystem::temp_directory_path() / ("bench-run-" + std::to_string(getpid()));

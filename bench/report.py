@@ -29,6 +29,7 @@ RESTART_PY = ("time", 1.0)    # item 4: a Python one in under 1 s
 
 FLOOR = "BM_Floor_RawZmqRoundTrip"
 IMAGE_SIDES = (64, 256, 512, 1024)  # runner_bench's image rows: BM_..._Image.../<side>
+IN_MESSAGE_SIDES = (256, 512, 1024)  # ... and those with the image region off (docs/protocol.md, section 2.2)
 
 
 def image_floor(side):
@@ -41,7 +42,11 @@ def image_rows():
         rows.append(("runner", image_floor(side), f"floor: raw round trip, {side}x{side} image request", None, None))
         for runtime, name in (("Cpp", "C++"), ("Python", "Python"), ("Node", "JavaScript")):
             rows.append(("runner", f"BM_Runner_TransformImage_{runtime}PassThrough/{side}",
-                         f"transform_pil_image {side}x{side} -> {name} pass-through", image_floor(side), IMAGE))
+                         f"transform_pil_image {side}x{side} -> {name} pass-through, shared memory", image_floor(side), IMAGE))
+            if side in IN_MESSAGE_SIDES:  # the same with the image region off: pixels in the message
+                rows.append(("runner", f"BM_Runner_TransformImage_{runtime}InMessage/{side}",
+                             f"transform_pil_image {side}x{side} -> {name} pass-through, in the message",
+                             image_floor(side), None))
     rows.append(("runner", "BM_Runner_TransformImage_CppImageColour/256", "transform_pil_image 256x256 -> C++ image_colour",
                  image_floor(256), None))
     rows.append(("runner", "BM_Runner_TransformImage_PythonColorGrade/256",

@@ -178,9 +178,11 @@ void BM_Runner_NotifyHook_CallerCost(benchmark::State& state) {
   check_no_faults(state, *runner);
 }
 
-// A square RGB image of side state.range(0) through a transform, there and back.
-void image_transform(benchmark::State& state, const std::string& entry, Json options = Json::object()) {
-  auto runner = runner_for(entry, std::move(options));
+// A square RGB image of side state.range(0) through a transform, there and back: through the
+// host's image region (docs/protocol.md, section 2.2), or with it off, in the message.
+void image_transform(benchmark::State& state, const std::string& entry, Json options = Json::object(),
+                     bool image_region = true) {
+  auto runner = runner_for(entry, std::move(options), bulkhead::JailSettings::Mode::full, 1, image_region);
   bulkhead::Image image;
   image.width = image.height = int(state.range(0));
   image.data.assign(image.expected_size(), 128);
@@ -196,6 +198,9 @@ void BM_Runner_TransformImage_CppImageColour(benchmark::State& state) {
 void BM_Runner_TransformImage_PythonPassThrough(benchmark::State& state) { image_transform(state, "noop-python"); }
 void BM_Runner_TransformImage_NodePassThrough(benchmark::State& state) { image_transform(state, "noop-node"); }
 void BM_Runner_TransformImage_PythonColorGrade(benchmark::State& state) { image_transform(state, "color_grade"); }
+void BM_Runner_TransformImage_CppInMessage(benchmark::State& state) { image_transform(state, "recorder", Json::object(), false); }
+void BM_Runner_TransformImage_PythonInMessage(benchmark::State& state) { image_transform(state, "noop-python", Json::object(), false); }
+void BM_Runner_TransformImage_NodeInMessage(benchmark::State& state) { image_transform(state, "noop-node", Json::object(), false); }
 
 // Images per second from 4 loader threads through color_grade (Python, PIL work on each 256x256
 // image), by pool size (train.json "pool"); pool 0: no plugin at all, what the loader does alone.
@@ -235,6 +240,9 @@ BENCHMARK(BM_Floor_RawZmqRoundTrip_Image)->UseRealTime()->Arg(64)->Arg(256)->Arg
 BENCHMARK(BM_Runner_TransformImage_CppPassThrough)->UseRealTime()->Arg(64)->Arg(256)->Arg(512)->Arg(1024);
 BENCHMARK(BM_Runner_TransformImage_PythonPassThrough)->UseRealTime()->Arg(64)->Arg(256)->Arg(512)->Arg(1024);
 BENCHMARK(BM_Runner_TransformImage_NodePassThrough)->UseRealTime()->Arg(64)->Arg(256)->Arg(512)->Arg(1024);
+BENCHMARK(BM_Runner_TransformImage_CppInMessage)->UseRealTime()->Arg(256)->Arg(512)->Arg(1024);
+BENCHMARK(BM_Runner_TransformImage_PythonInMessage)->UseRealTime()->Arg(256)->Arg(512)->Arg(1024);
+BENCHMARK(BM_Runner_TransformImage_NodeInMessage)->UseRealTime()->Arg(256)->Arg(512)->Arg(1024);
 BENCHMARK(BM_Runner_TransformImage_CppImageColour)->UseRealTime()->Arg(256);
 BENCHMARK(BM_Runner_TransformImage_PythonColorGrade)->UseRealTime()->Arg(256);
 

@@ -28,10 +28,11 @@ Module._resolveFilename = function resolve(request, ...rest) {
   return originalResolve.call(this, request, ...rest);
 };
 
-let zmq, wire;
+let zmq, wire, ImageRegion;
 try {
   zmq = require('zeromq');
   wire = require('./lib/wire');
+  ({ ImageRegion } = require('./lib/region'));
 } catch (e) {
   process.stderr.write(`bulkhead host.js: cannot load zeromq/@msgpack/msgpack (run scripts/install-node-deps.sh): ${e.message}\n`);
   process.exit(EXIT_REFUSED);
@@ -122,9 +123,20 @@ function loadPluginClass(entry) {
 }
 
 // ---- images -----------------------------------------------------------------------------------------
+// The host's image region (docs/protocol.md, section 2.2), or null: pixels travel in the message.
+let images = null;
+
 function imageFromWire(obj) {
   if (!obj || typeof obj !== 'object') throw new HookError('bad_params', 'image must be a map with width, height, mode, data');
-  const { width, height, mode, data } = obj;
+  const { width, height, mode } = obj;
+  let { data } = obj;
+  if (data === undefined && 'slot' in obj && images) {
+    try {
+      data = images.pixels(obj.slot);
+    } catch (e) {
+      throw new HookError('bad_params', `image slot: ${e.message}`);
+    }
+  }
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
     throw new HookError('bad_params', 'image width and height must be positive integers');
   }
@@ -145,7 +157,8 @@ function imageToWire(img) {
   if (!(mode in CHANNELS)) throw new TypeError(`image mode must be RGB, RGBA or L, not ${mode}`);
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) throw new TypeError('image width and height must be positive integers');
   if (data.length !== width * height * CHANNELS[mode]) throw new TypeError(`image data has ${data.length} bytes; ${width}x${height} ${mode} needs ${width * height * CHANNELS[mode]}`);
-  return { width, height, mode, data };
+  const slot = images ? images.place(data) : null;
+  return slot ? { width, height, mode, slot } : { width, height, mode, data };
 }
 
 // A batched transform's return: a list of one item per item sent.
@@ -250,6 +263,7 @@ class Session {
       return [RESPONSE, id, { code: 'unknown_method', message: `unknown method ${JSON.stringify(method)}` }, null];
     }
     this.sink.pending = [];
+    if (images) images.beginRequest();
     try {
       let result = await this.callHook(method, params);
       const control = this.sink.pending;
@@ -364,6 +378,8 @@ async function main() {
   }
   plugin._bulkheadSink = sink;
 
+  images = ImageRegion.fromEnvironment();
+
   // 2. hello; 3. welcome
   outbox.send([REQUEST, 0, 'hello', {
     protocol: catalogue.PROTOCOL_VERSION,
@@ -373,6 +389,7 @@ async function main() {
     runtime: { name: 'node', version: process.versions.node },
     pid: process.pid,
     attachments: true,
+    image_region: images !== null,
   }]);
   const w = await receiveWelcome(sock);
   sock.receiveTimeout = -1;

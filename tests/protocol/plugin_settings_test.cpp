@@ -26,7 +26,8 @@ Json fields(const PluginSettings& s) {
             {"max_message_mb", l.max_message_mb}, {"max_state_mb", l.max_state_mb},
             {"max_caption_bytes", l.max_caption_bytes}, {"max_update_norm", l.max_update_norm},
             {"max_update_staleness_steps", l.max_update_staleness_steps},
-            {"model_region_slots", l.model_region_slots}, {"model_region_slot_mb", l.model_region_slot_mb}}}};
+            {"model_region_slots", l.model_region_slots}, {"model_region_slot_mb", l.model_region_slot_mb},
+            {"image_region_slots", l.image_region_slots}, {"image_region_slot_mb", l.image_region_slot_mb}}}};
 }
 
 TEST(PluginSettings, CodeDefaultsAreTheSchemasDefaults) {

@@ -100,26 +100,46 @@ TEST(Runner, EveryCatalogueHookRoundTripsThroughARealHost) {
     if (!not_broadcast(spec)) EXPECT_TRUE(seen.count(hook)) << hook;
 }
 
-// Images arrive bit-exact through every SDK: small ones inline, large ones as attachment frames
-// (docs/protocol.md, section 2.1), in each mode.
+// Images arrive bit-exact through every SDK, in each mode and size: through the host's image
+// region (docs/protocol.md, section 2.2), which every SDK maps inside the full jail, and with the
+// region turned off, small ones inline and large ones as attachment frames (section 2.1).
 class ImagesThroughEverySdk : public testing::TestWithParam<std::string> {};
 
-TEST_P(ImagesThroughEverySdk, ArriveBitExact) {
-  PluginSettings settings;
-  settings.entry = test::test_plugin(GetParam()).string();
-  PluginRunner runner({settings}, run_in(fresh_dir("images-" + GetParam())));
+// Sends each image through `runner` and back, and checks it came back as it went.
+void expect_images_round_trip(PluginRunner& runner, const std::string& plugin) {
   std::mt19937 random(7);
-  const std::vector<std::pair<int, std::string>> sizes = {{8, "RGB"}, {64, "RGB"}, {256, "RGBA"}, {512, "L"}, {1024, "RGB"}};
+  const std::vector<std::pair<int, std::string>> sizes = {{8, "RGB"},   {64, "RGB"},   {256, "RGBA"}, {256, "L"},
+                                                          {256, "RGB"}, {512, "RGB"},  {512, "L"},    {1024, "RGBA"},
+                                                          {1024, "RGB"}, {1024, "L"}, {33, "RGBA"}};
   for (const auto& [side, mode] : sizes) {
-    Image image{side, side, mode, {}};
+    Image image{side, side + 1, mode, {}};
     image.data.resize(image.expected_size());
     for (auto& byte : image.data) byte = static_cast<std::uint8_t>(random());
     const Image back = runner.transform_pil_image(image);
-    EXPECT_TRUE(back.data == image.data && back.mode == mode && back.width == side)
-        << GetParam() << ": a " << mode << " " << side << "x" << side << " image did not come back as it went";
+    EXPECT_TRUE(back.data == image.data && back.mode == mode && back.width == side && back.height == side + 1)
+        << plugin << ": a " << mode << " " << side << "x" << side + 1 << " image did not come back as it went";
   }
   const Json counters = runner.report()["plugins"][0]["hooks"]["transform_pil_image"];
   EXPECT_EQ(counters["ok"], sizes.size()) << counters.dump();
+}
+
+TEST_P(ImagesThroughEverySdk, ArriveBitExactThroughSharedMemory) {
+  PluginSettings settings;
+  settings.entry = test::test_plugin(GetParam()).string();
+  PluginRunner runner({settings}, run_in(fresh_dir("images-" + GetParam())));
+  expect_images_round_trip(runner, GetParam());
+  const Json region = runner.report()["plugins"][0]["image_region"];
+  EXPECT_EQ(region["requests_through_region"], 11) << GetParam() << " did not map its image region: " << region.dump();
+  EXPECT_EQ(region["requests_inline"], 0) << region.dump();
+}
+
+TEST_P(ImagesThroughEverySdk, ArriveBitExactInTheMessageWithoutARegion) {
+  PluginSettings settings;
+  settings.entry = test::test_plugin(GetParam()).string();
+  settings.limits.image_region_slots = 0;
+  PluginRunner runner({settings}, run_in(fresh_dir("images-inline-" + GetParam())));
+  expect_images_round_trip(runner, GetParam());
+  EXPECT_TRUE(runner.report()["plugins"][0]["image_region"].is_null());
 }
 
 INSTANTIATE_TEST_SUITE_P(Sdks, ImagesThroughEverySdk, testing::Values("recorder", "noop-python", "noop-node"),
@@ -128,6 +148,92 @@ INSTANTIATE_TEST_SUITE_P(Sdks, ImagesThroughEverySdk, testing::Values("recorder"
                            std::replace(name.begin(), name.end(), '-', '_');
                            return name;
                          });
+
+// A bare-protocol plugin that never maps its image region (its hello says no "image_region") gets
+// every image in the message, as before section 2.2.
+TEST(ImageRegion, APluginThatDoesNotMapItGetsPixelsInTheMessage) {
+  PluginSettings settings;
+  settings.entry = (test::test_plugin("image-hostile") / "in-message").string();
+  PluginRunner runner({settings}, run_in(fresh_dir("images-raw")));
+  expect_images_round_trip(runner, "image-hostile-in-message");
+  const Json region = runner.report()["plugins"][0]["image_region"];
+  EXPECT_EQ(region["requests_through_region"], 0) << region.dump();
+  EXPECT_EQ(region["requests_inline"], 11) << region.dump();
+}
+
+// Images that do not fit in a slot travel in the message; the others still go through the region.
+TEST(ImageRegion, ImagesLargerThanASlotTravelInTheMessage) {
+  PluginSettings settings;
+  settings.entry = test::test_plugin("noop-python").string();
+  settings.limits.image_region_slot_mb = 1;  // 1024x1025 images (3 and 4 MB) do not fit
+  PluginRunner runner({settings}, run_in(fresh_dir("images-small-slots")));
+  expect_images_round_trip(runner, "noop-python");
+  const Json region = runner.report()["plugins"][0]["image_region"];
+  EXPECT_EQ(region["requests_through_region"], 8) << region.dump();
+  EXPECT_EQ(region["requests_inline"], 3) << region.dump();
+}
+
+// Inside the full jail, a plugin tries to write the trainer's request memory every way it can
+// (a writable shared mapping, mprotect, pwrite, through /proc/self/fd, ftruncate), and goes on
+// writing each reply's slot after sending it (for 100 ms before it serves the next request, while
+// the trainer holds the images it took): what the trainer holds is exactly what it sent.
+TEST(ImageRegion, APluginCanNeitherWriteTheRequestsNorChangeAReplyAfterSendingIt) {
+  PluginSettings settings;
+  settings.entry = test::test_plugin("image-hostile").string();
+  PluginRunner runner({settings}, run_in(fresh_dir("images-hostile")));
+  std::mt19937 random(11);
+  std::vector<Image> sent, back;
+  for (int i = 0; i < 4; ++i) {
+    Image image{64 + i, 48, "RGB", {}};
+    image.data.resize(image.expected_size());
+    for (auto& byte : image.data) byte = static_cast<std::uint8_t>(random());
+    back.push_back(runner.transform_pil_image(image));
+    sent.push_back(std::move(image));
+  }
+  for (std::size_t i = 0; i < sent.size(); ++i) EXPECT_EQ(back[i].data, sent[i].data) << "image " << i;
+  const Json report = runner.report()["plugins"][0];
+  EXPECT_EQ(report["hooks"]["transform_pil_image"]["ok"], 4) << report.dump();
+  EXPECT_EQ(report["image_region"]["requests_through_region"], 4) << report.dump();
+}
+
+// The region outlives restarts: a host that crashes on every second image is replaced, the new one
+// maps the same region, and the slot each crashed call was lent is given back (else the calls
+// after the fourth crash would find none free and go in the message).
+TEST(ImageRegion, SurvivesRestartsAndLosesNoSlot) {
+  PluginSettings settings;
+  settings.entry = test::test_plugin("fault").string();
+  settings.options = {{"fault", "segfault"}, {"every", 2}, {"hooks", {"transform_pil_image"}}};
+  settings.max_restarts = 50;
+  settings.restart_backoff_ms = 1;
+  PluginRunner runner({settings}, run_in(fresh_dir("images-restarts")));
+  const Image image{32, 32, "RGB", std::vector<std::uint8_t>(32 * 32 * 3, 5)};
+  for (int i = 0; i < 12; ++i) {
+    EXPECT_EQ(runner.transform_pil_image(image).data, image.data) << "call " << i;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // past the backoff: restarted by the next call
+  }
+  const Json report = runner.report()["plugins"][0];
+  EXPECT_GE(report["restarts"].get<long>(), 4) << report.dump();
+  EXPECT_GE(report["hooks"]["transform_pil_image"]["ok"].get<long>(), 5) << report.dump();
+  EXPECT_EQ(report["image_region"]["requests_inline"], 0) << report.dump();
+  EXPECT_GE(report["image_region"]["requests_through_region"].get<long>(), 10) << report.dump();
+}
+
+// A reply whose image points outside the slot lent with its request is invalid: the trainer
+// reads nothing there, and the image passes through untouched.
+TEST(ImageRegion, AReplyPointingOutsideItsSlotIsInvalid) {
+  for (const auto& [attack, why] : std::vector<std::pair<std::string, std::string>>{
+           {"elsewhere", "not in the slot lent with this request"}, {"past_end", "outside its slot"}}) {
+    PluginSettings settings;
+    settings.entry = test::test_plugin("image-hostile").string();
+    settings.options = {{"attack", attack}};
+    PluginRunner runner({settings}, run_in(fresh_dir("images-" + attack)));
+    const Image image{16, 16, "L", std::vector<std::uint8_t>(256, 9)};
+    EXPECT_EQ(runner.transform_pil_image(image).data, image.data) << attack;
+    const Json hook = runner.report()["plugins"][0]["hooks"]["transform_pil_image"];
+    EXPECT_EQ(hook["invalid_replies"], 1) << attack << ": " << hook.dump();
+    EXPECT_NE(hook["last_fault"].get<std::string>().find(why), std::string::npos) << hook.dump();
+  }
+}
 
 // A pool (train.json "pool"): transforms from several loader threads spread over the plugin's
 // hosts, each its own process, and each image comes back as one host alone makes it.

@@ -1,12 +1,16 @@
 #include <bulkhead/serve.hpp>
 
 #include <signal.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <memory>
+#include <optional>
 #include <utility>
 
 #include <bulkhead/wire.hpp>
@@ -50,6 +54,53 @@ class ServeContext final : public Context {
   wire::Channel& channel_;
   Json options_ = Json::object();
   Json control_ = Json::array();
+};
+
+// The host's image region (docs/protocol.md, section 2.2), mapped as the trainer handed it:
+// requests read-only (the trainer sealed them against writes), replies read-write.
+class ImageRegion {
+ public:
+  // Null when the trainer handed none, or it cannot be mapped (pixels then travel in the message).
+  static std::unique_ptr<ImageRegion> from_environment() {
+    const char* spec = std::getenv(wire::kImageRegionVariable);
+    int requests = -1, replies = -1;
+    std::size_t slots = 0, slot_bytes = 0;
+    if (spec == nullptr || std::sscanf(spec, "%d %d %zu %zu", &requests, &replies, &slots, &slot_bytes) != 4) return nullptr;
+    auto region = std::unique_ptr<ImageRegion>(new ImageRegion(slots, slot_bytes));
+    region->requests_ = map(requests, slots * slot_bytes, PROT_READ);
+    region->replies_ = map(replies, slots * slot_bytes, PROT_READ | PROT_WRITE);
+    if (!region->requests_ || !region->replies_) return nullptr;
+    return region;
+  }
+  ~ImageRegion() {
+    for (auto* base : {requests_, replies_})
+      if (base) ::munmap(base, slots_ * slot_bytes_);
+  }
+
+  // A request's images are copied out of the slot it names, and its reply's go into the same slot.
+  std::optional<int> take_request_images(Json& params) const {
+    const auto index = wire::image_slot_index(params);
+    if (!index) return std::nullopt;
+    if (*index < 0 || std::size_t(*index) >= slots_)
+      throw wire::DecodeError("an image lies in slot " + std::to_string(*index) + " of " + std::to_string(slots_));
+    wire::images_from_slot(params, slot(requests_, *index));
+    return index;
+  }
+  void place_reply_images(Json& result, int index) const { wire::images_to_slot(result, slot(replies_, index)); }
+
+ private:
+  ImageRegion(std::size_t slots, std::size_t slot_bytes) : slots_(slots), slot_bytes_(slot_bytes) {}
+  static std::uint8_t* map(int fd, std::size_t bytes, int protection) {
+    void* base = ::mmap(nullptr, bytes, protection, MAP_SHARED, fd, 0);
+    return base == MAP_FAILED ? nullptr : static_cast<std::uint8_t*>(base);
+  }
+  wire::RegionSlot slot(std::uint8_t* base, int index) const {
+    return {index, base + std::size_t(index) * slot_bytes_, slot_bytes_};
+  }
+
+  std::size_t slots_, slot_bytes_;
+  std::uint8_t* requests_ = nullptr;
+  std::uint8_t* replies_ = nullptr;
 };
 
 bool parent_alive(int parent_pid) {
@@ -141,9 +192,11 @@ Json dispatch(Plugin& plugin, const std::string& method, Json& params) {
   return calls.at(method)(plugin, method, params);
 }
 
-Message answer(Plugin& plugin, ServeContext& context, Message request) {
+Message answer(Plugin& plugin, ServeContext& context, const ImageRegion* images, Message request) {
   try {
+    const auto image_slot = images ? images->take_request_images(request.params) : std::nullopt;
     Json result = dispatch(plugin, request.method, request.params);
+    if (image_slot) images->place_reply_images(result, *image_slot);
     Json control = context.take_control();
     if (!control.empty()) result["control"] = std::move(control);
     if (result.empty()) result = nullptr;
@@ -173,6 +226,7 @@ int serve(Plugin& plugin, const PluginMeta& meta, const ServeOptions& options) {
   wire::Channel channel(zmq_context, options.endpoint, /*bind=*/false, -1, options.token);
   ServeContext context(channel);
   plugin.attach(&context);
+  const auto images = ImageRegion::from_environment();
 
   channel.send(Message::request(0, "hello",
                                 {{"protocol", wire::kProtocolVersion},
@@ -181,7 +235,8 @@ int serve(Plugin& plugin, const PluginMeta& meta, const ServeOptions& options) {
                                  {"hooks", meta.hooks},
                                  {"runtime", {{"name", "cpp"}, {"version", __VERSION__}}},
                                  {"pid", getpid()},
-                                 {"attachments", true}}));
+                                 {"attachments", true},
+                                 {"image_region", images != nullptr}}));
   bool welcomed = false;
   while (parent_alive(options.parent_pid)) {
     std::optional<Message> message;
@@ -210,7 +265,7 @@ int serve(Plugin& plugin, const PluginMeta& meta, const ServeOptions& options) {
       welcomed = true;
       continue;
     }
-    if (message->is_request()) channel.send(answer(plugin, context, std::move(*message)));
+    if (message->is_request()) channel.send(answer(plugin, context, images.get(), std::move(*message)));
   }
   return 0;
 }

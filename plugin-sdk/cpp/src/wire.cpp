@@ -1,5 +1,7 @@
 #include <bulkhead/wire.hpp>
 
+#include <cstring>
+
 #include <msgpack.hpp>
 #include <zmq_addon.hpp>
 
@@ -333,6 +335,76 @@ Image image_from_json(Json json) {
   Image image = image_header(json);
   image.data = std::move(static_cast<std::vector<std::uint8_t>&>(json["data"].get_binary()));
   return image;
+}
+
+namespace {
+
+// An image value, inline or in the region: what the image-region functions act on, wherever it
+// stands in a message (one image, a list of them, a method's samples).
+bool is_image(const Json& value) {
+  return value.is_object() && value.contains("width") && value.contains("height") && value.contains("mode") &&
+         (value.contains("data") || value.contains("slot"));
+}
+
+template <class AnyJson, class Visit>  // Json or const Json
+void for_each_image(AnyJson& value, const Visit& visit) {
+  if (is_image(value)) return visit(value);
+  if (value.is_structured())
+    for (auto& item : value) for_each_image(item, visit);
+}
+
+std::int64_t slot_field(const Json& slot, const char* field) {
+  if (!slot.is_object() || !slot.contains(field) || !slot[field].is_number_integer() || slot[field].get<std::int64_t>() < 0)
+    throw DecodeError(std::string("an image's slot needs a non-negative integer '") + field + "'");
+  return slot[field].get<std::int64_t>();
+}
+
+// Where the next image starts: cache-line aligned, so that neither side pays for a split line.
+constexpr std::size_t kImageAlignment = 64;
+
+}  // namespace
+
+std::optional<int> image_slot_index(const Json& value) {
+  std::optional<int> index;
+  for_each_image(value, [&](const Json& image) {
+    if (!index && image.contains("slot")) index = int(slot_field(image["slot"], "index"));
+  });
+  return index;
+}
+
+std::size_t images_to_slot(Json& value, const RegionSlot& slot) {
+  std::size_t used = 0, moved = 0;
+  for_each_image(value, [&](Json& image) {
+    if (!image.contains("data") || !image["data"].is_binary()) return;
+    const auto& pixels = image["data"].get_binary();
+    const std::size_t at = (used + kImageAlignment - 1) / kImageAlignment * kImageAlignment;
+    if (at + pixels.size() > slot.bytes) return;
+    std::memcpy(slot.data + at, pixels.data(), pixels.size());
+    image["slot"] = {{"index", slot.index}, {"offset", at}, {"bytes", pixels.size()}};
+    image.erase("data");
+    used = at + pixels.size();
+    ++moved;
+  });
+  return moved;
+}
+
+void images_from_slot(Json& value, const RegionSlot& slot) {
+  for_each_image(value, [&](Json& image) {
+    if (!image.contains("slot")) return;
+    if (image.contains("data")) throw DecodeError("an image has both 'data' and 'slot'");
+    const Json& where = image["slot"];
+    const std::int64_t index = slot_field(where, "index"), offset = slot_field(where, "offset"),
+                       bytes = slot_field(where, "bytes");
+    if (index != slot.index)
+      throw DecodeError("an image lies in slot " + std::to_string(index) + ", not in the slot lent with this request (" +
+                        std::to_string(slot.index) + ")");
+    if (std::uint64_t(offset) + std::uint64_t(bytes) > slot.bytes)
+      throw DecodeError("an image's bytes " + std::to_string(offset) + ".." + std::to_string(offset + bytes) +
+                        " are outside its slot of " + std::to_string(slot.bytes));
+    const std::uint8_t* from = slot.data + offset;
+    image["data"] = Json::binary(std::vector<std::uint8_t>(from, from + bytes));
+    image.erase("slot");
+  });
 }
 
 Channel::Channel(zmq::context_t& context, const std::string& endpoint, bool bind, std::int64_t max_message_bytes,

@@ -26,6 +26,7 @@ import zmq
 
 from . import catalogue
 from . import plugin as plugin_module
+from . import region
 from . import wire
 from .plugin import BasePlugin, EdState, make_set_arg
 
@@ -264,6 +265,9 @@ def build_plugin(entry):
 # Images
 # ---------------------------------------------------------------------------------------------
 def image_from_wire(obj):
+    """A wire image as a PIL image. Pixels in the image region (docs/protocol.md, section 2.2) are
+    not copied where PIL can map them (L, RGBA: the image is read-only, PIL copies on the first
+    write). RGB PIL unpacks to 4 bytes a pixel, and its decoder takes bytes only: a copy first."""
     from PIL import Image
     if not isinstance(obj, dict):
         raise HookError("bad_params", "image must be a map with width, height, mode, data")
@@ -272,15 +276,28 @@ def image_from_wire(obj):
         raise HookError("bad_params", "image width and height must be positive integers")
     if mode not in CHANNELS:
         raise HookError("bad_params", "image mode must be RGB, RGBA or L, not %r" % (mode,))
-    if not isinstance(data, (bytes, bytearray)):
+    images = region.IMAGES
+    if "slot" in obj and images is not None and data is None:
+        try:
+            data = images.pixels(obj["slot"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise HookError("bad_params", "image slot: %s" % e)
+    if not isinstance(data, (bytes, bytearray, memoryview)):
         raise HookError("bad_params", "image data must be MessagePack bin")
     if len(data) != w * h * CHANNELS[mode]:
         raise HookError("bad_params", "image data has %d bytes; %dx%d %s needs %d"
                         % (len(data), w, h, mode, w * h * CHANNELS[mode]))
-    return Image.frombytes(mode, (w, h), bytes(data))
+    if isinstance(data, memoryview) and mode not in region.MAPPED_MODES:
+        data = bytes(data)
+    img = Image.frombuffer(mode, (w, h), data, "raw", mode, 0, 1)
+    if isinstance(data, memoryview):
+        images.mapped.append(img)
+    return img
 
 
 def image_to_wire(img, fallback_mode):
+    """A PIL image (or numpy array) as a wire image: its pixels into the slot lent with the request
+    when there is one and they fit, else in the message."""
     from PIL import Image
     if not isinstance(img, Image.Image):
         if hasattr(img, "__array_interface__"):  # numpy array (EveryDream2 passed HxWx3 uint8)
@@ -289,7 +306,13 @@ def image_to_wire(img, fallback_mode):
             raise TypeError("transform_pil_image must return a PIL.Image (or a numpy array), not %s" % type(img).__name__)
     if img.mode not in CHANNELS:
         img = img.convert(fallback_mode if fallback_mode in CHANNELS else "RGB")
-    return {"width": img.width, "height": img.height, "mode": img.mode, "data": img.tobytes()}
+    wired = {"width": img.width, "height": img.height, "mode": img.mode}
+    slot = region.IMAGES.place(img) if region.IMAGES is not None else None
+    if slot is None:
+        wired["data"] = img.tobytes()
+    else:
+        wired["slot"] = slot
+    return wired
 
 
 PLAIN_TYPES = (str, int, float, bool, bytes, type(None))
@@ -442,6 +465,8 @@ class Session:
             return [RESPONSE, msg_id, {"code": "unknown_method", "message": "unknown method %r" % (method,)}, None]
         self.sink.in_hook = True
         self.sink.pending_control = []
+        if region.IMAGES is not None:
+            region.IMAGES.begin_request()
         try:
             result = self.call_hook(method, params)
             control = self.sink.pending_control
@@ -463,6 +488,8 @@ class Session:
         finally:
             self.sink.in_hook = False
             self.sink.pending_control = []
+            if region.IMAGES is not None:
+                region.IMAGES.end_request()
 
     def serve(self):
         poller = zmq.Poller()
@@ -550,6 +577,7 @@ def main():
     try:
         from . import model
         model.attach_region()  # model_access: the sealed region the trainer handed over, if any
+        region.attach_image_region()  # image hooks: pixels in shared memory, if handed over
         plugin = build_plugin(entry)
         hooks = plugin.implemented_hooks()
         name, version, description = plugin.plugin_meta()
@@ -578,6 +606,7 @@ def main():
         "runtime": {"name": "python", "version": platform.python_version()},
         "pid": os.getpid(),
         "attachments": True,
+        "image_region": region.IMAGES is not None,
     }
     sock.send(wire.pack([REQUEST, 0, "hello", hello]))
 

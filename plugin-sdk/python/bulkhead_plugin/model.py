@@ -14,9 +14,10 @@ being answered, instead of into the message.
 """
 import array
 import collections
-import mmap
 import os
 import sys
+
+from .region import Region
 
 try:
     import numpy
@@ -24,31 +25,6 @@ except ImportError:  # the SDK itself needs only the standard library
     numpy = None
 
 Rows = collections.namedtuple("Rows", "rows values")
-
-
-class Region:
-    """The sealed memfd the trainer hands the host (BULKHEAD_MODEL_REGION: "fd slots slot_bytes")."""
-
-    def __init__(self, fd, slots, slot_bytes):
-        self.fd, self.slots, self.slot_bytes = fd, slots, slot_bytes
-        self.map = mmap.mmap(fd, slots * slot_bytes)
-        self.lent = None  # the slot lent with the request being answered
-        self.cursor = 0   # where the next update's values go in it
-
-    def read(self, slot):
-        start = slot["index"] * self.slot_bytes + slot["offset"]
-        return bytes(self.map[start:start + slot["bytes"]])
-
-    def write(self, data):
-        if self.lent is None:
-            raise RuntimeError("no region slot is lent with this request (it came without tensors)")
-        if self.cursor + len(data) > self.slot_bytes:
-            raise ValueError("%d bytes do not fit in the slot (%d left)" % (len(data), self.slot_bytes - self.cursor))
-        start = self.lent * self.slot_bytes + self.cursor
-        self.map[start:start + len(data)] = data
-        ref = {"index": self.lent, "offset": self.cursor, "bytes": len(data)}
-        self.cursor += len(data)
-        return ref
 
 
 REGION = None
@@ -60,7 +36,7 @@ def attach_region(environ=os.environ):
     spec = environ.get("BULKHEAD_MODEL_REGION")
     if spec and REGION is None:
         fd, slots, slot_bytes = (int(x) for x in spec.split())
-        REGION = Region(fd, slots, slot_bytes)
+        REGION = Region(fd, slots, slot_bytes)  # BULKHEAD_MODEL_REGION: "fd slots slot_bytes"
     return REGION
 
 

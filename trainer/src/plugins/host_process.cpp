@@ -158,6 +158,13 @@ std::pair<fs::path, fs::path> class_path_module(const std::string& entry, const 
 
 TreeLimits tree_limits(const PluginLimits& l) { return {l.memory_mb, l.processes, l.cpu_time_s}; }
 
+// A region as its variable names it: "<fd> [<fd>] <slots> <slot_bytes>".
+std::string describe(const std::vector<int>& fds, const SharedRegion& region) {
+  std::string text;
+  for (const int fd : fds) text += std::to_string(fd) + " ";
+  return text + std::to_string(region.slots()) + " " + std::to_string(region.slot_bytes());
+}
+
 // The warden counts the whole tree everywhere, and a cgroup too where there is one: RLIMIT_NPROC
 // is only a backstop, set above their limit, so that theirs is the one hit and reported.
 std::vector<std::string> host_arguments(const HostLaunch& launch, bool jailed) {
@@ -321,10 +328,15 @@ HostProcess::HostProcess(const HostLaunch& launch) : impl_(std::make_unique<Impl
   env["HOME"] = launch.scratch_dir.string();
   env["TMPDIR"] = impl_->jailed ? "/tmp" : launch.scratch_dir.string();
   if (!launch.python.empty()) env["BULKHEAD_PYTHON"] = launch.python.string();
-  if (launch.region_fd >= 0)
-    env["BULKHEAD_MODEL_REGION"] = std::to_string(launch.region_fd) + " " + std::to_string(launch.region_slots) + " " +
-                                   std::to_string(launch.region_slot_bytes);
-  const int region_fd = launch.region_fd;
+  std::vector<int> inherited;  // the regions' memfds, which bubblewrap and the host pass on as they are
+  if (const auto& region = launch.model_region) {
+    env["BULKHEAD_MODEL_REGION"] = describe({region->fd()}, *region);
+    inherited.push_back(region->fd());
+  }
+  if (const auto& region = launch.image_region) {
+    env["BULKHEAD_IMAGE_REGION"] = describe({region->fd(), region->reply_fd()}, *region);
+    inherited.insert(inherited.end(), {region->fd(), region->reply_fd()});
+  }
 
   std::vector<std::string> argv = host_arguments(launch, impl_->jailed);
   if (impl_->jailed) argv = jail_command(jail_view(launch), argv);
@@ -337,7 +349,7 @@ HostProcess::HostProcess(const HostLaunch& launch) : impl_(std::make_unique<Impl
   impl_->child = bp::child(
       bp::exe = argv.front(), bp::args = args, env, bp::std_in < bp::null, bp::std_out > impl_->out, bp::std_err > impl_->err,
       // Its own process group from the first instruction, so a restart kills every descendant.
-      bp::extend::on_exec_setup = [&join_files, region_fd](auto&) {
+      bp::extend::on_exec_setup = [&join_files, &inherited](auto&) {
         setpgid(0, 0);
         // Into the resource group before anything else runs: every descendant is born inside.
         for (const char* file : join_files) {
@@ -353,9 +365,8 @@ HostProcess::HostProcess(const HostLaunch& launch) : impl_(std::make_unique<Impl
           const int top = getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < 65536 ? int(limit.rlim_cur) : 65536;
           for (int fd = 3; fd < top; ++fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
         }
-        // Except the model region (sealed: the plugin can map it, never resize it), which bubblewrap
-        // and the host pass on as they are.
-        if (region_fd >= 0) ::fcntl(region_fd, F_SETFD, 0);
+        // Except the shared regions (sealed: the plugin can map them, never resize them).
+        for (const int fd : inherited) ::fcntl(fd, F_SETFD, 0);
       });
   });
   impl_->out_reader = std::thread(&Impl::reader, impl_.get(), std::ref(impl_->out), OutputRelay(m.name, "stdout"), false);

@@ -13,6 +13,7 @@
 #include "plugins/manifest.hpp"
 #include "plugins/plugin_runner.hpp"
 #include "plugins/sandbox.hpp"
+#include "plugins/shared_region.hpp"
 
 namespace bulkhead {
 
@@ -30,9 +31,9 @@ struct HostLaunch {
   std::filesystem::path socket_dir;  // outside the jail; bound at kJailSocketDir inside
   std::string group_name;           // its resource group's name, unique in this trainer
   std::filesystem::path scratch_source;  // the scratch folder outside (seen at scratch_dir); empty: a tmpfs
-  // model_access: the sealed shared-memory region the host inherits (BULKHEAD_MODEL_REGION), or -1.
-  int region_fd = -1;
-  std::size_t region_slots = 0, region_slot_bytes = 0;
+  // The sealed shared-memory regions the host inherits, or null: model_access's
+  // (BULKHEAD_MODEL_REGION) and its image hooks' (BULKHEAD_IMAGE_REGION).
+  std::shared_ptr<SharedRegion> model_region, image_region;
 };
 
 class HostProcess {

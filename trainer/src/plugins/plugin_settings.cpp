@@ -38,6 +38,8 @@ PluginLimits limits_from(const Json& l) {
   limits.max_update_staleness_steps = l.at("max_update_staleness_steps");
   limits.model_region_slots = l.at("model_region_slots");
   limits.model_region_slot_mb = l.at("model_region_slot_mb");
+  limits.image_region_slots = l.at("image_region_slots");
+  limits.image_region_slot_mb = l.at("image_region_slot_mb");
   return limits;
 }
 

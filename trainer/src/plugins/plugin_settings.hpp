@@ -33,6 +33,8 @@ struct PluginLimits {
   int max_update_staleness_steps = 8;   // model_access: how old the data an update is based on may be
   int model_region_slots = 2;           // model_access: slots of its shared-memory region
   int model_region_slot_mb = 4;
+  int image_region_slots = 4;           // image hooks: slots of its image region (0: none)
+  int image_region_slot_mb = 16;
 };
 
 // One entry of train.json's plugins list, with every default filled in.

@@ -12,27 +12,51 @@
 namespace bulkhead {
 namespace {
 
+// Linux 5.1's seal; older C libraries lack the name.
+#ifdef F_SEAL_FUTURE_WRITE
+constexpr int kSealFutureWrite = F_SEAL_FUTURE_WRITE;
+#else
+constexpr int kSealFutureWrite = 0x0010;
+#endif
+
 [[noreturn]] void fail(const std::string& what) {
   throw std::runtime_error("shared region: " + what + ": " + std::strerror(errno));
 }
 
 }  // namespace
 
-SharedRegion::SharedRegion(std::size_t slots, std::size_t slot_bytes) : slot_bytes_(slot_bytes), owners_(slots, false) {
+SharedRegion::SharedRegion(std::size_t slots, std::size_t slot_bytes, Sides sides)
+    : slot_bytes_(slot_bytes), owners_(slots, false) {
+  if (sides == Sides::shared) {
+    requests_ = replies_ = seal_and_map("bulkhead-model-region", false);
+  } else {
+    requests_ = seal_and_map("bulkhead-image-requests", true);
+    replies_ = seal_and_map("bulkhead-image-replies", false);
+  }
+}
+
+SharedRegion::Memory SharedRegion::seal_and_map(const char* name, bool read_only_for_others) const {
   // CLOEXEC: it reaches only the host it is handed to (host_process.cpp clears the flag there).
-  fd_ = ::memfd_create("bulkhead-model-region", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (fd_ < 0) fail("memfd_create");
-  const std::size_t bytes = slots * slot_bytes;
-  if (::ftruncate(fd_, static_cast<off_t>(bytes)) != 0) fail("ftruncate");
-  if (::fcntl(fd_, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) fail("sealing");
-  void* mapped = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+  Memory memory;
+  memory.fd = ::memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (memory.fd < 0) fail("memfd_create");
+  if (::ftruncate(memory.fd, static_cast<off_t>(bytes())) != 0) fail("ftruncate");
+  // Mapped before the seals: F_SEAL_FUTURE_WRITE keeps this one mapping writable, and only it.
+  void* mapped = ::mmap(nullptr, bytes(), PROT_READ | PROT_WRITE, MAP_SHARED, memory.fd, 0);
   if (mapped == MAP_FAILED) fail("mmap");
-  base_ = static_cast<std::uint8_t*>(mapped);
+  memory.base = static_cast<std::uint8_t*>(mapped);
+  const int seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL | (read_only_for_others ? kSealFutureWrite : 0);
+  if (::fcntl(memory.fd, F_ADD_SEALS, seals) != 0) fail("sealing");
+  return memory;
 }
 
 SharedRegion::~SharedRegion() {
-  if (base_) ::munmap(base_, owners_.size() * slot_bytes_);
-  if (fd_ >= 0) ::close(fd_);
+  const auto release = [this](const Memory& memory) {
+    if (memory.base) ::munmap(memory.base, bytes());
+    if (memory.fd >= 0) ::close(memory.fd);
+  };
+  release(requests_);
+  if (replies_.fd != requests_.fd) release(replies_);
 }
 
 std::optional<int> SharedRegion::lend() {
@@ -59,7 +83,7 @@ void SharedRegion::give_back_all() {
   lent_.clear();
 }
 
-std::uint8_t* SharedRegion::slot_data(int slot) { return base_ + static_cast<std::size_t>(slot) * slot_bytes_; }
+std::uint8_t* SharedRegion::slot_data(int slot) { return requests_.base + static_cast<std::size_t>(slot) * slot_bytes_; }
 
 std::string SharedRegion::copy_out(int slot, std::int64_t offset, std::int64_t bytes, std::vector<std::uint8_t>& out) const {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -69,7 +93,7 @@ std::string SharedRegion::copy_out(int slot, std::int64_t offset, std::int64_t b
   if (offset < 0 || bytes < 0 || std::uint64_t(offset) + std::uint64_t(bytes) > slot_bytes_)
     return "bytes " + std::to_string(offset) + ".." + std::to_string(offset + bytes) + " are outside the slot's " +
            std::to_string(slot_bytes_);
-  const std::uint8_t* from = base_ + std::size_t(slot) * slot_bytes_ + std::size_t(offset);
+  const std::uint8_t* from = replies_.base + std::size_t(slot) * slot_bytes_ + std::size_t(offset);
   out.assign(from, from + bytes);
   return "";
 }

@@ -60,6 +60,22 @@ Json item_shape(const TransformHooks& hooks, const Json& item) {
   return {{hooks.item_key, image_shape(item)}};
 }
 
+// The transforms whose params carry images (schemas/hooks.json: a $ref to
+// protocol/image.schema.json): the hooks whose pixels may travel through the host's image region.
+// Only transforms: the SDKs hand other hooks' images (a method's samples) to the plugin as the wire
+// has them.
+bool takes_images(const std::string& hook) {
+  static const std::set<std::string> hooks = [] {
+    std::set<std::string> with_images;
+    for (const auto& [name, spec] : Schemas::instance().hook_catalogue()["hooks"].items())
+      if (spec.value("kind", "") == "transform" && spec.contains("params") &&
+          spec["params"].dump().find("image.schema.json") != std::string::npos)
+        with_images.insert(name);
+    return with_images;
+  }();
+  return hooks.count(hook) > 0;
+}
+
 // Hooks whose reply may be nil (most observers answer so): such a reply needs no schema walk.
 bool nil_is_a_valid_reply(const std::string& hook) {
   static const std::set<std::string> hooks = [] {
@@ -141,6 +157,7 @@ struct SupervisedPlugin::Generation {
   std::unique_ptr<Connection> connection;
   Clock::time_point started = Clock::now();
   bool dead = false;  // killed or exited: calls skip it until it is replaced
+  bool maps_images = false;  // its hello says "image_region": true, and it was handed one
 };
 
 SupervisedPlugin::SupervisedPlugin(Manifest manifest, PluginSettings settings, RunInfo run, std::filesystem::path runtime_dir,
@@ -171,6 +188,12 @@ SupervisedPlugin::SupervisedPlugin(Manifest manifest, PluginSettings settings, R
     gate_->set_region(std::make_shared<SharedRegion>(std::size_t(settings_.limits.model_region_slots),
                                                      std::size_t(settings_.limits.model_region_slot_mb) << 20));
   }
+  // Like the model's, one image region for the host's life: a restarted host maps the same one.
+  // Its pages are taken only as they are first written.
+  if (settings_.limits.image_region_slots > 0 && std::any_of(hooks_.begin(), hooks_.end(), takes_images))
+    images_ = std::make_shared<SharedRegion>(std::size_t(settings_.limits.image_region_slots),
+                                             std::size_t(settings_.limits.image_region_slot_mb) << 20,
+                                             SharedRegion::Sides::split);
 }
 
 SupervisedPlugin::~SupervisedPlugin() { stop(); }
@@ -268,13 +291,10 @@ void SupervisedPlugin::start() {
   HostLaunch launch{manifest_, settings_.limits,
                     jailed ? "ipc://" + (kJailSocketDir / "plugin.sock").string() : endpoint,
                     token, scratch_dir(), search_path(run_), run_.python, run_.jail, identity, granted_,
-                    socket_dir, manifest_.name + "-" + std::to_string(number), scratch};
-  if (gate_ && gate_->region()) {
-    launch.region_fd = gate_->region()->fd();
-    launch.region_slots = gate_->region()->slots();
-    launch.region_slot_bytes = gate_->region()->slot_bytes();
-    gate_->region()->give_back_all();  // a new host owns nothing its predecessor was lent
-  }
+                    socket_dir, manifest_.name + "-" + std::to_string(number), scratch,
+                    gate_ ? gate_->region() : nullptr, images_};
+  if (launch.model_region) launch.model_region->give_back_all();  // a new host owns nothing its predecessor was lent
+  // (Its image slots are each given back by the call that lent it, whose host this one replaces.)
   generation->process = std::make_unique<HostProcess>(launch);
   generation->started_process = generation->process.get();
 
@@ -317,6 +337,7 @@ void SupervisedPlugin::start() {
     fail(e.what(), true);
   }
   generation->connection->send_attachments((*hello).value("attachments", false));
+  generation->maps_images = images_ && (*hello).value("image_region", false);
   const auto& [hooks, unknown] = hello_hooks;
   const auto& catalogue = Schemas::instance().hook_catalogue()["hooks"];
   for (const auto& hook : unknown)
@@ -376,7 +397,7 @@ Reply SupervisedPlugin::probe(const std::string& method, const Json& params) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (current_ && !current_->dead) generation = current_;
   }
-  if (!generation) return Reply{Reply::Status::disconnected, nullptr, "the plugin is not running"};
+  if (!generation) return Reply{Reply::Status::disconnected, nullptr, "the plugin is not running", 0, ""};
   return generation->connection->call(method, params, deadline(method));
 }
 
@@ -604,10 +625,18 @@ std::optional<SupervisedPlugin::Exchange> SupervisedPlugin::exchange(const std::
   const auto began = Clock::now();
   auto generation = ready_generation(limit);
   if (!count_call(hook, generation != nullptr)) return std::nullopt;
+  const auto image_slot = takes_images(hook) ? place_images(*generation, params) : std::nullopt;
   // Time spent waiting for a restart comes out of the call's deadline.
   const auto left = limit - std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - began);
   return Exchange{generation->connection->call(hook, std::move(params), std::max(left, std::chrono::milliseconds(1))),
-                  generation->number};
+                  generation->number, image_slot};
+}
+
+std::optional<Json> SupervisedPlugin::conclude(const std::string& hook, Json sent, Exchange answer) {
+  if (answer.image_slot) sent["image_slot"] = *answer.image_slot;
+  auto result = conclude(hook, sent, std::move(answer.reply), answer.generation);
+  if (answer.image_slot) images_->give_back(*answer.image_slot);
+  return result;
 }
 
 std::optional<Json> SupervisedPlugin::invoke(const std::string& hook, Json params) {
@@ -615,7 +644,7 @@ std::optional<Json> SupervisedPlugin::invoke(const std::string& hook, Json param
   const Json sent = sent_shape(params, slot);
   auto answer = exchange(hook, std::move(params), deadline(hook));
   std::optional<Json> result;
-  if (answer) result = conclude(hook, sent, std::move(answer->reply), answer->generation);
+  if (answer) result = conclude(hook, sent, std::move(*answer));
   release_slot(slot);
   return result;
 }
@@ -650,14 +679,15 @@ std::optional<std::vector<std::optional<Json>>> SupervisedPlugin::transform_batc
                      hooks.batch_key + " go one by one from now on");
     return std::nullopt;
   }
-  auto result = conclude(hooks.batch_hook, Json::object(), std::move(answer->reply), answer->generation);
+  const int generation = answer->generation;
+  auto result = conclude(hooks.batch_hook, Json::object(), std::move(*answer));
   if (!result) return std::nullopt;  // counted; each item is tried again on its own
   Json& values = (*result)[hooks.batch_key];
   if (int(values.size()) != count) {
     const std::string what = "sent " + std::to_string(values.size()) + " " + hooks.batch_key + " back for " +
                              std::to_string(count) + ": each is tried again on its own";
     count_failure(hooks.batch_hook, Reply::Status::invalid);
-    fault(hooks.batch_hook, what, answer->generation, false);
+    fault(hooks.batch_hook, what, generation, false);
     return std::nullopt;
   }
   long failed = 0;
@@ -674,7 +704,7 @@ std::optional<std::vector<std::optional<Json>>> SupervisedPlugin::transform_batc
     fault(hooks.item_hook,
           "sent an invalid reply for item " + std::to_string(i) + " of a batch of " + std::to_string(count) + " (" +
               hooks.batch_hook + "): " + invalid,
-          answer->generation, false);
+          generation, false);
   }
   std::lock_guard<std::mutex> lock(mutex_);
   counters_.count_items(hooks.batch_hook, count, failed);
@@ -693,6 +723,30 @@ std::vector<std::optional<Json>> SupervisedPlugin::transform_each(const Transfor
     }
   }
   return out;
+}
+
+std::optional<int> SupervisedPlugin::place_images(const Generation& generation, Json& params) {
+  std::optional<int> slot = generation.maps_images ? images_->lend() : std::nullopt;
+  if (slot && wire::images_to_slot(params, images_->request_slot(*slot)) == 0) {
+    images_->give_back(*slot);  // nothing fitted
+    slot.reset();
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++(slot ? image_requests_in_region_ : image_requests_inline_);
+  return slot;
+}
+
+std::string SupervisedPlugin::take_images(const std::string& hook, const Json& sent, Json& result) {
+  if (!takes_images(hook)) return "";
+  try {
+    if (sent.contains("image_slot"))
+      wire::images_from_slot(result, images_->reply_slot(sent["image_slot"].get<int>()));
+    else if (wire::image_slot_index(result))
+      return "the reply's image lies in the image region, but its request lent it no slot";
+  } catch (const wire::DecodeError& e) {
+    return std::string("the reply's image: ") + e.what();
+  }
+  return "";
 }
 
 void SupervisedPlugin::send(const std::string& hook, const Json& params, std::function<void(const Json&)> on_result) {
@@ -761,7 +815,8 @@ std::optional<Json> SupervisedPlugin::conclude(const std::string& hook, const Js
     fault(hook, describe_failure(hook, reply), generation, restart);
     return std::nullopt;
   }
-  std::string invalid = check_reply(hook, params, reply.result);
+  std::string invalid = take_images(hook, params, reply.result);
+  if (invalid.empty()) invalid = check_reply(hook, params, reply.result);
   if (!invalid.empty()) {
     count_failure(hook, Reply::Status::invalid);
     fault(hook, invalid, generation, false);
@@ -861,7 +916,12 @@ Json SupervisedPlugin::report() const {
                             {"restored", state_restores_},
                             {"refused", state_refusals_},
                             {"last_problem", state_problem_.empty() ? Json(nullptr) : Json(state_problem_)}}},
-                 {"model_access", gate_ ? gate_->counters() : Json(nullptr)}});
+                 {"model_access", gate_ ? gate_->counters() : Json(nullptr)},
+                 {"image_region", images_ ? Json{{"slots", images_->slots()},
+                                                 {"slot_bytes", images_->slot_bytes()},
+                                                 {"requests_through_region", image_requests_in_region_},
+                                                 {"requests_inline", image_requests_inline_}}
+                                          : Json(nullptr)}});
   return report;
 }
 

@@ -107,10 +107,14 @@ class SupervisedPlugin {
   struct Exchange {
     Reply reply;
     int generation = 0;
+    std::optional<int> image_slot;  // the image region's slot lent with the request
   };
   // Waits for a host (up to `limit`, restarts and backoff included), sends, waits for the reply in
   // what is left of `limit`. Nothing when there is no host to send to (the call is counted skipped).
   std::optional<Exchange> exchange(const std::string& hook, Json params, std::chrono::milliseconds limit);
+  // Judges an exchange's reply (conclude below), its images taken out of the slot it lent, which
+  // is then given back.
+  std::optional<Json> conclude(const std::string& hook, Json sent, Exchange answer);
   // The batch in one message; nothing when it failed whole and must be retried item by item.
   std::optional<std::vector<std::optional<Json>>> transform_batch(const TransformHooks& hooks, const std::vector<Json>& items);
   // Each item in a message of its own: the per-item hook, or a batch of one for a plugin without it.
@@ -142,6 +146,14 @@ class SupervisedPlugin {
   std::optional<Json> conclude(const std::string& hook, const Json& params, Reply reply, int generation);
   // A region slot lent with a request is the trainer's again once the request is answered or failed.
   void release_slot(std::optional<int> slot);
+  // Pixels in shared memory (docs/protocol.md, section 2.2): a request's images go into a slot of
+  // the host's image region when it maps one and a slot is free (else they travel in the message);
+  // returns the slot lent.
+  std::optional<int> place_images(const Generation& generation, Json& params);
+  // The reply's images that lie in the region are copied out of the slot lent with the request,
+  // once, before anything looks at them: what is checked is what is trained on, whatever the plugin
+  // writes there later. Returns why the reply is invalid, or empty.
+  std::string take_images(const std::string& hook, const Json& sent, Json& result);
   void fault(const std::string& hook, const std::string& what, int generation, bool restart);
   void quarantine(const std::string& hook, const std::string& why);
   void handle_control(const Json& requests);
@@ -178,6 +190,8 @@ class SupervisedPlugin {
   std::string state_problem_;           // why the latest refusal
   std::shared_ptr<ModelGate> gate_;
   std::set<std::string> batches_refused_;  // batched hooks it answered unknown_method: items go one by one
+  std::shared_ptr<SharedRegion> images_;  // its image hooks' region, or null
+  long image_requests_in_region_ = 0, image_requests_inline_ = 0;
 };
 
 }  // namespace bulkhead

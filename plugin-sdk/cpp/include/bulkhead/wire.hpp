@@ -79,6 +79,29 @@ Image image_from_json(Json json);
 // The same checks, without the pixels: an Image whose data is empty.
 Image image_header(const Json& json);
 
+// Pixels in shared memory (docs/protocol.md, section 2.2). A host whose hello says
+// "image_region": true maps two memfds the trainer hands it (BULKHEAD_IMAGE_REGION =
+// "<requests fd> <replies fd> <slots> <slot_bytes>"): the trainer writes a request's images into
+// a slot of the first (sealed against the plugin's writes), the plugin its reply's images into the
+// same slot of the second. Such an image is {width, height, mode, slot: {index, offset, bytes}}.
+inline constexpr const char* kImageRegionVariable = "BULKHEAD_IMAGE_REGION";
+
+// One slot as one side maps one of the two memories.
+struct RegionSlot {
+  int index = -1;
+  std::uint8_t* data = nullptr;  // the slot's first byte
+  std::size_t bytes = 0;         // the slot's size
+};
+
+// The slot the first image of `value` that lies in the region names (every other must name the same).
+std::optional<int> image_slot_index(const Json& value);
+// Moves the pixels of every inline image in `value` into `slot`, one after another, leaving
+// "slot" where "data" was; an image that does not fit stays inline. Returns how many moved.
+std::size_t images_to_slot(Json& value, const RegionSlot& slot);
+// Copies the pixels of every image of `value` that lies in the region back in as "data", the
+// receiver's own copy. Throws DecodeError for an image outside `slot` (another slot, past its end).
+void images_from_slot(Json& value, const RegionSlot& slot);
+
 // The ZeroMQ PLAIN user name a plugin connects with; its password is its start's one-time token.
 inline constexpr const char* kPlainUser = "bulkhead";
 
