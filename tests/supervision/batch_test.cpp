@@ -46,6 +46,22 @@ TEST_P(BatchFault, CostsOnlyTheItemThatCausedIt) {
 
 INSTANTIATE_TEST_SUITE_P(Modes, BatchFault, ::testing::Values("segfault", "hang", "throw"));
 
+// The batch's crash and its poisoned item's are one fault toward quarantine, as the item alone was
+// before batching: a plugin allowed one fault survives one poisoned caption, and the next crash
+// is the one too many.
+TEST(Batch, APoisonedItemIsOneFaultTowardQuarantine) {
+  auto s = settings("fault", {{"fault", "segfault"}, {"poison", "POISON"}, {"caption_suffix", "+"}});
+  s.max_restarts = 1;
+  auto runner = make_runner(s);
+  const auto sent = captions_with_poison_at(2, 4);
+  expect_only_the_poisoned_caption_lost(sent, runner->transform_captions(sent), 2);
+  EXPECT_FALSE(plugin_report(*runner)["quarantined"].get<bool>()) << plugin_report(*runner).dump(2);
+  EXPECT_EQ(runner->transform_captions({"a", "b"}), (std::vector<std::string>{"a+", "b+"}));
+
+  runner->transform_captions(captions_with_poison_at(0, 3));
+  EXPECT_TRUE(plugin_report(*runner)["quarantined"].get<bool>()) << plugin_report(*runner).dump(2);
+}
+
 TEST(Batch, AFailClosedPluginStopsNamingTheItemNotTheBatch) {
   auto s = settings("fault", {{"fault", "segfault"}, {"poison", "POISON"}, {"caption_suffix", "+"}});
   s.abort_on_failure = true;

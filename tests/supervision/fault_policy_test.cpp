@@ -30,6 +30,17 @@ class FaultPolicyTest : public ::testing::Test {
 
 TEST_F(FaultPolicyTest, MayStartAtFirst) { EXPECT_TRUE(policy.may_start()); }
 
+// A batch's lost host (not yet anyone's fault) waits for the backoff but does not double it.
+TEST_F(FaultPolicyTest, AHostLostWithoutDoublingWaitsTheSameBackoff) {
+  policy.host_lost(clock.now - 1ms, false);
+  EXPECT_FALSE(policy.may_start());
+  clock.now += 100ms;
+  EXPECT_TRUE(policy.may_start());
+  EXPECT_EQ(policy.next_backoff(), 100ms);
+  policy.host_lost(clock.now - 1ms);
+  EXPECT_EQ(policy.next_backoff(), 200ms);
+}
+
 TEST_F(FaultPolicyTest, NeverRestartsBeforeTheBackoff) {
   lose_host();
   EXPECT_FALSE(policy.may_start());

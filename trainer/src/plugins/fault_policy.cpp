@@ -19,9 +19,12 @@ void FaultPolicy::back_off(std::chrono::milliseconds floor) {
 // started in a tight loop even with restart_backoff_ms 0.
 void FaultPolicy::start_failed() { back_off(std::chrono::milliseconds(1)); }
 
-void FaultPolicy::host_lost(Clock::time_point started) {
+void FaultPolicy::host_lost(Clock::time_point started, bool doubles) {
   if (now_() - started > kStableAfter) backoff_ = limits_.restart_backoff;
-  back_off(std::chrono::milliseconds(0));
+  if (doubles)
+    back_off(std::chrono::milliseconds(0));
+  else
+    next_start_ = now_() + backoff_;
 }
 
 bool FaultPolicy::count_fault(const std::string& last) {

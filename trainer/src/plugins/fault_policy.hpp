@@ -35,8 +35,8 @@ class FaultPolicy {
   // A start failed (crashed, or no hello in time): the next waits for the backoff, which doubles.
   void start_failed();
   // The running host, up since `started`, crashed or hung and is being killed: the next start
-  // waits for the backoff, which doubles.
-  void host_lost(Clock::time_point started);
+  // waits for the backoff, which doubles unless told not to (a batch's fault, not yet anyone's).
+  void host_lost(Clock::time_point started, bool doubles = true);
   // Counts a fault in the sliding window, forgetting those older than it. Returns true when this
   // one is over max_restarts and has just quarantined the plugin; `last` ("hook what") is named
   // in the reason.

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "plugins/transform_hooks.hpp"
+
 namespace bulkhead {
 namespace {
 
@@ -10,7 +12,7 @@ constexpr std::size_t kLatenciesKept = 1000000;  // per hook: enough for the per
 
 Json text_or_null(const std::string& text) { return text.empty() ? Json(nullptr) : Json(text); }
 
-Json hook_report(const HookCounters& c) {
+Json hook_report(const std::string& hook, const HookCounters& c) {
   std::vector<float> sorted = c.latencies_ms;
   std::sort(sorted.begin(), sorted.end());
   auto percentile = [&](double p) -> Json {
@@ -21,7 +23,8 @@ Json hook_report(const HookCounters& c) {
           {"timeouts", c.timeouts}, {"crashes", c.crashes}, {"invalid_replies", c.invalid},
           {"p50_ms", percentile(0.50)}, {"p99_ms", percentile(0.99)},
           {"last_fault", text_or_null(c.last_fault)}};
-  if (c.items > 0) report.update({{"items", c.items}, {"items_failed", c.items_failed}});
+  if (TransformHooks::is_batch_hook(hook))
+    report.update({{"items", c.items}, {"items_failed", c.items_failed}, {"items_skipped", c.items_skipped}});
   return report;
 }
 
@@ -65,7 +68,7 @@ void PluginCounters::protocol_problem(const std::string& what) {
 
 Json PluginCounters::report() const {
   Json hooks = Json::object();
-  for (const auto& [hook, counters] : hooks_) hooks[hook] = hook_report(counters);
+  for (const auto& [hook, counters] : hooks_) hooks[hook] = hook_report(hook, counters);
   return {{"restarts", restarts_},
           {"reloads", reloads_},
           {"backoff_waits", backoff_waits_},

@@ -17,7 +17,9 @@ namespace bulkhead {
 struct HookCounters {
   long calls = 0, ok = 0, errors = 0, timeouts = 0, crashes = 0, invalid = 0;
   long skipped = 0;  // not sent: the plugin was restarting, backing off or quarantined
-  long items = 0, items_failed = 0;  // a batched hook's: items in its answered batches, and those refused
+  // A batched hook's: items in its answered batches, those of them refused, and items of batches
+  // skipped (no host to send them to), which passed through untouched.
+  long items = 0, items_failed = 0, items_skipped = 0;
   std::vector<float> latencies_ms;
   std::string last_fault;
 };
@@ -32,8 +34,14 @@ class PluginCounters {
   void count_failure(const std::string& hook, Reply::Status status);
   // A batched hook's answered batch of `items`, of which `failed` were refused (and passed through).
   void count_items(const std::string& hook, long items, long failed);
+  // A batched hook's skipped batch of `items`.
+  void count_skipped_items(const std::string& hook, long items) { hooks_[hook].items_skipped += items; }
   // The latest fault, of the hook and of the plugin.
   void note_fault(const std::string& hook, const std::string& what);
+  std::string last_fault(const std::string& hook) const {
+    auto found = hooks_.find(hook);
+    return found == hooks_.end() ? "" : found->second.last_fault;
+  }
   // Each returns the new count, for the log line.
   long count_restart() { return ++restarts_; }
   long count_reload() { return ++reloads_; }

@@ -334,7 +334,7 @@ std::string PluginRunner::report_table() const {
   std::ostringstream out;
   out << std::left << std::setw(22) << "plugin" << std::setw(22) << "hook" << std::right << std::setw(8) << "calls"
       << std::setw(8) << "skipped" << std::setw(9) << "p50 ms" << std::setw(9) << "p99 ms" << std::setw(9) << "timeouts" << std::setw(8) << "crashes"
-      << std::setw(8) << "invalid" << std::setw(7) << "errors" << "\n";
+      << std::setw(8) << "invalid" << std::setw(7) << "errors" << std::setw(7) << "items" << "\n";
   auto number = [](const Json& value) {
     std::ostringstream text;
     if (value.is_null()) text << "-";
@@ -347,7 +347,8 @@ std::string PluginRunner::report_table() const {
       out << std::left << std::setw(22) << r["name"].get<std::string>() << std::setw(22) << hook << std::right << std::setw(8)
           << c["calls"].get<long>() << std::setw(8) << c["skipped"].get<long>() << std::setw(9) << number(c["p50_ms"]) << std::setw(9) << number(c["p99_ms"])
           << std::setw(9) << c["timeouts"].get<long>() << std::setw(8) << c["crashes"].get<long>() << std::setw(8)
-          << c["invalid_replies"].get<long>() << std::setw(7) << c["errors"].get<long>() << "\n";
+          << c["invalid_replies"].get<long>() << std::setw(7) << c["errors"].get<long>() << std::setw(7)
+          << (c.contains("items") ? std::to_string(c["items"].get<long>()) : "-") << "\n";  // a batched hook's
     out << "  " << r["name"].get<std::string>() << ": " << r["restarts"].get<long>() << " restarts";
     if (r["reloads"].get<long>() > 0) out << ", " << r["reloads"].get<long>() << " restarted on request";
     if (r["quarantined"].get<bool>())

@@ -503,7 +503,8 @@ void SupervisedPlugin::retire(std::shared_ptr<Generation> generation) {
   retired_.push_back(std::move(generation));
 }
 
-std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::ready_generation(std::chrono::milliseconds wait) {
+std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::ready_generation(std::chrono::milliseconds wait,
+                                                                                 std::chrono::milliseconds backoff_wait) {
   std::vector<std::shared_ptr<Generation>> retired;  // released last, outside every lock
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -551,7 +552,7 @@ std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::ready_generation
       // Backing off after a fault: a call waits for the backoff, up to its deadline (a notify
       // does not wait), and counts the wait; the restart then begins below.
       const auto start_at = policy_.next_start();
-      if (wait.count() == 0 || start_at > give_up) return nullptr;
+      if (wait.count() == 0 || start_at > std::min(give_up, Clock::now() + backoff_wait)) return nullptr;
       counters_.count_backoff_wait();
       lock.unlock();
       std::this_thread::sleep_until(start_at);
@@ -621,9 +622,10 @@ void SupervisedPlugin::count_failure(const std::string& hook, Reply::Status stat
 }
 
 std::optional<SupervisedPlugin::Exchange> SupervisedPlugin::exchange(const std::string& hook, Json params,
-                                                                     std::chrono::milliseconds limit) {
+                                                                     std::chrono::milliseconds limit,
+                                                                     std::chrono::milliseconds backoff_wait) {
   const auto began = Clock::now();
-  auto generation = ready_generation(limit);
+  auto generation = ready_generation(limit, backoff_wait);
   if (!count_call(hook, generation != nullptr)) return std::nullopt;
   const auto image_slot = takes_images(hook) ? place_images(*generation, params) : std::nullopt;
   // Time spent waiting for a restart comes out of the call's deadline.
@@ -642,7 +644,7 @@ std::optional<Json> SupervisedPlugin::conclude(const std::string& hook, Json sen
 std::optional<Json> SupervisedPlugin::invoke(const std::string& hook, Json params) {
   const auto slot = lent_slot(params);
   const Json sent = sent_shape(params, slot);
-  auto answer = exchange(hook, std::move(params), deadline(hook));
+  auto answer = exchange(hook, std::move(params), deadline(hook), deadline(hook));
   std::optional<Json> result;
   if (answer) result = conclude(hook, sent, std::move(*answer));
   release_slot(slot);
@@ -657,18 +659,30 @@ bool SupervisedPlugin::takes_batches(const TransformHooks& hooks) const {
 
 std::vector<std::optional<Json>> SupervisedPlugin::transform(const TransformHooks& hooks, const std::vector<Json>& items) {
   // One item goes as itself to a plugin that has the per-item hook: the same message as ever.
-  if (takes_batches(hooks) && (items.size() > 1 || !implements(hooks.item_hook)))
-    if (auto out = transform_batch(hooks, items)) return std::move(*out);
-  return transform_each(hooks, items);
+  if (!takes_batches(hooks) || (items.size() == 1 && implements(hooks.item_hook))) return transform_each(hooks, items);
+  if (auto out = transform_batch(hooks, items)) return std::move(*out);
+  auto retried = transform_each(hooks, items);
+  // A batch that failed (not one refused) with every item fine on its own: the fault was the
+  // batch's, not an item's, and counts as one now.
+  if (takes_batches(hooks) && std::all_of(retried.begin(), retried.end(), [](const auto& item) { return item.has_value(); }))
+    count_batch_fault(hooks.batch_hook);
+  return retried;
 }
 
 std::optional<std::vector<std::optional<Json>>> SupervisedPlugin::transform_batch(const TransformHooks& hooks,
                                                                                   const std::vector<Json>& items) {
   const int count = static_cast<int>(items.size());
-  // deadline_ms of a batched hook is per item (schemas/hooks.json).
-  auto answer = exchange(hooks.batch_hook, {{hooks.batch_key, items}}, deadline(hooks.item_hook) * count);
+  // deadline_ms of a batched hook is per item (schemas/hooks.json). A batch waits no longer for a
+  // backoff than one item would: a plugin that keeps crashing must not hold the loader up longer
+  // than it would with its items one by one.
+  const auto per_item = deadline(hooks.item_hook);
+  auto answer = exchange(hooks.batch_hook, {{hooks.batch_key, items}}, per_item * count, per_item);
   std::vector<std::optional<Json>> out(items.size());
-  if (!answer) return out;  // no host (quarantined, or not back in time): every item passes through
+  if (!answer) {  // no host (quarantined, or not back in time): every item passes through
+    std::lock_guard<std::mutex> lock(mutex_);
+    counters_.count_skipped_items(hooks.batch_hook, count);
+    return out;
+  }
   if (answer->reply.status == Reply::Status::error && answer->reply.code == "unknown_method") {
     // Its hello listed the batched hook, but it does not answer it: found out once, not per batch.
     {
@@ -717,7 +731,10 @@ std::vector<std::optional<Json>> SupervisedPlugin::transform_each(const Transfor
   const bool per_item_hook = implements(hooks.item_hook);
   for (std::size_t i = 0; i < items.size(); ++i) {
     if (!per_item_hook) {
-      if (auto one = transform_batch(hooks, {items[i]})) out[i] = std::move((*one)[0]);
+      if (auto one = transform_batch(hooks, {items[i]}))
+        out[i] = std::move((*one)[0]);
+      else if (takes_batches(hooks))
+        count_batch_fault(hooks.batch_hook);  // a batch of one is its item
     } else if (auto result = invoke(hooks.item_hook, {{hooks.item_key, items[i]}})) {
       out[i] = std::move((*result)[hooks.item_key]);
     }
@@ -839,6 +856,10 @@ std::string SupervisedPlugin::describe_failure(const std::string& hook, const Re
 }
 
 void SupervisedPlugin::fault(const std::string& hook, const std::string& what, int generation, bool restart) {
+  // A batch's fault is not yet anyone's: its items are retried one by one, and the item that
+  // fails again carries the fault (so a poison item costs one fault, as it did without batches).
+  // Only a batch whose items all pass on their own counts it (count_batch_fault).
+  const bool provisional = TransformHooks::is_batch_hook(hook);
   std::shared_ptr<Generation> to_kill;
   std::string quarantine_message, abort_message;
   {
@@ -854,9 +875,9 @@ void SupervisedPlugin::fault(const std::string& hook, const std::string& what, i
           policy_.quarantine("the plugin failed to load or configure (exit status 78)" +
                              (last_log_error_.empty() ? std::string() : ": " + first_line(last_log_error_))))
         quarantine_message = policy_.quarantine_reason();
-      policy_.host_lost(current_->started);
+      policy_.host_lost(current_->started, !provisional);
     }
-    if (policy_.count_fault(hook + " " + first_line(what))) {
+    if (!provisional && policy_.count_fault(hook + " " + first_line(what))) {
       quarantine_message = policy_.quarantine_reason();
       if (current_) to_kill = current_, current_->dead = true;
     }
@@ -872,6 +893,20 @@ void SupervisedPlugin::fault(const std::string& hook, const std::string& what, i
   if (!quarantine_message.empty())
     log_->error("PLUGIN QUARANTINED: '{}' is off for the rest of this run ({})", manifest_.name, quarantine_message);
   if (!abort_message.empty()) abort_(abort_message);
+}
+
+void SupervisedPlugin::count_batch_fault(const std::string& batch_hook) {
+  std::shared_ptr<Generation> to_kill;
+  std::string quarantine_message;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!policy_.count_fault(batch_hook + " " + first_line(counters_.last_fault(batch_hook)))) return;
+    quarantine_message = policy_.quarantine_reason();
+    if (current_) to_kill = current_, current_->dead = true;
+  }
+  if (to_kill) to_kill->process->kill_group();
+  retire(std::move(to_kill));
+  log_->error("PLUGIN QUARANTINED: '{}' is off for the rest of this run ({})", manifest_.name, quarantine_message);
 }
 
 // Takes the plugin off for the rest of the run at once (a load failure on restart).

@@ -100,8 +100,10 @@ class SupervisedPlugin {
  private:
   struct Generation;
   // The running generation, or null. A dead one is restarted in the background once its backoff
-  // has passed; the caller waits for that restart up to `wait`.
-  std::shared_ptr<Generation> ready_generation(std::chrono::milliseconds wait);
+  // has passed; the caller waits for that restart up to `wait`, of which at most `backoff_wait`
+  // for the backoff.
+  std::shared_ptr<Generation> ready_generation(std::chrono::milliseconds wait, std::chrono::milliseconds backoff_wait);
+  std::shared_ptr<Generation> ready_generation(std::chrono::milliseconds wait) { return ready_generation(wait, wait); }
   std::shared_ptr<Generation> restart();
   // A reply and the generation that sent it.
   struct Exchange {
@@ -109,9 +111,11 @@ class SupervisedPlugin {
     int generation = 0;
     std::optional<int> image_slot;  // the image region's slot lent with the request
   };
-  // Waits for a host (up to `limit`, restarts and backoff included), sends, waits for the reply in
-  // what is left of `limit`. Nothing when there is no host to send to (the call is counted skipped).
-  std::optional<Exchange> exchange(const std::string& hook, Json params, std::chrono::milliseconds limit);
+  // Waits for a host (up to `limit`, restarts included; up to `backoff_wait` of it for a backoff),
+  // sends, waits for the reply in what is left of `limit`. Nothing when there is no host to send
+  // to (the call is counted skipped).
+  std::optional<Exchange> exchange(const std::string& hook, Json params, std::chrono::milliseconds limit,
+                                   std::chrono::milliseconds backoff_wait);
   // Judges an exchange's reply (conclude below), its images taken out of the slot it lent, which
   // is then given back.
   std::optional<Json> conclude(const std::string& hook, Json sent, Exchange answer);
@@ -122,6 +126,8 @@ class SupervisedPlugin {
   // True while the plugin is sent batches: it lists the batched hook and has not refused one.
   bool takes_batches(const TransformHooks& hooks) const;
   void start_failed(const std::exception& e);
+  // A failed batch whose items all passed on their own: its fault, not yet counted (fault()), counts.
+  void count_batch_fault(const std::string& batch_hook);
   // Hands a new host the latest state before any hook; false when it refused it (the state is
   // then dropped, so that the next host starts empty).
   bool restore_state(Generation& generation, const std::vector<std::string>& hooks);
