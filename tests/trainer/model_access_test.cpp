@@ -4,6 +4,7 @@
 //     row stays bit-for-bit the same through training (AdamW's weight decay included);
 //   - a valid update is applied; on_model_save's file lands beside the checkpoint; resume keeps
 //     the token;
+//   - a freeze_rest that would leave nothing to train is refused, and the run trains;
 //   - every hostile update (NaN, Inf, wrong shape, frozen row, row outside, ungranted parameter,
 //     huge norm, stale, future, short data, half valid, a crash with the write in hand) is refused,
 //     counted, and leaves the weights bit-for-bit as a run without them;
@@ -135,6 +136,19 @@ TEST(ModelAccess, HostileUpdatesAreRefusedCountedAndChangeNoWeight) {
                              "steps old", "which has not happened", "bytes, not the", "(update 2 of 2; none applied)",
                              "are outside the slot's", "not the slot lent with this request"})
     EXPECT_NE(log.find(reason), std::string::npos) << "train.log does not name the refusal: " << reason;
+}
+
+// A reply that would freeze every parameter (freeze_rest naming no trainable row) is refused and
+// counted; the run trains the whole model as without it, instead of ending at the first step.
+TEST(ModelAccess, FreezingEverythingIsRefusedAndTheRunTrains) {
+  const fs::path run = scratch("runs") / "freeze";
+  const RunSummary summary = train(model_config(run, "freeze_everything"));
+  ASSERT_TRUE(fs::exists(summary.last_checkpoint));
+  const Json report = plugin_report(run);
+  EXPECT_EQ(hook_counter(report, "on_model_load", "invalid_replies"), 1) << report.dump(2);
+  const std::string log = read_text(run / "train.log");
+  EXPECT_NE(log.find("freeze_rest with no trainable rows would leave nothing to train"), std::string::npos) << log;
+  EXPECT_EQ(log.find("everything else is frozen"), std::string::npos) << log;
 }
 
 // A step never waits for a slot: with the plugin's only slot held by a slow reply, the next steps'

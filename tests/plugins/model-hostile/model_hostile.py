@@ -4,6 +4,7 @@ frozen), then attacks through on_model_step. Option "attack":
   valid     replaces zorblax's row with 0.05 everywhere, once (at global step 0), through the shared
             region; 20 ms after its reply it writes NaN over that slot (too late: the trainer copied it)
   sequence  attack ATTACKS[global_step] while there is one, then none (so a restart goes on with the next)
+  freeze_everything  on_model_load replies {"freeze_rest": true} alone, which would leave nothing to train
   slow      takes 150 ms over every on_model_step, holding its region slot: later steps find none free
   <name>    that attack on every on_model_step
 Every attack must be refused whole, counted as an invalid reply, and change no weight.
@@ -31,6 +32,8 @@ class ModelHostile(BasePlugin):
                 self.log("error", "ftruncate(region, %d) succeeded" % size)
             except OSError as e:
                 self.log("info", "ftruncate(region, %d) refused: %s" % (size, errno.errorcode.get(e.errno, e.errno)))
+        if self.options.get("attack") == "freeze_everything":  # names no trainable row: must be refused
+            return {"freeze_rest": True}
         return {"add_tokens": [{"token": "zorblax", "init_from": "circle"}], "trainable": {EMBEDDING: ["zorblax"]},
                 "freeze_rest": True}
 
@@ -40,6 +43,8 @@ class ModelHostile(BasePlugin):
             return ATTACKS[step] if step < len(ATTACKS) else "none"
         if attack == "valid":
             return "valid" if step == 0 else "none"
+        if attack == "freeze_everything":  # an attack on on_model_load only
+            return "none"
         return attack
 
     def on_model_step(self, global_step, tensors, **kwargs):

@@ -25,6 +25,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using wire::Message;
 
+// After a host's death, how long each read waits for a reply it sent before dying.
+constexpr std::chrono::milliseconds kLastRepliesWait{100};
+
 zmq::context_t& shared_context() {
   static zmq::context_t context(1);
   return context;
@@ -100,6 +103,7 @@ struct Connection::Impl {
     std::function<void(Reply)> done;
     Clock::time_point sent;
     Clock::time_point deadline;
+    std::string method;
   };
 
   std::string zap_domain;  // before the channel, which needs it
@@ -123,6 +127,7 @@ struct Connection::Impl {
   Clock::time_point earliest_deadline = Clock::time_point::max();
   std::uint32_t next_id = 1;
   std::string death;  // why the host is gone, once it is
+  std::string died_serving;  // the request it died serving, if any: later ones are lost with it
   Clock::time_point next_death_check{};  // socket held
   std::promise<Json> hello;
   bool hello_seen = false;
@@ -173,18 +178,19 @@ struct Connection::Impl {
   }
 
   // Registers a request and returns its id; without one when the host is gone (done has run).
-  std::optional<std::uint32_t> open(std::function<void(Reply)> done, std::chrono::milliseconds deadline) {
+  std::optional<std::uint32_t> open(std::function<void(Reply)> done, std::chrono::milliseconds deadline,
+                                    const std::string& method) {
     std::unique_lock<std::mutex> lock(mutex);
     if (!death.empty()) {
-      std::string why = death;
+      Reply reply = died_serving.empty() ? Reply{Reply::Status::disconnected, nullptr, death, 0} : lost_reply(0);
       lock.unlock();
-      done(Reply{Reply::Status::disconnected, nullptr, why, 0});
+      done(std::move(reply));
       return std::nullopt;
     }
     const std::uint32_t id = next_id++;
     if (next_id == 0) next_id = 1;  // 0 is the hello's
     const auto now = Clock::now();
-    pending[id] = {std::move(done), now, now + deadline};
+    pending[id] = {std::move(done), now, now + deadline, method};
     earliest_deadline = std::min(earliest_deadline, now + deadline);
     return id;
   }
@@ -299,12 +305,13 @@ struct Connection::Impl {
     for (auto& [done, reply] : ended) done(std::move(reply));
   }
 
-  // Reads every message waiting on the socket and hands each to handle(). Socket held.
-  void drain() {
+  // Reads every message waiting on the socket and hands each to handle(), each receive waiting
+  // up to `wait` for one. Socket held.
+  void drain(std::chrono::milliseconds wait = std::chrono::milliseconds(0)) {
     while (true) {
       std::optional<Message> message;
       try {
-        message = channel.receive(std::chrono::milliseconds(0));
+        message = channel.receive(wait);
       } catch (const wire::DecodeError& e) {
         if (refuse_hello(std::string("its first message breaks the protocol: ") + e.what())) continue;
         if (events.on_protocol_error) events.on_protocol_error(e.what());
@@ -359,13 +366,28 @@ struct Connection::Impl {
     next_death_check = now + std::chrono::milliseconds(20);
     std::string why = events.exited();
     if (why.empty()) return;
+    // Replies the host sent before it died may still be on their way through ZeroMQ: each
+    // answers its request, so that the crash lands on the one the host was serving.
+    drain(kLastRepliesWait);
     std::map<std::uint32_t, Pending> ended;
     {
       std::lock_guard<std::mutex> lock(mutex);
       death = why;
+      if (!pending.empty()) died_serving = pending.begin()->second.method;
       ended.swap(pending);
     }
-    for (auto& [id, p] : ended) p.done(Reply{Reply::Status::disconnected, nullptr, why, ms_since(p.sent)});
+    for (auto& [id, p] : ended) {
+      const bool served = id == ended.begin()->first;
+      p.done(served ? Reply{Reply::Status::disconnected, nullptr, why, ms_since(p.sent)} : lost_reply(ms_since(p.sent)));
+    }
+  }
+
+  // A request the host never served: it died serving died_serving first.
+  Reply lost_reply(double latency_ms) const {
+    Reply reply{Reply::Status::disconnected, nullptr, "lost with the host, which died serving " + died_serving + " (" + death + ")",
+                latency_ms};
+    reply.lost = true;
+    return reply;
   }
 };
 
@@ -402,7 +424,7 @@ void Connection::send_attachments(bool yes) { impl_->attachments = yes; }
 
 void Connection::request(const std::string& method, Json params, std::chrono::milliseconds deadline,
                          std::function<void(Reply)> done) {
-  if (auto id = impl_->open(std::move(done), deadline)) impl_->transmit(Message::request(*id, method, std::move(params)));
+  if (auto id = impl_->open(std::move(done), deadline, method)) impl_->transmit(Message::request(*id, method, std::move(params)));
 }
 
 Reply Connection::call(const std::string& method, Json params, std::chrono::milliseconds deadline) {
@@ -428,7 +450,7 @@ Reply Connection::call(const std::string& method, Json params, std::chrono::mill
         // only the copies are used.)
         if (std::this_thread::get_id() != waiter) impl->wake();
       },
-      deadline);
+      deadline, method);
   if (!id) return reply;
   impl_->transmit(Message::request(*id, method, std::move(params)));
   impl_->serve_until(answered);

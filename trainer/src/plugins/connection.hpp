@@ -26,6 +26,9 @@ struct Reply {
   std::string detail;  // error: the plugin's message; invalid: what was wrong; disconnected: why
   double latency_ms = 0;
   std::string code;  // error: the error's code ("hook_failed", "unknown_method", ...)
+  // disconnected: the host died serving an earlier request, which carries the blame; this one
+  // was lost with it (queued behind, or sent after the death), not a crash of its own.
+  bool lost = false;
 };
 
 struct ConnectionEvents {
@@ -34,7 +37,9 @@ struct ConnectionEvents {
   // A message that is not MessagePack, not an envelope, or answers no request (counted as invalid).
   std::function<void(const std::string& what)> on_protocol_error;
   // Polled by the I/O thread: non-empty ("exit status 3") once the host has died; every pending
-  // and later request then ends as disconnected with that reason.
+  // and later request then ends as disconnected with that reason. The host serves in order, so
+  // after the replies already sent are read, the oldest request left is the one it died serving:
+  // only that one is the crash, the others end as lost with it (Reply::lost).
   std::function<std::string()> exited;
 };
 

@@ -176,6 +176,11 @@ std::string ModelGate::check_load_reply(const Json& result) const {
         return "trainable: row " + row.dump() + " is outside " + name + "'s " + std::to_string(count) + " rows";
     }
   }
+  // freeze_rest freezes all but the rows this reply names: with none named, nothing would train
+  // and the optimizer's first step would end the run, so the reply is refused instead.
+  const bool names_a_row = std::any_of(trainable.begin(), trainable.end(), [](const Json& rows) { return !rows.empty(); });
+  if (result.value("freeze_rest", false) && !names_a_row)
+    return "freeze_rest with no trainable rows would leave nothing to train";
   if (result.value("freeze_rest", false) && !std::any_of(parameters_.begin(), parameters_.end(), [](const ModelParameter& p) {
         return has(p.access, "write");
       }))

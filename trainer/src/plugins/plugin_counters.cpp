@@ -20,7 +20,7 @@ Json hook_report(const std::string& hook, const HookCounters& c) {
     return sorted[std::min(sorted.size() - 1, std::size_t(p * double(sorted.size())))];
   };
   Json report = {{"calls", c.calls},       {"skipped", c.skipped}, {"ok", c.ok},  {"errors", c.errors},
-          {"timeouts", c.timeouts}, {"crashes", c.crashes}, {"invalid_replies", c.invalid},
+          {"timeouts", c.timeouts}, {"crashes", c.crashes}, {"lost", c.lost}, {"invalid_replies", c.invalid},
           {"p50_ms", percentile(0.50)}, {"p99_ms", percentile(0.99)},
           {"last_fault", text_or_null(c.last_fault)}};
   if (TransformHooks::is_batch_hook(hook))
@@ -50,6 +50,8 @@ void PluginCounters::count_failure(const std::string& hook, Reply::Status status
     case Reply::Status::disconnected: ++counters.crashes; break;
   }
 }
+
+void PluginCounters::count_lost(const std::string& hook) { ++hooks_[hook].lost; }
 
 void PluginCounters::count_items(const std::string& hook, long items, long failed) {
   hooks_[hook].items += items;

@@ -16,6 +16,7 @@ namespace bulkhead {
 
 struct HookCounters {
   long calls = 0, ok = 0, errors = 0, timeouts = 0, crashes = 0, invalid = 0;
+  long lost = 0;  // sent, but the host died serving an earlier request (that one's crash)
   long skipped = 0;  // not sent: the plugin was restarting, backing off or quarantined
   // A batched hook's: items in its answered batches, those of them refused, and items of batches
   // skipped (no host to send them to), which passed through untouched.
@@ -32,6 +33,7 @@ class PluginCounters {
   void count_ok(const std::string& hook, double latency_ms);
   // A reply, or a start ("(start)") or a death between calls ("(idle)"), that failed this way.
   void count_failure(const std::string& hook, Reply::Status status);
+  void count_lost(const std::string& hook);
   // A batched hook's answered batch of `items`, of which `failed` were refused (and passed through).
   void count_items(const std::string& hook, long items, long failed);
   // A batched hook's skipped batch of `items`.

@@ -826,6 +826,11 @@ std::string SupervisedPlugin::check_reply(const std::string& hook, const Json& p
 }
 
 std::optional<Json> SupervisedPlugin::conclude(const std::string& hook, const Json& params, Reply reply, int generation) {
+  if (reply.lost) {  // the crash is the request's the host died serving, counted and faulted there
+    std::lock_guard<std::mutex> lock(mutex_);
+    counters_.count_lost(hook);
+    return std::nullopt;
+  }
   if (reply.status != Reply::Status::ok) {
     count_failure(hook, reply.status);
     const bool restart = reply.status == Reply::Status::timeout || reply.status == Reply::Status::disconnected;
