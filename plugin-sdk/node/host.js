@@ -28,11 +28,11 @@ Module._resolveFilename = function resolve(request, ...rest) {
   return originalResolve.call(this, request, ...rest);
 };
 
-let zmq, wire, ImageRegion;
+let zmq, wire, ImageRegion, ServingWord;
 try {
   zmq = require('zeromq');
   wire = require('./lib/wire');
-  ({ ImageRegion } = require('./lib/region'));
+  ({ ImageRegion, ServingWord } = require('./lib/region'));
 } catch (e) {
   process.stderr.write(`bulkhead host.js: cannot load zeromq/@msgpack/msgpack (run scripts/install-node-deps.sh): ${e.message}\n`);
   process.exit(EXIT_REFUSED);
@@ -285,6 +285,7 @@ class Session {
   }
 
   async serve() {
+    const serving = new ServingWord();
     for (;;) {
       const frames = await this.sock.receive();
       let msg;
@@ -299,6 +300,7 @@ class Session {
         continue;
       }
       if (msg[0] === REQUEST && msg.length === 4 && Number.isInteger(msg[1])) {
+        serving.serving(msg[1]);
         const reply = await this.handleRequest(msg[1], msg[2], msg[3]);
         await this.outbox.send(reply);
       } else if (msg[0] === NOTIFICATION && msg.length === 3) {

@@ -272,7 +272,8 @@ TEST_P(SkipFault, TrainingCompletesAndTheReportCountsTheFaults) {
   EXPECT_EQ(count("calls") + count("skipped") + batch_count("items") + batch_count("items_skipped"), expected_items)
       << dump;
   if (c.hook != "on_step_end") {  // a notify's last reply may still be on its way at shutdown
-    EXPECT_EQ(count("ok") + faults(report, c.hook), count("calls") + batch_count("items_failed")) << dump;
+    // (lost: served, or queued, when the host died serving another call, which took the blame)
+    EXPECT_EQ(count("ok") + faults(report, c.hook) + count("lost"), count("calls") + batch_count("items_failed")) << dump;
   }
 
   if (c.expect == Expect::nothing) {

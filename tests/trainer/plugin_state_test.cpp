@@ -43,15 +43,28 @@ std::vector<std::string> expected_decisions(std::uint32_t random, int epochs) {
   return lines;
 }
 
-// What the plugin logged at each epoch's end, from train.log.
-std::vector<std::string> decisions(const fs::path& run_dir, const std::string& plugin) {
+// What the plugin logged starting with `start`, from train.log.
+std::vector<std::string> logged(const fs::path& run_dir, const std::string& plugin, const std::string& start) {
   std::vector<std::string> lines;
   std::istringstream log(read_text(run_dir / "train.log"));
   const std::string tag = "[plugin:" + plugin + "] [info] ";
   for (std::string line; std::getline(log, line);)
-    if (auto at = line.find(tag); at != std::string::npos && line.compare(at + tag.size(), 9, "epoch end") == 0)
+    if (auto at = line.find(tag); at != std::string::npos && line.compare(at + tag.size(), start.size(), start) == 0)
       lines.push_back(line.substr(at + tag.size()));
   return lines;
+}
+
+// What the plugin logged at each epoch's end.
+std::vector<std::string> decisions(const fs::path& run_dir, const std::string& plugin) {
+  return logged(run_dir, plugin, "epoch end");
+}
+
+// The plugin's word on the exact values of its state after each set_state: every one came back
+// bit for bit (floats as floats, -0.0, subnormals, NaN payloads, the widest integers).
+void expect_exact_states(const fs::path& run_dir, const std::string& plugin) {
+  const auto lines = logged(run_dir, plugin, "state ");
+  EXPECT_FALSE(lines.empty()) << plugin << " never had its state back";
+  for (const auto& line : lines) EXPECT_EQ(line, "state exact") << plugin;
 }
 
 Json plugin_report(const fs::path& run_dir, const std::string& plugin) {
@@ -104,10 +117,37 @@ TEST(PluginState, PluginsKilledEveryFewCallsDecideAsIfNeverRestarted) {
     EXPECT_GE(report["state"]["restored"].get<long>(), 3) << report.dump(2);
     // Each plugin refuses a state that is not its own: none was ever offered one.
     EXPECT_EQ(report["state"]["refused"], 0) << report.dump(2);
+    expect_exact_states(dir / "killed", plugin);
   }
   // The same decisions, so the same training, to the bit.
   EXPECT_EQ(losses(dir / "killed"), losses(dir / "clean"));
   EXPECT_NE(losses(dir / "forgetful"), losses(dir / "clean"));
+}
+
+// A crash in the last step of an epoch, with a long backoff: the epoch's end (a call hook) waits
+// for the restart, up to its deadline, instead of being skipped, so the plugin decides at every
+// epoch's end with its state, and the report counts the waits.
+TEST(PluginState, AnEpochsEndWaitsForARestartInBackoff) {
+  const auto dir = scratch("backoff");
+  const int epochs = 2;
+  const RunSummary clean = train(config_with(dir / "clean", epochs, Json::array({stateful_entry("stateful-python", {{"seed", 5}})})));
+  ASSERT_EQ(clean.outcome, RunOutcome::completed);
+  const long steps = static_cast<long>(read_metrics(dir / "clean").size()) / epochs;
+
+  // Each process crashes at its steps-th step start: the first in epoch 1's last step, its
+  // successor (started at epoch 1's end) in epoch 2's last step.
+  Json entry = stateful_entry("stateful-python", {{"seed", 5}, {"crash_every", steps}});
+  entry["restart_backoff_ms"] = 2000;
+  ASSERT_EQ(train(config_with(dir / "crashing", epochs, Json::array({entry}))).outcome, RunOutcome::completed);
+
+  EXPECT_EQ(decisions(dir / "crashing", "stateful-python"), expected_decisions(5, epochs));
+  const Json report = plugin_report(dir / "crashing", "stateful-python");
+  EXPECT_EQ(crashes(report), epochs) << report.dump(2);
+  EXPECT_EQ(report["restarts"].get<long>(), epochs) << report.dump(2);
+  EXPECT_EQ(report["hooks"]["on_epoch_end"]["ok"].get<long>(), epochs) << report.dump(2);
+  EXPECT_EQ(report["hooks"]["on_epoch_end"]["skipped"].get<long>(), 0) << report.dump(2);
+  EXPECT_GE(report["backoff_waits"].get<long>(), epochs) << report.dump(2);
+  EXPECT_EQ(losses(dir / "crashing"), losses(dir / "clean"));
 }
 
 TEST(PluginState, ResumeAfterSigkillGivesTheStraightRunsWeights) {
@@ -138,6 +178,7 @@ TEST(PluginState, ResumeAfterSigkillGivesTheStraightRunsWeights) {
   ASSERT_EQ(run_bulkhead({"train", "--config", file.string(), "--resume", (dir / "killed").string()}, dir / "resumed.out"), 0)
       << read_text(dir / "resumed.out");
   EXPECT_EQ(decisions(dir / "killed", "stateful-python"), decisions(dir / "straight", "stateful-python"));
+  expect_exact_states(dir / "killed", "stateful-python");  // through the checkpoint
   const auto final_of = [](const fs::path& run) { return resolve_checkpoint_path(run); };
   EXPECT_TRUE(same_weights(final_of(dir / "killed"), final_of(dir / "straight")));
 }

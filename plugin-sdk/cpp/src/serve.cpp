@@ -1,10 +1,12 @@
 #include <bulkhead/serve.hpp>
 
+#include <endian.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -101,6 +103,30 @@ class ImageRegion {
   std::size_t slots_, slot_bytes_;
   std::uint8_t* requests_ = nullptr;
   std::uint8_t* replies_ = nullptr;
+};
+
+// The host's serving word (wire.hpp, kServingVariable): the id of each request goes there before
+// it is served, so that a crash is blamed on the request that caused it.
+class ServingWord {
+ public:
+  ServingWord() {
+    const char* spec = std::getenv(wire::kServingVariable);
+    if (spec == nullptr) return;
+    void* base = ::mmap(nullptr, 8, PROT_READ | PROT_WRITE, MAP_SHARED, std::atoi(spec), 0);
+    if (base != MAP_FAILED) word_ = static_cast<std::uint32_t*>(base);
+  }
+  ~ServingWord() {
+    if (word_) ::munmap(word_, 8);
+  }
+  ServingWord(const ServingWord&) = delete;
+  ServingWord& operator=(const ServingWord&) = delete;
+
+  void serving(std::uint32_t id) {
+    if (word_) __atomic_store_n(word_, htole32(id), __ATOMIC_RELEASE);
+  }
+
+ private:
+  std::uint32_t* word_ = nullptr;
 };
 
 bool parent_alive(int parent_pid) {
@@ -227,6 +253,7 @@ int serve(Plugin& plugin, const PluginMeta& meta, const ServeOptions& options) {
   ServeContext context(channel);
   plugin.attach(&context);
   const auto images = ImageRegion::from_environment();
+  ServingWord serving;
 
   channel.send(Message::request(0, "hello",
                                 {{"protocol", wire::kProtocolVersion},
@@ -265,7 +292,9 @@ int serve(Plugin& plugin, const PluginMeta& meta, const ServeOptions& options) {
       welcomed = true;
       continue;
     }
-    if (message->is_request()) channel.send(answer(plugin, context, images.get(), std::move(*message)));
+    if (!message->is_request()) continue;
+    serving.serving(message->id);
+    channel.send(answer(plugin, context, images.get(), std::move(*message)));
   }
   return 0;
 }

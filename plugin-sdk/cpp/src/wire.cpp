@@ -1,5 +1,8 @@
 #include <bulkhead/wire.hpp>
 
+#include <endian.h>
+
+#include <cstdint>
 #include <cstring>
 
 #include <msgpack.hpp>
@@ -10,13 +13,25 @@ namespace {
 
 using Packer = msgpack::packer<msgpack::sbuffer>;
 
-void pack(Packer& packer, const Json& value) {
+// Every float as a float64 with its own bits: msgpack-cxx's pack_double writes an integral double
+// as an integer (2.0 as 2, -0.0 as 0), and a plugin's state must come back as it was sent.
+void pack_float64(msgpack::sbuffer& out, double value) {
+  std::uint64_t bits;
+  std::memcpy(&bits, &value, sizeof bits);
+  bits = htobe64(bits);
+  char bytes[9] = {static_cast<char>(0xcb)};
+  std::memcpy(bytes + 1, &bits, sizeof bits);
+  out.write(bytes, sizeof bytes);
+}
+
+void pack(msgpack::sbuffer& out, const Json& value) {
+  Packer packer(out);
   switch (value.type()) {
     case Json::value_t::null: packer.pack_nil(); break;
     case Json::value_t::boolean: value.get<bool>() ? packer.pack_true() : packer.pack_false(); break;
     case Json::value_t::number_integer: packer.pack_int64(value.get<std::int64_t>()); break;
     case Json::value_t::number_unsigned: packer.pack_uint64(value.get<std::uint64_t>()); break;
-    case Json::value_t::number_float: packer.pack_double(value.get<double>()); break;
+    case Json::value_t::number_float: pack_float64(out, value.get<double>()); break;
     case Json::value_t::string: {
       const auto& text = value.get_ref<const std::string&>();
       packer.pack_str(static_cast<std::uint32_t>(text.size()));
@@ -36,14 +51,14 @@ void pack(Packer& packer, const Json& value) {
     }
     case Json::value_t::array:
       packer.pack_array(static_cast<std::uint32_t>(value.size()));
-      for (const auto& item : value) pack(packer, item);
+      for (const auto& item : value) pack(out, item);
       break;
     case Json::value_t::object:
       packer.pack_map(static_cast<std::uint32_t>(value.size()));
       for (const auto& [key, item] : value.items()) {
         packer.pack_str(static_cast<std::uint32_t>(key.size()));
         packer.pack_str_body(key.data(), static_cast<std::uint32_t>(key.size()));
-        pack(packer, item);
+        pack(out, item);
       }
       break;
     case Json::value_t::discarded: packer.pack_nil(); break;
@@ -189,20 +204,20 @@ msgpack::sbuffer pack_envelope(const Message& message) {
       packer.pack_uint8(0);
       packer.pack_uint32(message.id);
       pack_text(message.method);
-      pack(packer, message.params);
+      pack(buffer, message.params);
       break;
     case Message::Kind::response:
       packer.pack_array(4);
       packer.pack_uint8(1);
       packer.pack_uint32(message.id);
-      pack(packer, message.error);
-      pack(packer, message.result);
+      pack(buffer, message.error);
+      pack(buffer, message.result);
       break;
     case Message::Kind::notification:
       packer.pack_array(3);
       packer.pack_uint8(2);
       pack_text(message.method);
-      pack(packer, message.params);
+      pack(buffer, message.params);
       break;
   }
   return buffer;
@@ -212,6 +227,12 @@ msgpack::sbuffer pack_envelope(const Message& message) {
 
 std::string encode(const Message& message) {
   const msgpack::sbuffer buffer = pack_envelope(message);
+  return std::string(buffer.data(), buffer.size());
+}
+
+std::string encode_value(const Json& value) {
+  msgpack::sbuffer buffer;
+  pack(buffer, value);
   return std::string(buffer.data(), buffer.size());
 }
 
@@ -243,15 +264,18 @@ std::string method_name(const msgpack::object& value) {
   return std::string(value.via.str.ptr, value.via.str.size);
 }
 
-Message decode_envelope(const void* data, std::size_t size, Reader& reader) {
-  msgpack::object_handle handle;
+msgpack::object_handle unpack(const void* data, std::size_t size) {
   try {
     // Bounded nesting: a hostile peer must not overflow our stack.
     const msgpack::unpack_limit limits(1u << 20, 1u << 20, 1u << 30, 1u << 30, 1u << 20, 64);
-    handle = msgpack::unpack(static_cast<const char*>(data), size, refer_in_place, nullptr, limits);
+    return msgpack::unpack(static_cast<const char*>(data), size, refer_in_place, nullptr, limits);
   } catch (const std::exception& e) {
     throw DecodeError(std::string("not MessagePack: ") + e.what());
   }
+}
+
+Message decode_envelope(const void* data, std::size_t size, Reader& reader) {
+  const msgpack::object_handle handle = unpack(data, size);
   const msgpack::object& envelope = handle.get();
   if (envelope.type != msgpack::type::ARRAY || envelope.via.array.size == 0 ||
       envelope.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER)
@@ -289,6 +313,11 @@ Message decode_envelope(const void* data, std::size_t size, Reader& reader) {
 Message decode(const void* data, std::size_t size) {
   Reader reader;
   return decode_envelope(data, size, reader);
+}
+
+Json decode_value(const void* data, std::size_t size) {
+  const msgpack::object_handle handle = unpack(data, size);
+  return Reader().read(handle.get());
 }
 
 Message decode_frames(const Frames& frames) {

@@ -64,4 +64,24 @@ class ImageRegion {
   }
 }
 
-module.exports = { ImageRegion };
+// BULKHEAD_SERVING = "<fd>" (docs/protocol.md, section 2.3): the id of the request being served
+// goes there before it is served (pwrite), so that a crash is blamed on the request that caused it.
+class ServingWord {
+  constructor(env = process.env) {
+    const fd = Number(env.BULKHEAD_SERVING || NaN);
+    this.fd = Number.isInteger(fd) && fd >= 0 ? fd : null;
+    this.bytes = Buffer.alloc(4);
+  }
+
+  serving(id) {
+    if (this.fd === null) return;
+    this.bytes.writeUInt32LE(id >>> 0, 0);
+    try {
+      fs.writeSync(this.fd, this.bytes, 0, 4, 0);
+    } catch (e) {
+      this.fd = null; // not writable: the trainer then blames the oldest request left
+    }
+  }
+}
+
+module.exports = { ImageRegion, ServingWord };

@@ -7,6 +7,16 @@
 // that says `attachments: true` in its hello, which this SDK does.
 const msgpack = require('@msgpack/msgpack');
 
+// -0 is a safe integer to @msgpack/msgpack, which writes it as the integer 0: a state's -0 must
+// come back as -0, so it goes as a float64 (every other number as the library writes it).
+class Encoder extends msgpack.Encoder {
+  encodeNumber(value) {
+    if (Object.is(value, -0)) this.encodeNumberAsFloat(value);
+    else super.encodeNumber(value);
+  }
+}
+const encoder = new Encoder();
+
 const ATTACHMENT_EXT = 1;
 const ATTACHMENT_MIN_BYTES = 4096;
 const MAX_ATTACHMENTS = 64;
@@ -34,7 +44,7 @@ function packFrames(obj) {
     }
     return value;
   };
-  frames[0] = msgpack.encode(detach(obj));
+  frames[0] = encoder.encode(detach(obj));
   return frames;
 }
 

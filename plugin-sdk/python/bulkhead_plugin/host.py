@@ -492,6 +492,7 @@ class Session:
                 region.IMAGES.end_request()
 
     def serve(self):
+        serving = region.ServingWord()
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
         while True:
@@ -514,6 +515,7 @@ class Session:
                 continue
             kind = msg[0]
             if kind == REQUEST and len(msg) == 4 and isinstance(msg[1], int):
+                serving.serving(msg[1])
                 reply = self.handle_request(msg[1], msg[2], msg[3])
                 self.flush()  # log lines of the hook go before its reply
                 self.send(reply)

@@ -1,11 +1,12 @@
-"""The shared-memory regions the trainer hands a host: model access's tensors (docs/protocol.md,
-section 9.4) and images' pixels (section 2.2).
+"""The shared memory the trainer hands a host: model access's tensors (docs/protocol.md, section
+9.4), images' pixels (section 2.2) and the serving word (section 2.3).
 
 Slot i of a region is bytes [i * slot_bytes, (i + 1) * slot_bytes). Slots change owner only by
 message: one is lent with a request and is the trainer's again with its reply.
 """
 import mmap
 import os
+import struct
 import sys
 
 IMAGE_ALIGNMENT = 64  # where each image of a reply starts in its slot (a cache line)
@@ -120,3 +121,21 @@ def attach_image_region(environ=os.environ):
         except (ValueError, OSError, TypeError):
             IMAGES = None  # the hello then says so, and pixels travel in the message
     return IMAGES
+
+
+class ServingWord:
+    """BULKHEAD_SERVING: the id of the request being served goes there before it is served, so that
+    a crash is blamed on the request that caused it (replies sent before may die with the process)."""
+
+    def __init__(self, environ=os.environ):
+        self.word = None
+        spec = environ.get("BULKHEAD_SERVING")
+        if spec:
+            try:
+                self.word = mmap.mmap(int(spec), 8)
+            except (ValueError, OSError):
+                self.word = None  # the trainer then blames the oldest request left
+
+    def serving(self, msg_id):
+        if self.word is not None:
+            struct.pack_into("<I", self.word, 0, msg_id & 0xFFFFFFFF)

@@ -1,10 +1,40 @@
-// stateful: stateful-python's algorithm through the C++ SDK (tests/trainer/plugin_state_test.cpp).
+// stateful: stateful-python's algorithm through the C++ SDK (tests/trainer/plugin_state_test.cpp),
+// and its exact values: after each set_state it logs "state exact" or "state changed: ...".
 #include <csignal>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 
 #include <bulkhead/plugin.hpp>
 
 namespace {
+
+double from_bits(std::uint64_t bits) {
+  double value;
+  std::memcpy(&value, &bits, sizeof value);
+  return value;
+}
+
+// Values a careless codec changes: integral floats, -0.0, a subnormal, a NaN's payload, the widest integers.
+const bulkhead::Json& exact_values() {
+  static const bulkhead::Json values = {{"two", 2.0},
+                                        {"negative_zero", -0.0},
+                                        {"subnormal", std::numeric_limits<double>::denorm_min()},
+                                        {"nan", from_bits(0x7FF8000000000BADull)},
+                                        {"integer", 2},
+                                        {"largest", std::numeric_limits<std::uint64_t>::max()},
+                                        {"smallest", std::numeric_limits<std::int64_t>::min()}};
+  return values;
+}
+
+// The same kind (an integer is an integer, signed or not; a float a float), and for a float the same bits.
+bool same(const bulkhead::Json& a, const bulkhead::Json& b) {
+  if (a.is_number_integer() && b.is_number_integer()) return a == b;
+  if (a.type() != b.type()) return false;
+  if (!a.is_number_float()) return a == b;
+  const double x = a.get<double>(), y = b.get<double>();
+  return std::memcmp(&x, &y, sizeof x) == 0;
+}
 
 std::uint32_t next_random(std::uint32_t value) { return value * 1664525u + 1013904223u; }
 
@@ -29,13 +59,20 @@ struct Stateful : bulkhead::Plugin {
                               ", grad_accum " + std::to_string(grad_accum));
   }
 
-  bulkhead::Json get_state() override { return {{"owner", "stateful"}, {"epochs", epochs}, {"random", random}}; }
+  bulkhead::Json get_state() override {
+    return {{"owner", "stateful"}, {"epochs", epochs}, {"random", random}, {"exact", exact_values()}};
+  }
 
   void set_state(const bulkhead::Json& state) override {
     if (state.at("owner") != "stateful") throw bulkhead::HookError("given the state of " + state.at("owner").dump());
     epochs = state.at("epochs").get<int>();
     random = state.at("random").get<std::uint32_t>();
     context().log("info", "set_state: " + std::to_string(epochs) + " epochs seen");
+    std::string changed;
+    for (const auto& [name, value] : exact_values().items())
+      if (!state.contains("exact") || !state["exact"].contains(name) || !same(state["exact"][name], value))
+        changed += (changed.empty() ? "" : ", ") + name;
+    context().log("info", changed.empty() ? "state exact" : "state changed: " + changed);
   }
 };
 

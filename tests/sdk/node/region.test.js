@@ -9,7 +9,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 
-const { ImageRegion } = require(path.join(__dirname, '..', '..', '..', 'plugin-sdk', 'node', 'lib', 'region.js'));
+const { ImageRegion, ServingWord } = require(path.join(__dirname, '..', '..', '..', 'plugin-sdk', 'node', 'lib', 'region.js'));
 
 const SLOT = 1 << 16;
 
@@ -45,4 +45,18 @@ test('a slot outside the region is refused, and without a lent slot nothing is p
   assert.throws(() => region.pixels({ index: 2, offset: 0, bytes: 8 }), /outside the region/);
   assert.throws(() => region.pixels({ index: 0, offset: SLOT - 4, bytes: 8 }), /outside the region/);
   assert.strictEqual(ImageRegion.fromEnvironment({ BULKHEAD_IMAGE_REGION: 'nonsense' }), null);
+});
+
+// The serving word (docs/protocol.md, section 2.3): the id of the request being served, little-endian,
+// at its start; without BULKHEAD_SERVING, nothing is written and nothing fails.
+test('the serving word holds the id of the request being served', (t) => {
+  const fd = memory(t, 'serving');
+  const word = new ServingWord({ BULKHEAD_SERVING: String(fd) });
+  const read = () => { const b = Buffer.alloc(4); fs.readSync(fd, b, 0, 4, 0); return b.readUInt32LE(0); };
+  word.serving(7);
+  assert.strictEqual(read(), 7);
+  word.serving(0xfffffffe);
+  assert.strictEqual(read(), 0xfffffffe);
+  new ServingWord({}).serving(9);
+  assert.strictEqual(read(), 0xfffffffe);
 });

@@ -46,6 +46,9 @@ class CppHostConformance(unittest.TestCase):
         self.assertLessEqual(set(STATE_HOOKS), set(p.hello["hooks"]))
         err, result = p.call("get_state", {"global_step": 3, "reason": "step"})
         self.assertIsNone(err)
+        exact = result["state"].pop("exact")  # values for the plugin-state tests' bit-for-bit check
+        self.assertEqual(exact["two"], 2.0)
+        self.assertIsInstance(exact["two"], float)
         self.assertEqual(result, {"state": {"owner": "stateful", "epochs": 0, "random": 5}})
         self.assertEqual(p.call("set_state", {"state": result["state"], "global_step": 3}), (None, None))
         err, _ = p.call("set_state", {"state": {"owner": "another", "epochs": 1, "random": 2}, "global_step": 3})

@@ -52,5 +52,22 @@ class ImageRegionTest(unittest.TestCase):
         self.assertEqual(len(wired["data"]), 3 * 1024 * 1024)
 
 
+
+class ServingWordTest(unittest.TestCase):
+    """The serving word (docs/protocol.md, section 2.3): the id of the request being served,
+    little-endian, at its start; without BULKHEAD_SERVING nothing is written and nothing fails."""
+
+    def test_the_word_holds_the_id_of_the_request_being_served(self):
+        fd = os.memfd_create("serving")
+        self.addCleanup(os.close, fd)
+        os.ftruncate(fd, 8)
+        word = region.ServingWord({"BULKHEAD_SERVING": str(fd)})
+        for msg_id in (7, 0xFFFFFFFE):
+            word.serving(msg_id)
+            self.assertEqual(int.from_bytes(os.pread(fd, 4, 0), "little"), msg_id)
+        region.ServingWord({}).serving(9)
+        self.assertEqual(int.from_bytes(os.pread(fd, 4, 0), "little"), 0xFFFFFFFE)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -96,6 +96,15 @@ double ms_since(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
+// A reply that carries no result: the request failed, timed out or was cut off.
+Reply failed(Reply::Status status, std::string why, double latency_ms) {
+  Reply reply;
+  reply.status = status;
+  reply.detail = std::move(why);
+  reply.latency_ms = latency_ms;
+  return reply;
+}
+
 }  // namespace
 
 struct Connection::Impl {
@@ -182,7 +191,7 @@ struct Connection::Impl {
                                     const std::string& method) {
     std::unique_lock<std::mutex> lock(mutex);
     if (!death.empty()) {
-      Reply reply = died_serving.empty() ? Reply{Reply::Status::disconnected, nullptr, death, 0} : lost_reply(0);
+      Reply reply = died_serving.empty() ? failed(Reply::Status::disconnected, death, 0) : lost_reply(0);
       lock.unlock();
       done(std::move(reply));
       return std::nullopt;
@@ -214,7 +223,7 @@ struct Connection::Impl {
       if (pending.empty()) return;
       auto oldest = pending.begin();
       done = std::move(oldest->second.done);
-      reply = {status, nullptr, why, ms_since(oldest->second.sent)};
+      reply = failed(status, why, ms_since(oldest->second.sent));
       pending.erase(oldest);
     }
     done(reply);
@@ -293,7 +302,7 @@ struct Connection::Impl {
       earliest_deadline = Clock::time_point::max();
       for (auto it = pending.begin(); it != pending.end();) {
         if (it->second.deadline <= now) {
-          ended.emplace_back(std::move(it->second.done), Reply{Reply::Status::timeout, nullptr, "", ms_since(it->second.sent)});
+          ended.emplace_back(std::move(it->second.done), failed(Reply::Status::timeout, "", ms_since(it->second.sent)));
           expired.insert(it->first);
           it = pending.erase(it);
         } else {
@@ -373,19 +382,30 @@ struct Connection::Impl {
     {
       std::lock_guard<std::mutex> lock(mutex);
       death = why;
-      if (!pending.empty()) died_serving = pending.begin()->second.method;
       ended.swap(pending);
     }
-    for (auto& [id, p] : ended) {
-      const bool served = id == ended.begin()->first;
-      p.done(served ? Reply{Reply::Status::disconnected, nullptr, why, ms_since(p.sent)} : lost_reply(ms_since(p.sent)));
+    const std::uint32_t blamed = blamed_request(ended);
+    if (blamed) {
+      std::lock_guard<std::mutex> lock(mutex);
+      died_serving = ended.at(blamed).method;
     }
+    for (auto& [id, p] : ended) {
+      const bool served = id == blamed;
+      p.done(served ? failed(Reply::Status::disconnected, why, ms_since(p.sent)) : lost_reply(ms_since(p.sent)));
+    }
+  }
+
+  // The pending request the host died serving: the one its serving word names, else the oldest; 0 if none.
+  std::uint32_t blamed_request(const std::map<std::uint32_t, Pending>& ended) const {
+    if (ended.empty()) return 0;
+    const std::uint32_t serving = events.serving ? events.serving() : 0;
+    return ended.count(serving) ? serving : ended.begin()->first;
   }
 
   // A request the host never served: it died serving died_serving first.
   Reply lost_reply(double latency_ms) const {
-    Reply reply{Reply::Status::disconnected, nullptr, "lost with the host, which died serving " + died_serving + " (" + death + ")",
-                latency_ms};
+    Reply reply = failed(Reply::Status::disconnected,
+                         "lost with the host, which died serving " + died_serving + " (" + death + ")", latency_ms);
     reply.lost = true;
     return reply;
   }
@@ -468,12 +488,17 @@ void Connection::fail_pending(const std::string& why) {
     ended.swap(impl_->pending);
   }
   for (auto& [id, pending] : ended)
-    pending.done(Reply{Reply::Status::disconnected, nullptr, why, ms_since(pending.sent)});
+    pending.done(failed(Reply::Status::disconnected, why, ms_since(pending.sent)));
 }
 
 std::size_t Connection::pending() const {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   return impl_->pending.size();
+}
+
+bool Connection::blamed_a_request() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return !impl_->died_serving.empty();
 }
 
 }  // namespace bulkhead

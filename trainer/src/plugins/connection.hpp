@@ -38,9 +38,13 @@ struct ConnectionEvents {
   std::function<void(const std::string& what)> on_protocol_error;
   // Polled by the I/O thread: non-empty ("exit status 3") once the host has died; every pending
   // and later request then ends as disconnected with that reason. The host serves in order, so
-  // after the replies already sent are read, the oldest request left is the one it died serving:
-  // only that one is the crash, the others end as lost with it (Reply::lost).
+  // The request it died serving is the crash; every other one pending ends as lost with it
+  // (Reply::lost). Which one: the host's serving word says (serving, below); for a host that does
+  // not write it, the oldest request left once the replies already sent are read (it serves in
+  // order, but replies still in its own send queue die with it).
   std::function<std::string()> exited;
+  // The id of the request the host last said it serves (its BULKHEAD_SERVING word), 0 if none.
+  std::function<std::uint32_t()> serving;
 };
 
 // The host's first message was meant as its hello but has the wrong shape (another id, a
@@ -71,6 +75,8 @@ class Connection {
   // Ends every pending request with `why` (the host died or is being killed).
   void fail_pending(const std::string& why);
   std::size_t pending() const;
+  // The host died and one of its requests took the blame (its caller reports the crash).
+  bool blamed_a_request() const;
 
  private:
   struct Impl;

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <string_view>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -336,6 +337,12 @@ HostProcess::HostProcess(const HostLaunch& launch) : impl_(std::make_unique<Impl
   if (const auto& region = launch.image_region) {
     env["BULKHEAD_IMAGE_REGION"] = describe({region->fd(), region->reply_fd()}, *region);
     inherited.insert(inherited.end(), {region->fd(), region->reply_fd()});
+  }
+  if (launch.serving_word >= 0) {
+    // Spelled out, as every variable here, for the docs' environment table check (test_catalogue.py).
+    static_assert(std::string_view(wire::kServingVariable) == "BULKHEAD_SERVING");
+    env["BULKHEAD_SERVING"] = std::to_string(launch.serving_word);
+    inherited.push_back(launch.serving_word);
   }
 
   std::vector<std::string> argv = host_arguments(launch, impl_->jailed);

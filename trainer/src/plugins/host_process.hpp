@@ -34,6 +34,7 @@ struct HostLaunch {
   // The sealed shared-memory regions the host inherits, or null: model_access's
   // (BULKHEAD_MODEL_REGION) and its image hooks' (BULKHEAD_IMAGE_REGION).
   std::shared_ptr<SharedRegion> model_region, image_region;
+  int serving_word = -1;  // BULKHEAD_SERVING's memfd (wire.hpp), or -1
 };
 
 class HostProcess {

@@ -1,5 +1,6 @@
 #include "plugins/supervised_plugin.hpp"
 
+#include <endian.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -158,6 +159,14 @@ struct SupervisedPlugin::Generation {
   Clock::time_point started = Clock::now();
   bool dead = false;  // killed or exited: calls skip it until it is replaced
   bool maps_images = false;  // its hello says "image_region": true, and it was handed one
+  // Its BULKHEAD_SERVING word: one slot of 8 bytes, the host's for its life, which it writes and
+  // the trainer only reads (so a hostile host can blame only its own requests).
+  SharedRegion serving_word{1, 8};
+
+  std::uint32_t serving() {
+    const auto* word = reinterpret_cast<const std::uint32_t*>(serving_word.reply_slot(0).data);
+    return le32toh(__atomic_load_n(word, __ATOMIC_ACQUIRE));
+  }
 };
 
 SupervisedPlugin::SupervisedPlugin(Manifest manifest, PluginSettings settings, RunInfo run, std::filesystem::path runtime_dir,
@@ -284,6 +293,7 @@ void SupervisedPlugin::start() {
     HostProcess* process = raw->started_process.load();
     return process && !process->running() ? process->exit_description() : "";
   };
+  events.serving = [raw] { return raw->serving(); };
   generation->connection =
       std::make_unique<Connection>(endpoint, std::int64_t(settings_.limits.max_message_mb) << 20, token, events);
   // The folder keeps everyone else out; the plugin's user must be able to connect.
@@ -292,7 +302,7 @@ void SupervisedPlugin::start() {
                     jailed ? "ipc://" + (kJailSocketDir / "plugin.sock").string() : endpoint,
                     token, scratch_dir(), search_path(run_), run_.python, run_.jail, identity, granted_,
                     socket_dir, manifest_.name + "-" + std::to_string(number), scratch,
-                    gate_ ? gate_->region() : nullptr, images_};
+                    gate_ ? gate_->region() : nullptr, images_, generation->serving_word.fd()};
   if (launch.model_region) launch.model_region->give_back_all();  // a new host owns nothing its predecessor was lent
   // (Its image slots are each given back by the call that lent it, whose host this one replaces.)
   generation->process = std::make_unique<HostProcess>(launch);
@@ -522,13 +532,14 @@ std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::ready_generation
   const auto give_up = Clock::now() + wait;
   if (idle_dead) {
     // Calls still in flight on it will report the crash as theirs, with their hook (within the
-    // connection's next look at the process): a call that may wait lets them, then goes on to the
-    // restart; a notify is skipped. With none in flight, it really died between calls.
+    // connection's next look at the process), and so will the one it blamed, whose caller may not
+    // have concluded yet: a call that may wait lets them, then goes on to the restart; a notify is
+    // skipped. With none in flight and none blamed, it really died between calls.
     auto reported = [&] {
       std::lock_guard<std::mutex> lock(mutex_);
       return current_ != idle_dead || idle_dead->dead;
     };
-    while (idle_dead->connection->pending() > 0 && !reported()) {
+    while ((idle_dead->connection->pending() > 0 || idle_dead->connection->blamed_a_request()) && !reported()) {
       if (Clock::now() >= give_up) return nullptr;
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }

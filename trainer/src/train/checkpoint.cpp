@@ -4,6 +4,8 @@
 #include <fstream>
 #include <optional>
 
+#include <bulkhead/wire.hpp>
+
 #include "common/atomic_file.hpp"
 #include "common/log.hpp"
 
@@ -74,8 +76,7 @@ void save_checkpoint(const fs::path& path, FlowModel& model, torch::optim::Optim
   }
   archive.write("rng", rng.get_state());
   // MessagePack, as the plugins sent them: a state may hold bytes, which JSON text cannot.
-  const auto states = nlohmann::json::to_msgpack(info.plugin_states);
-  archive.write("plugin_states", c10::IValue(std::string(states.begin(), states.end())));
+  archive.write("plugin_states", c10::IValue(wire::encode_value(info.plugin_states)));
   AtomicFile file(path);
   archive.save_to([&](const void* data, std::size_t size) { return file.write(data, size); });
   file.commit();
@@ -135,7 +136,7 @@ Checkpoint::Checkpoint(const fs::path& path, const torch::Device& device) : path
     info_ = from_json(nlohmann::json::parse(info.toStringRef()));
     c10::IValue states;
     if (archive_.try_read("plugin_states", states))  // absent from checkpoints older than plugin state
-      info_.plugin_states = nlohmann::json::from_msgpack(states.toStringRef());
+      info_.plugin_states = wire::decode_value(states.toStringRef().data(), states.toStringRef().size());
   } catch (const c10::Error& e) {  // its what() carries a C++ stack trace: not for users
     throw std::runtime_error(path.string() + " is not a readable Bulkhead checkpoint (" +
                              first_line(e.what_without_backtrace()) + ")");

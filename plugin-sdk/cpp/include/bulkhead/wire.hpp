@@ -69,6 +69,10 @@ std::string encode(const Message& message);
 Frames encode_frames(Message message, bool attachments);
 // Throws DecodeError naming what was wrong.
 Message decode(const void* data, std::size_t size);
+// One value as MessagePack and back, the way messages carry it: floats stay floats with their
+// bits (-0.0, subnormals, NaN payloads), integers integers, bins bins.
+std::string encode_value(const Json& value);
+Json decode_value(const void* data, std::size_t size);
 Message decode_frames(const Frames& frames);
 
 // Images travel as {width, height, mode, data: bin}.
@@ -85,6 +89,12 @@ Image image_header(const Json& json);
 // a slot of the first (sealed against the plugin's writes), the plugin its reply's images into the
 // same slot of the second. Such an image is {width, height, mode, slot: {index, offset, bytes}}.
 inline constexpr const char* kImageRegionVariable = "BULKHEAD_IMAGE_REGION";
+
+// Which request the host is serving (docs/protocol.md, section 2.3): BULKHEAD_SERVING = "<fd>",
+// a memfd of 8 bytes. Before it serves a request the host stores the request's id there (bytes 0-3,
+// little-endian). The word outlives the process, so when the host dies the trainer knows which
+// request it died serving, even if replies it had already sent were lost with it.
+inline constexpr const char* kServingVariable = "BULKHEAD_SERVING";
 
 // One slot as one side maps one of the two memories.
 struct RegionSlot {
