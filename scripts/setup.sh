@@ -33,4 +33,5 @@ fi
 bash scripts/install-node-deps.sh
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
-cmake --build build -j"$(nproc)"
+# Arguments go to the build: scripts/run-demo.sh builds only what the demo runs (--target demo).
+cmake --build build -j"$(nproc)" "$@"
