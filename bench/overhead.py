@@ -1,15 +1,16 @@
 #!/usr/bin/python3
 """overhead.py — what the demo's plugin set costs a user: epoch time with plugins / without.
 
-    /usr/bin/python3 bench/overhead.py                    # both paces, 3 pairs each, prints the ratios
+    /usr/bin/python3 bench/overhead.py                    # every pace, 3 pairs each, prints the ratios
     /usr/bin/python3 bench/overhead.py --quick --json overhead.json
 
 Runs `bulkhead train --config configs/demo.json` with its plugins and with `--plugins` (none), in
-pairs, alternating which goes first, at two paces:
+pairs, alternating which goes first, at three paces:
 
 - cpu: the demo as it trains here (the model's compute on the CPU);
 - gpu: `--bench-pace-ms 5`, the trainer's benchmark mode: each step waits 5 ms instead of the
-  model's compute (a GPU's pace), while the data loader and every hook run as in training.
+  model's compute (a GPU's pace), while the data loader and every hook run as in training;
+- gpu2: the same at 2 ms a step (a faster GPU, or a smaller model).
 
 A run's time is the median of its epochs' `epoch_s` (metrics.jsonl: wall time from before
 on_epoch_start to after on_epoch_end, loader waits and hooks included), leaving out the first
@@ -34,6 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 PACES = {
     "cpu": {"args": [], "epochs": 3, "quick_epochs": 2},
     "gpu": {"args": ["--bench-pace-ms", "5"], "epochs": 12, "quick_epochs": 4},
+    "gpu2": {"args": ["--bench-pace-ms", "2"], "epochs": 12, "quick_epochs": 4},
 }
 
 
@@ -66,17 +68,18 @@ def summarize(pairs):
     }
 
 
-def train(bulkhead, config, run_dir, epochs, extra, plugins):
+def train(bulkhead, config, run_dir, epochs, extra, plugins, tree=REPO):
+    """One training run in `tree` (its plugins, its data): each epoch's seconds, the wall time, its output."""
     command = [str(bulkhead), "train", "--config", str(config), "--max-epochs", str(epochs),
                "--run-dir", str(run_dir), "--overwrite", *extra]
     if not plugins:
         command.append("--plugins")  # with no names: none
     started = time.monotonic()
-    done = subprocess.run(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    done = subprocess.run(command, cwd=tree, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if done.returncode != 0:
         sys.stderr.write(done.stdout[-4000:])
-        raise SystemExit(f"overhead: {' '.join(command)} exited {done.returncode}")
-    return epoch_seconds(run_dir), time.monotonic() - started
+        raise SystemExit(f"{Path(sys.argv[0]).stem}: {' '.join(command)} exited {done.returncode}")
+    return epoch_seconds(run_dir), time.monotonic() - started, done.stdout
 
 
 def measure(args):
@@ -92,7 +95,7 @@ def measure(args):
                 times = {}
                 for plugins in order:
                     run_dir = scratch / f"{pace}-{rep}-{'plugins' if plugins else 'none'}"
-                    per_epoch, wall = train(args.bulkhead, args.config, run_dir, epochs, spec["args"], plugins)
+                    per_epoch, wall, _ = train(args.bulkhead, args.config, run_dir, epochs, spec["args"], plugins)
                     times[plugins] = run_time(per_epoch)
                     print(f"overhead: {pace} pair {rep + 1}/{args.pairs} {'with' if plugins else 'without'} plugins: "
                           f"epoch {times[plugins] * 1000:.1f} ms ({len(per_epoch)} epochs, run {wall:.1f} s)",
@@ -116,7 +119,7 @@ def main(argv=None):
     parser.add_argument("--bulkhead", type=Path, default=REPO / "build" / "bin" / "bulkhead")
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "demo.json")
     parser.add_argument("--pairs", type=int, default=None, help="runs with and without plugins per pace (3; 1 with --quick)")
-    parser.add_argument("--paces", nargs="+", choices=sorted(PACES), default=["cpu", "gpu"])
+    parser.add_argument("--paces", nargs="+", choices=sorted(PACES), default=["cpu", "gpu", "gpu2"])
     parser.add_argument("--quick", action="store_true", help="one pair, fewer epochs: a smoke run, not a measurement")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--keep", action="store_true", help="keep the run folders")

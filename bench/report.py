@@ -26,6 +26,7 @@ IMAGE = ("ratio", 1.5)        # item 2: a pass-through image transform at most 1
 OVERHEAD = ("ratio", 1.03)    # item 4: the demo's plugins at most 3 % of epoch time
 RESTART_CPP = ("time", 0.2)   # item 4: a C++ plugin restarts in under 200 ms
 RESTART_PY = ("time", 1.0)    # item 4: a Python one in under 1 s
+BATCHED_CAPTION = ("time", 10e-6)  # issue 21 item 6: a caption in a batch of 32 at most 10 us through any SDK
 
 FLOOR = "BM_Floor_RawZmqRoundTrip"
 IMAGE_SIDES = (64, 256, 512, 1024)  # runner_bench's image rows: BM_..._Image.../<side>
@@ -61,6 +62,31 @@ def image_rows():
     return rows
 
 
+BATCH_SIZES = (1, 32)  # runner_bench's BM_Runner_TransformCaptions_<runtime>/<captions in one batch>
+BATCH_ROW = re.compile(r"^BM_Runner_TransformCaptions_\w+/(\d+)$")
+
+
+def caption_batch_rows():
+    """Per caption: a batch of 32 against one caption a message (batch of 1) of the same plugin."""
+    rows = []
+    for runtime, name in (("Cpp", "C++"), ("Python", "Python"), ("Node", "JavaScript")):
+        single = f"BM_Runner_TransformCaptions_{runtime}/1"
+        rows.append(("runner", single, f"transform_caption -> {name}, one caption a message, per caption", None, None))
+        rows.append(("runner", f"BM_Runner_TransformCaptions_{runtime}/32",
+                     f"transform_captions -> {name}, 32 captions a batch, per caption", single, BATCHED_CAPTION))
+    return rows
+
+
+def per_item(times):
+    """A batch row's time per item: BM_Runner_TransformCaptions_Cpp/32 is divided by 32."""
+    out = dict(times)
+    for name, seconds in times.items():
+        batch = BATCH_ROW.match(name)
+        if batch:
+            out[name] = seconds / int(batch.group(1))
+    return out
+
+
 # (source, row, what it is, floor row in the same source or None for a floor itself, target or None)
 ROWS = [
     ("runner", FLOOR, "floor: raw ZeroMQ round trip, caption request", None, None),
@@ -72,6 +98,7 @@ ROWS = [
     ("runner", "BM_Runner_StepHook_Python", "step hook on_step_end, waited -> Python SDK", FLOOR, None),
     ("runner", "BM_Runner_StepHook_Node", "step hook on_step_end, waited -> JavaScript SDK", FLOOR, None),
     ("runner", "BM_Runner_NotifyHook_CallerCost", "notify hook on_step_end, caller's cost", FLOOR, NOTIFY),
+    *caption_batch_rows(),
     *image_rows(),
     # jail_bench: BM_<what>/<runtime 0 C++, 1 Python>/<jail 0 weak, 1 full>; the floor is the weak jail
     ("jail", "BM_Start/0/0", "start, C++, weak jail", None, None),
@@ -94,10 +121,14 @@ ROWS = [
     # overhead.py: median epoch time with the demo's plugins; its floor is the same run without them
     ("overhead", "overhead_cpu", "demo plugins, epoch time at the CPU's pace", "no plugins", OVERHEAD),
     ("overhead", "overhead_gpu", "demo plugins, epoch time at a GPU's pace (5 ms steps)", "no plugins", OVERHEAD),
+    ("overhead", "overhead_gpu2", "demo plugins, epoch time at a GPU's pace (2 ms steps)", "no plugins", OVERHEAD),
+    # versus.py (bash scripts/bench.sh --against COMMIT): the demo's samples/s, this tree against an older one
+    ("versus", "versus_demo", "demo samples/s at the CPU's pace, this commit against an older one", "older commit", None),
 ]
 
 FILES = {"runner": "runner_bench.json", "jail": "jail_bench.json", "region": "model_region_bench.json",
-         "overhead": "overhead.json"}
+         "overhead": "overhead.json", "versus": "versus.json"}
+PAIRED = ("overhead", "versus")  # rows of paired runs: (with, without, the median of the pairs' ratios)
 UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
@@ -159,10 +190,13 @@ def load(results):
             data[source] = {}
             continue
         document = json.loads(path.read_text())
-        if source == "overhead":
-            data[source] = {row["name"]: (row["with_s"], row["without_s"], row.get("ratio")) for row in document["rows"]}
+        if source in PAIRED:
+            data[source] = {row["name"]: (row["with_s"], row["without_s"], row.get("ratio"), row.get("note"))
+                            for row in document["rows"]}
         else:
             data[source] = benchmark_times(document)
+            if source == "runner":
+                data[source] = per_item(data[source])
     return data
 
 
@@ -179,10 +213,11 @@ def build_rows(data):
     for source, name, what, floor, target in ROWS + extra_runner_rows(data.get("runner", {})):
         times = data.get(source, {})
         seconds = floor_seconds = ratio = None
-        if source == "overhead" and name in times:
-            # the median of the pairs' ratios (overhead.py), not the ratio of the two medians
-            seconds, floor_seconds, ratio = times[name]
-        elif source != "overhead":
+        if source in PAIRED and name in times:
+            # the median of the pairs' ratios (overhead.py, versus.py), not the ratio of the two medians
+            seconds, floor_seconds, ratio, note = times[name]
+            what = f"{what} ({note})" if note else what
+        elif source not in PAIRED:
             seconds = times.get(name)
             floor_seconds = times.get(floor) if floor else seconds
         if ratio is None and seconds is not None and floor_seconds:

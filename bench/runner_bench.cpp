@@ -164,6 +164,20 @@ void BM_Runner_TransformCaption_Cpp(benchmark::State& state) {
   check_no_faults(state, *runner);
 }
 
+// A loader batch's captions through a transform, state.range(0) of them in one transform_captions
+// (docs/protocol.md, section 3.7): what batching saves per caption. bench/report.py divides the
+// time by the batch's size; a batch of 1 is one caption a message, the floor.
+void caption_batch(benchmark::State& state, const std::string& entry) {
+  auto runner = runner_for(entry);
+  const std::vector<std::string> captions(std::size_t(state.range(0)), "a photo of a cat, sitting");
+  for (auto _ : state) benchmark::DoNotOptimize(runner->transform_captions(captions));
+  state.SetItemsProcessed(std::int64_t(state.iterations()) * state.range(0));
+  check_no_faults(state, *runner);
+}
+void BM_Runner_TransformCaptions_Cpp(benchmark::State& state) { caption_batch(state, "recorder"); }
+void BM_Runner_TransformCaptions_Python(benchmark::State& state) { caption_batch(state, "noop-python"); }
+void BM_Runner_TransformCaptions_Node(benchmark::State& state) { caption_batch(state, "noop-node"); }
+
 // A notify hook: what it costs the caller (the reply is handled on the I/O thread).
 void BM_Runner_NotifyHook_CallerCost(benchmark::State& state) {
   auto runner = runner_for("recorder");
@@ -234,6 +248,9 @@ BENCHMARK(BM_Runner_StepHook_Cpp)->UseRealTime();
 BENCHMARK(BM_Runner_StepHook_Python)->UseRealTime();
 BENCHMARK(BM_Runner_StepHook_Node)->UseRealTime();
 BENCHMARK(BM_Runner_TransformCaption_Cpp)->UseRealTime();
+BENCHMARK(BM_Runner_TransformCaptions_Cpp)->UseRealTime()->Arg(1)->Arg(32);
+BENCHMARK(BM_Runner_TransformCaptions_Python)->UseRealTime()->Arg(1)->Arg(32);
+BENCHMARK(BM_Runner_TransformCaptions_Node)->UseRealTime()->Arg(1)->Arg(32);
 BENCHMARK(BM_Runner_NotifyHook_CallerCost)->UseRealTime()->Iterations(20000);
 // Image sides: 64, 256, 512, 1024 (12 KB to 3 MB of RGB); the work-doing plugins at 256 only.
 BENCHMARK(BM_Floor_RawZmqRoundTrip_Image)->UseRealTime()->Arg(64)->Arg(256)->Arg(512)->Arg(1024);

@@ -11,6 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import overhead  # noqa: E402
 import report  # noqa: E402
+import versus  # noqa: E402
 
 
 def gbench(*entries):
@@ -56,7 +57,7 @@ class Rows(unittest.TestCase):
         rows = self.rows({"runner": {"BM_Floor_RawZmqRoundTrip": 100e-6, "BM_Runner_CallHook_Cpp": 120e-6,
                                      "BM_Runner_TransformCaption_Cpp": 140e-6, "BM_Runner_NotifyHook_CallerCost": 7e-6},
                           "jail": {"BM_Restart/0/0": 10e-3, "BM_Restart/0/1": 20e-3},
-                          "overhead": {"overhead_gpu": (0.26, 0.10, None)}})
+                          "overhead": {"overhead_gpu": (0.26, 0.10, None, None)}})
         self.assertAlmostEqual(rows["BM_Runner_CallHook_Cpp"]["ratio"], 1.2)
         self.assertTrue(rows["BM_Runner_CallHook_Cpp"]["met"])
         self.assertFalse(rows["BM_Runner_TransformCaption_Cpp"]["met"], "1.4 > 1.3")
@@ -103,8 +104,28 @@ class Rows(unittest.TestCase):
     def test_every_floor_named_in_rows_is_a_row_of_the_same_source(self):
         names = {(source, row) for source, row, *_ in report.ROWS}
         for source, row, _, floor, _ in report.ROWS:
-            if floor and source != "overhead":
+            if floor and source not in report.PAIRED:
                 self.assertIn((source, floor), names, row)
+
+    def test_a_batch_row_is_per_caption_against_one_caption_a_message(self):
+        times = report.per_item({"BM_Runner_TransformCaptions_Python/32": 256e-6,
+                                 "BM_Runner_TransformCaptions_Python/1": 90e-6, "BM_Runner_CallHook_Cpp": 80e-6})
+        self.assertAlmostEqual(times["BM_Runner_TransformCaptions_Python/32"], 8e-6)
+        self.assertAlmostEqual(times["BM_Runner_TransformCaptions_Python/1"], 90e-6)
+        self.assertAlmostEqual(times["BM_Runner_CallHook_Cpp"], 80e-6, msg="not a batch row: untouched")
+        rows = self.rows({"runner": times})
+        batched = rows["BM_Runner_TransformCaptions_Python/32"]
+        self.assertAlmostEqual(batched["ratio"], 8 / 90)
+        self.assertTrue(batched["met"], "8 us a caption <= 10 us")
+        self.assertIsNone(rows["BM_Runner_TransformCaptions_Node/32"]["met"], "not run")
+
+    def test_versus_and_the_two_gpu_paces_are_rows(self):
+        rows = self.rows({"overhead": {"overhead_gpu2": (0.105, 0.1, 1.05, None)},
+                          "versus": {"versus_demo": (6.0, 8.0, 0.75, "114.0 against 85.0 samples/s, older d1a9e9c")}})
+        self.assertFalse(rows["overhead_gpu2"]["met"], "1.05 > 1.03")
+        self.assertAlmostEqual(rows["versus_demo"]["ratio"], 0.75)
+        self.assertIn("114.0 against 85.0 samples/s", rows["versus_demo"]["what"])
+        self.assertIsNone(rows["versus_demo"]["met"], "measured, no target")
 
     def test_load_reads_the_results_folder_and_writes_json(self):
         with tempfile.TemporaryDirectory() as folder:
@@ -145,6 +166,15 @@ class Overhead(unittest.TestCase):
         self.assertAlmostEqual(row["ratio"], 1.1)
         self.assertEqual(row["without_s"], 1.0)
         self.assertEqual(len(row["pair_ratios"]), 3)
+
+
+class Versus(unittest.TestCase):
+    def test_samples_per_s_is_the_trainers_last_word(self):
+        output = ("[trainer] [info] epoch 3/3  step 44/44  loss 0.1  99.0 samples/s\n"
+                  "[trainer] [info] done after 132 steps (81.5 samples/s); checkpoint /tmp/run/checkpoints/last\n")
+        self.assertEqual(versus.samples_per_s(output), 81.5)
+        with self.assertRaises(ValueError):
+            versus.samples_per_s("exited before its first step\n")
 
 
 if __name__ == "__main__":

@@ -507,8 +507,13 @@ std::vector<pid_t> sleepers(int seconds) {
   for (const auto& entry : fs::directory_iterator("/proc")) {
     const std::string name = entry.path().filename();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream in(entry.path() / "cmdline");
-    const std::string cmdline((std::istreambuf_iterator<char>(in)), {});
+    std::string cmdline;
+    try {
+      std::ifstream in(entry.path() / "cmdline");
+      cmdline.assign(std::istreambuf_iterator<char>(in), {});
+    } catch (const std::ios_base::failure&) {
+      continue;  // it ended while being read: libstdc++'s filebuf throws on ESRCH
+    }
     if (cmdline == wanted) found.push_back(std::stoi(name));
   }
   return found;

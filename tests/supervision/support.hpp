@@ -113,6 +113,17 @@ struct ProcInfo {
   char state = '?';
 };
 
+// A /proc file's text; empty when its process ended while being read (libstdc++'s filebuf throws
+// on the ESRCH that read then returns).
+inline std::string proc_text(const std::string& path) {
+  try {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  } catch (const std::ios_base::failure&) {
+    return "";
+  }
+}
+
 inline std::vector<ProcInfo> all_processes() {
   std::vector<ProcInfo> out;
   DIR* dir = opendir("/proc");
@@ -120,8 +131,7 @@ inline std::vector<ProcInfo> all_processes() {
   while (dirent* entry = readdir(dir)) {
     const int pid = std::atoi(entry->d_name);
     if (pid <= 0) continue;
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    const std::string text = proc_text("/proc/" + std::to_string(pid) + "/stat");
     const auto close = text.rfind(')');
     if (close == std::string::npos) continue;
     std::istringstream rest(text.substr(close + 2));
@@ -153,8 +163,7 @@ inline std::string describe_alive_in_groups(const std::vector<int>& groups) {
   for (const auto& p : all_processes())
     for (int g : groups)
       if (p.pgid == g && p.state != 'Z') {
-        std::ifstream cmdline("/proc/" + std::to_string(p.pid) + "/cmdline");
-        std::string command((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+        std::string command = proc_text("/proc/" + std::to_string(p.pid) + "/cmdline");
         std::replace(command.begin(), command.end(), '\0', ' ');
         text += " [pid " + std::to_string(p.pid) + " state " + p.state + " ppid " + std::to_string(p.ppid) + ": " + command + "]";
       }

@@ -154,14 +154,15 @@ struct SupervisedPlugin::Generation {
   std::unique_ptr<HostProcess> process;
   // The connection's I/O thread reads the process through this, set once the process exists.
   std::atomic<HostProcess*> started_process{nullptr};
-  // Declared after the process, so destroyed first: its I/O thread never outlives the process.
+  // Its BULKHEAD_SERVING word: one slot of 8 bytes, the host's for its life, which it writes and
+  // the trainer only reads (so a hostile host can blame only its own requests).
+  SharedRegion serving_word{1, 8};
+  // Declared after the process and the serving word, so destroyed first: its I/O thread, which
+  // reads both when the host dies, never outlives them.
   std::unique_ptr<Connection> connection;
   Clock::time_point started = Clock::now();
   bool dead = false;  // killed or exited: calls skip it until it is replaced
   bool maps_images = false;  // its hello says "image_region": true, and it was handed one
-  // Its BULKHEAD_SERVING word: one slot of 8 bytes, the host's for its life, which it writes and
-  // the trainer only reads (so a hostile host can blame only its own requests).
-  SharedRegion serving_word{1, 8};
 
   std::uint32_t serving() {
     const auto* word = reinterpret_cast<const std::uint32_t*>(serving_word.reply_slot(0).data);
@@ -378,14 +379,12 @@ std::string SupervisedPlugin::stop() {
     restarting = std::move(restart_task_);
   }
   if (restarting.valid()) restarting.wait();
+  release_retired();
   std::shared_ptr<Generation> generation;
-  std::vector<std::shared_ptr<Generation>> retired;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     generation = std::move(current_);
-    retired.swap(retired_);
   }
-  retired.clear();
   // A host that died before has had its fault counted: only how a running one ends is news.
   if (!generation || !generation->process->running()) return "";
   generation->connection->notify("shutdown", {{"reason", "training ended"}});
@@ -507,6 +506,14 @@ bool SupervisedPlugin::restore_state(Generation& generation, const std::vector<s
 // fault() and quarantine() run on a connection's I/O thread; were they to drop the last reference
 // to that connection's generation, its destructor would join the thread it runs on. They park it
 // here instead, and ready_generation (never an I/O thread) lets it go.
+void SupervisedPlugin::release_retired() {
+  std::vector<std::shared_ptr<Generation>> retired;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    retired.swap(retired_);
+  }
+}
+
 void SupervisedPlugin::retire(std::shared_ptr<Generation> generation) {
   if (!generation) return;
   std::lock_guard<std::mutex> lock(mutex_);
@@ -515,8 +522,10 @@ void SupervisedPlugin::retire(std::shared_ptr<Generation> generation) {
 
 std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::ready_generation(std::chrono::milliseconds wait,
                                                                                  std::chrono::milliseconds backoff_wait) {
-  std::vector<std::shared_ptr<Generation>> retired;  // released last, outside every lock
-  {
+  // Letting a killed generation go reaps its processes and joins its I/O thread (tens of ms): a
+  // caller that may wait does it, last and outside every lock; a notify leaves it to the restart.
+  std::vector<std::shared_ptr<Generation>> retired;
+  if (wait.count() > 0) {
     std::lock_guard<std::mutex> lock(mutex_);
     retired.swap(retired_);
   }
@@ -552,7 +561,6 @@ std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::ready_generation
     if (between_calls)
       fault("(idle)", "crashed between calls: " + idle_dead->process->exit_description(), idle_dead->number, true);
   }
-  std::shared_ptr<Generation> old;
   std::shared_future<void> previous;  // a finished restart; released outside the lock
   std::shared_future<void> restarting;
   {
@@ -576,13 +584,15 @@ std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::ready_generation
       // Never in the caller's thread: a start may wait seconds for a hello, and the caller is a
       // loader worker or the training loop.
       starting_ = true;
-      old = std::move(current_);
       previous = std::move(restart_task_);
-      restart_task_ = std::async(std::launch::async, [this] { restart(); }).share();
+      restart_task_ = std::async(std::launch::async, [this, old = std::move(current_)]() mutable {
+                        old.reset();
+                        release_retired();
+                        restart();
+                      }).share();
     }
     restarting = restart_task_;
   }
-  old.reset();
   if (wait.count() > 0) restarting.wait_until(give_up);
   std::lock_guard<std::mutex> lock(mutex_);
   return current_ && !current_->dead ? current_ : nullptr;

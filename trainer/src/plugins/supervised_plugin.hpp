@@ -133,6 +133,7 @@ class SupervisedPlugin {
   bool restore_state(Generation& generation, const std::vector<std::string>& hooks);
   void keep_state(const Json& result, std::int64_t global_step);
   void retire(std::shared_ptr<Generation> generation);
+  void release_retired();  // lets the killed generations go, outside the lock
   // Counts a call as sent, or as skipped when there was no generation to send it to; returns sent.
   bool count_call(const std::string& hook, bool sent);
   // Counts a failure of a hook (or of "(start)", "(idle)") under the lock.
