@@ -17,6 +17,7 @@
 #include "common/schemas.hpp"
 #include "plugins/checker.hpp"
 #include "plugins/plugin_runner.hpp"
+#include "support/proc_files.hpp"
 #include "test_support.hpp"
 
 namespace bulkhead {
@@ -507,14 +508,7 @@ std::vector<pid_t> sleepers(int seconds) {
   for (const auto& entry : fs::directory_iterator("/proc")) {
     const std::string name = entry.path().filename();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string cmdline;
-    try {
-      std::ifstream in(entry.path() / "cmdline");
-      cmdline.assign(std::istreambuf_iterator<char>(in), {});
-    } catch (const std::ios_base::failure&) {
-      continue;  // it ended while being read: libstdc++'s filebuf throws on ESRCH
-    }
-    if (cmdline == wanted) found.push_back(std::stoi(name));
+    if (read_proc_file(entry.path() / "cmdline") == wanted) found.push_back(std::stoi(name));
   }
   return found;
 }

@@ -23,6 +23,7 @@
 #include "common/log.hpp"
 #include "common/paths.hpp"
 #include "plugins/plugin_runner.hpp"
+#include "support/proc_files.hpp"
 
 namespace bulkhead::test {
 
@@ -113,17 +114,6 @@ struct ProcInfo {
   char state = '?';
 };
 
-// A /proc file's text; empty when its process ended while being read (libstdc++'s filebuf throws
-// on the ESRCH that read then returns).
-inline std::string proc_text(const std::string& path) {
-  try {
-    std::ifstream in(path);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  } catch (const std::ios_base::failure&) {
-    return "";
-  }
-}
-
 inline std::vector<ProcInfo> all_processes() {
   std::vector<ProcInfo> out;
   DIR* dir = opendir("/proc");
@@ -131,7 +121,7 @@ inline std::vector<ProcInfo> all_processes() {
   while (dirent* entry = readdir(dir)) {
     const int pid = std::atoi(entry->d_name);
     if (pid <= 0) continue;
-    const std::string text = proc_text("/proc/" + std::to_string(pid) + "/stat");
+    const std::string text = read_proc_file("/proc/" + std::to_string(pid) + "/stat").value_or("");
     const auto close = text.rfind(')');
     if (close == std::string::npos) continue;
     std::istringstream rest(text.substr(close + 2));
@@ -163,7 +153,7 @@ inline std::string describe_alive_in_groups(const std::vector<int>& groups) {
   for (const auto& p : all_processes())
     for (int g : groups)
       if (p.pgid == g && p.state != 'Z') {
-        std::string command = proc_text("/proc/" + std::to_string(p.pid) + "/cmdline");
+        std::string command = read_proc_file("/proc/" + std::to_string(p.pid) + "/cmdline").value_or("");
         std::replace(command.begin(), command.end(), '\0', ' ');
         text += " [pid " + std::to_string(p.pid) + " state " + p.state + " ppid " + std::to_string(p.ppid) + ": " + command + "]";
       }

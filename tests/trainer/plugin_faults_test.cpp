@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "common/paths.hpp"
+#include "support/proc_files.hpp"
 #include "test_support.hpp"
 #include "train/dataset.hpp"
 
@@ -81,13 +82,9 @@ struct Proc {
 };
 
 std::optional<Proc> read_proc(pid_t pid) {
-  std::string text;
-  try {
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    text.assign(std::istreambuf_iterator<char>(stat), {});
-  } catch (const std::ios_base::failure&) {
-    return std::nullopt;  // it ended while being read
-  }
+  const auto read = read_proc_file("/proc/" + std::to_string(pid) + "/stat");
+  if (!read) return std::nullopt;  // it ended while being read
+  const std::string& text = *read;
   const auto open = text.find('('), close = text.rfind(')');
   if (open == std::string::npos || close == std::string::npos) return std::nullopt;
   Proc p;

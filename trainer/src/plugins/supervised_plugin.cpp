@@ -503,9 +503,8 @@ bool SupervisedPlugin::restore_state(Generation& generation, const std::vector<s
   return false;
 }
 
-// fault() and quarantine() run on a connection's I/O thread; were they to drop the last reference
-// to that connection's generation, its destructor would join the thread it runs on. They park it
-// here instead, and ready_generation (never an I/O thread) lets it go.
+// Letting a killed generation go reaps its processes and joins its I/O thread (tens of ms), so it
+// is done outside the lock, and never by a notify's caller (ready_generation) or an I/O thread.
 void SupervisedPlugin::release_retired() {
   std::vector<std::shared_ptr<Generation>> retired;
   {
@@ -514,6 +513,9 @@ void SupervisedPlugin::release_retired() {
   }
 }
 
+// fault() and quarantine() run on a connection's I/O thread; were they to drop the last reference
+// to that connection's generation, its destructor would join the thread it runs on. They park it
+// here instead, and ready_generation or the restart (never an I/O thread) lets it go.
 void SupervisedPlugin::retire(std::shared_ptr<Generation> generation) {
   if (!generation) return;
   std::lock_guard<std::mutex> lock(mutex_);
@@ -522,13 +524,7 @@ void SupervisedPlugin::retire(std::shared_ptr<Generation> generation) {
 
 std::shared_ptr<SupervisedPlugin::Generation> SupervisedPlugin::ready_generation(std::chrono::milliseconds wait,
                                                                                  std::chrono::milliseconds backoff_wait) {
-  // Letting a killed generation go reaps its processes and joins its I/O thread (tens of ms): a
-  // caller that may wait does it, last and outside every lock; a notify leaves it to the restart.
-  std::vector<std::shared_ptr<Generation>> retired;
-  if (wait.count() > 0) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    retired.swap(retired_);
-  }
+  if (wait.count() > 0) release_retired();  // a notify leaves it to the restart
   std::shared_ptr<Generation> idle_dead;
   {
     std::lock_guard<std::mutex> lock(mutex_);
