@@ -62,7 +62,7 @@ def image_rows():
     return rows
 
 
-BATCH_SIZES = (1, 32)  # runner_bench's BM_Runner_TransformCaptions_<runtime>/<captions in one batch>
+# runner_bench's BM_Runner_TransformCaptions_<runtime>/<captions in one batch>
 BATCH_ROW = re.compile(r"^BM_Runner_TransformCaptions_\w+/(\d+)$")
 
 
