@@ -25,8 +25,9 @@ TEST(Catalogue, CppSdkKnowsExactlyTheCatalogueHooksInItsOrder) {
   EXPECT_EQ(known_hooks(), catalogue_hooks_in_file_order());
 }
 
-TEST(Catalogue, CppProtocolVersionIsTheCatalogues) {
+TEST(Catalogue, CppProtocolVersionsAreTheCatalogues) {
   EXPECT_EQ(wire::kProtocolVersion, Schemas::instance().hook_catalogue().at("protocol_version").get<int>());
+  EXPECT_EQ(wire::kOldestProtocolVersion, Schemas::instance().hook_catalogue().at("oldest_protocol_version").get<int>());
 }
 
 // One hook of each kind overridden: the export lists just those, in the catalogue's order.

@@ -35,24 +35,71 @@ void say_hello(zmq::context_t& context, const std::string& at, const std::string
   std::this_thread::sleep_for(300ms);  // linger 0: give the handshake and the message time to pass
 }
 
-TEST(Connection, APeerWithoutTheTokenIsNeverHeard) {
+TEST(Connection, APeerWithAWrongTokenIsNeverHeardAndNamed) {
   const std::string at = endpoint("impostor.sock");
-  Connection connection(at, 1 << 20, "the-real-token", {});
+  Connection connection(at, 1 << 20, {"the-real-token", {}}, {});
   zmq::context_t context;
   say_hello(context, at, "a-guessed-token");
-  say_hello(context, at, "");  // no authentication at all
   EXPECT_FALSE(connection.await_hello(500ms, [] { return true; }).has_value()) << "a message passed without the token";
+  EXPECT_NE(connection.refused_connection().find("wrong PLAIN user name or password"), std::string::npos)
+      << connection.refused_connection();
+}
+
+// A protocol-1 peer (no credentials) on a PLAIN socket: its hello can never pass, and the wait
+// for it ends at once naming what is missing, not at its deadline.
+TEST(Connection, APeerWithoutCredentialsEndsTheWaitNamingThem) {
+  const std::string at = endpoint("no-credentials.sock");
+  Connection connection(at, 1 << 20, {"the-real-token", {}}, {});
+  zmq::context_t context;
+  std::thread peer([&] { say_hello(context, at, ""); });
+  const auto started = std::chrono::steady_clock::now();
+  try {
+    connection.await_hello(10s, [] { return true; });
+    ADD_FAILURE() << "the wait ended without WrongMechanism";
+  } catch (const WrongMechanism& e) {
+    EXPECT_NE(std::string(e.what()).find("without ZeroMQ PLAIN credentials"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("docs/protocol.md, section 2"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+  peer.join();
 }
 
 TEST(Connection, ThePeerWithTheTokenIsHeard) {
   const std::string at = endpoint("plugin.sock");
-  Connection connection(at, 1 << 20, "the-real-token", {});
+  Connection connection(at, 1 << 20, {"the-real-token", {}}, {});
   zmq::context_t context;
   wire::Channel peer(context, at, /*bind=*/false, -1, "the-real-token");
   peer.send(wire::Message::request(0, "hello", {{"token", "the-real-token"}}));
   const auto hello = connection.await_hello(5s, [] { return true; });
   ASSERT_TRUE(hello.has_value());
   EXPECT_EQ((*hello)["token"], "the-real-token");
+}
+
+// A socket without credentials (protocol 1) admits a connection by the process that made it, as
+// the kernel names it: here the test's own, which the check owns or not.
+TEST(Connection, WithoutCredentialsTheConnectingProcessIsJudged) {
+  for (const bool owned : {true, false}) {
+    const std::string at = endpoint(owned ? "owned.sock" : "stranger.sock");
+    std::atomic<long> asked{0};
+    Connection connection(at, 1 << 20, {"", [&, owned](long pid) { asked = pid; return owned; }}, {});
+    zmq::context_t context;
+    wire::Channel peer(context, at, /*bind=*/false, -1, "");
+    peer.send(wire::Message::request(0, "hello", {{"token", "t"}}));
+    const auto hello = connection.await_hello(owned ? 5s : 500ms, [] { return true; });
+    EXPECT_EQ(hello.has_value(), owned);
+    EXPECT_EQ(asked.load(), static_cast<long>(getpid()));
+    if (!owned)
+      EXPECT_NE(connection.refused_connection().find("not the plugin's"), std::string::npos) << connection.refused_connection();
+  }
+}
+
+TEST(Connection, APeerWithCredentialsOnASocketWithoutThemIsNamed) {
+  const std::string at = endpoint("plain-on-null.sock");
+  Connection connection(at, 1 << 20, {"", [](long) { return true; }}, {});
+  zmq::context_t context;
+  std::thread peer([&] { say_hello(context, at, "a-token"); });
+  EXPECT_THROW(connection.await_hello(10s, [] { return true; }), WrongMechanism);
+  peer.join();
 }
 
 // A host in a thread: says hello, then answers each request with {"n": params.n} after sleeping
@@ -83,7 +130,7 @@ class PeerHost {
 };
 
 struct Connected {
-  explicit Connected(const std::string& name) : at(endpoint(name)), connection(at, 1 << 20, "token", {}), peer(at) {
+  explicit Connected(const std::string& name) : at(endpoint(name)), connection(at, 1 << 20, {"token", {}}, {}), peer(at) {
     EXPECT_TRUE(connection.await_hello(5s, [] { return true; }).has_value());
     connection.answer_hello(nullptr, Json::object());
   }

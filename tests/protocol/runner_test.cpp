@@ -325,7 +325,7 @@ import os, zmq, msgpack
 s = zmq.Context().socket(zmq.DEALER)
 s.plain_username, s.plain_password = b"bulkhead", os.environ["BULKHEAD_TOKEN"].encode()
 s.connect(os.environ["BULKHEAD_ENDPOINT"])
-s.send(msgpack.packb([0, 0, "hello", {"protocol": 2, "token": os.environ["BULKHEAD_TOKEN"],
+s.send(msgpack.packb([0, 0, "hello", {"protocol": 3, "token": os.environ["BULKHEAD_TOKEN"],
     "plugin": {"name": "future", "version": "1.0.0"}, "hooks": [], "runtime": {"name": "python"}}]))
 s.poll(5000)
 )");
@@ -333,10 +333,10 @@ s.poll(5000)
   settings.entry = plugin.string();
   try {
     PluginRunner runner({settings}, run_in(dir));
-    FAIL() << "a protocol 2 plugin was accepted";
+    FAIL() << "a protocol 3 plugin was accepted";
   } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("trainer speaks protocol 1"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("plugin speaks protocol 2"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("trainer speaks protocol 1-2"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("plugin speaks protocol 3"), std::string::npos) << e.what();
   }
 }
 
@@ -640,7 +640,7 @@ TEST(PluginsCommand, CheckPassesThePluginWithNoSdk) {
   auto result = test::run((test::bin_dir() / "bulkhead").string() + " plugins check " +
                           test::test_plugin("raw-python").string());
   EXPECT_EQ(result.status, 0) << result.output;
-  EXPECT_NE(result.output.find("conforms to protocol v1"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("conforms to protocol 2"), std::string::npos) << result.output;
 }
 
 // A reply out of schema: the table names the hook and the field, once per hook.

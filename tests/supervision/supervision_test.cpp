@@ -22,8 +22,31 @@ std::string raw_mode(const std::string& mode) { return (plugins_dir() / "raw-fau
 
 TEST(Handshake, WrongProtocolVersionNamesBoth) {
   const auto error = start_error(settings(raw_mode("bad-version")));
-  EXPECT_NE(error.find("the trainer speaks protocol 1, the plugin speaks protocol 99"), std::string::npos) << error;
+  EXPECT_NE(error.find("the trainer speaks protocol 1-2, the plugin speaks protocol 99"), std::string::npos) << error;
+  EXPECT_NE(error.find("docs/protocol.md, Versions"), std::string::npos) << error;
   EXPECT_NE(error.find("bad-version"), std::string::npos) << error;
+}
+
+// A hello's "protocols" lists every version the plugin speaks: none the trainer serves is
+// refused naming both ranges; of several, the highest both speak is chosen.
+TEST(Handshake, ProtocolsOnlyNewerThanTheTrainersAreRefusedNamingBothRanges) {
+  const auto error = start_error(settings(raw_mode("future-versions")));
+  EXPECT_NE(error.find("the trainer speaks protocol 1-2, the plugin speaks protocol 3-4"), std::string::npos) << error;
+}
+
+TEST(Handshake, TheHighestProtocolBothSpeakIsChosen) {
+  auto runner = make_runner(settings(raw_mode("versions-range")));
+  EXPECT_EQ(plugin_report(*runner)["protocol"], 2) << plugin_report(*runner).dump(2);
+}
+
+// A wrong PLAIN password never reaches the hello; when the wait for it ends, the reason names it.
+TEST(Handshake, AWrongPasswordIsNamedWhenTheHelloWaitEnds) {
+  auto s = settings(raw_mode("wrong-password"));
+  s.abort_on_failure = true;
+  const auto error = start_error(s);
+  EXPECT_NE(error.find("no hello within 10 s (a connection with a wrong PLAIN user name or password was refused"),
+            std::string::npos)
+      << error;
 }
 
 TEST(Handshake, WrongTokenIsRefused) {
@@ -53,7 +76,7 @@ TEST(Handshake, LoadFailureExplainsItself) {
   EXPECT_NE(error.find("refusing to load"), std::string::npos) << error;
 }
 
-// These two wait out the 10 s hello timeout. A missing hello is a fault, not a loading error:
+// These two (and the wrong password above) wait out the 10 s hello timeout. A missing hello is a fault, not a loading error:
 // under "abort" training does not begin; under "skip" it begins without the plugin, which is
 // started again when a hook next needs it.
 TEST(Handshake, NoHelloTimesOutAndAbortRefusesToStart) {

@@ -282,6 +282,11 @@ int serve(Plugin& plugin, const PluginMeta& meta, const ServeOptions& options) {
                   << std::endl;
         return 1;
       }
+      if (message->result.value("protocol", 0) != wire::kProtocolVersion) {
+        std::cerr << "bulkhead: the trainer speaks protocol " << message->result.value("protocol", Json()).dump()
+                  << ", this SDK speaks " << wire::kProtocolVersion << std::endl;
+        return 1;
+      }
       context.set_options(message->result.value("options", Json::object()));
       try {
         plugin.configure();

@@ -442,7 +442,7 @@ Channel::Channel(zmq::context_t& context, const std::string& endpoint, bool bind
   socket_.set(zmq::sockopt::linger, 0);
   if (max_message_bytes > 0) socket_.set(zmq::sockopt::maxmsgsize, max_message_bytes);
   if (bind && !zap_domain.empty()) {
-    socket_.set(zmq::sockopt::plain_server, 1);
+    if (!token.empty()) socket_.set(zmq::sockopt::plain_server, 1);
     socket_.set(zmq::sockopt::zap_domain, zap_domain);
   } else if (!bind && !token.empty()) {
     socket_.set(zmq::sockopt::plain_username, kPlainUser);

@@ -203,7 +203,7 @@ class TrainerPeer:
                 self.control.extend(msg[2]["requests"])
         return msg
 
-    def handshake(self, options=None, error=None, protocol=1, timeout=10.0):
+    def handshake(self, options=None, error=None, protocol=catalogue.PROTOCOL_VERSION, timeout=10.0):
         """Wait for hello and answer it; returns hello's params."""
         while True:
             msg = self.recv(timeout)

@@ -69,7 +69,7 @@ def main():
     size = slots * slot_bytes
     requests = mmap.mmap(requests_fd, size, access=mmap.ACCESS_READ) if mapped else None
     replies = mmap.mmap(replies_fd, size) if mapped else None
-    hello = {"protocol": 1, "token": os.environ["BULKHEAD_TOKEN"], "hooks": ["transform_pil_image"], "pid": os.getpid(),
+    hello = {"protocol": 2, "token": os.environ["BULKHEAD_TOKEN"], "hooks": ["transform_pil_image"], "pid": os.getpid(),
              "plugin": {"name": "image-hostile", "version": "1.0.0", "description": "hostile"},
              "runtime": {"name": "python-raw", "version": "%d.%d.%d" % sys.version_info[:3]}, "image_region": mapped}
     send([REQUEST, 0, "hello", hello])

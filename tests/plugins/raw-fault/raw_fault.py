@@ -8,6 +8,9 @@ read from the plugin's name, BULKHEAD_PLUGIN_NAME, set from each manifest:
   raw-fault-no-hello        connects and never says hello
   raw-fault-late-hello      says hello after 11 s (the trainer waits 10 s)
   raw-fault-bad-version     says hello with protocol 99
+  raw-fault-future-versions says it speaks protocols 3 and 4 only ("protocols": [3, 4])
+  raw-fault-versions-range  says it speaks protocols 2 and 3 ("protocols": [2, 3])
+  raw-fault-wrong-password  connects with a PLAIN password that is not its token
   raw-fault-bad-token       says hello with a token that is not the one it was given
   raw-fault-bad-hello       says hello with params that break hello.schema.json
   raw-fault-exit-load       exits 78 at once (a load failure)
@@ -226,7 +229,7 @@ def main():
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.plain_username = b"bulkhead"  # the token is the connection's password (docs/protocol.md)
-    sock.plain_password = os.environ["BULKHEAD_TOKEN"].encode()
+    sock.plain_password = b"guessed" if mode == "wrong-password" else os.environ["BULKHEAD_TOKEN"].encode()
     sock.connect(os.environ["BULKHEAD_ENDPOINT"])
 
     if mode == "no-hello":
@@ -235,13 +238,17 @@ def main():
     if mode == "late-hello":
         time.sleep(11)
     hello = {
-        "protocol": 99 if mode == "bad-version" else 1,
+        "protocol": 99 if mode == "bad-version" else 4 if mode == "future-versions" else 2,
         "token": "not-the-token" if mode == "bad-token" else os.environ["BULKHEAD_TOKEN"],
         "plugin": {"name": name, "version": "1.0.0", "description": "misbehaves on the wire"},
         "hooks": HOOKS,
         "runtime": {"name": "python-raw", "version": "%d.%d.%d" % sys.version_info[:3]},
         "pid": os.getpid(),
     }
+    if mode == "future-versions":
+        hello["protocols"] = [3, 4]
+    if mode == "versions-range":
+        hello["protocols"] = [2, 3]
     if mode == "bad-hello":
         hello = {"protocol": 1, "hooks": "all of them"}
     if mode == "hello-typo":

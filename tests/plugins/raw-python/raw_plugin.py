@@ -55,7 +55,7 @@ def main():
     sock.connect(os.environ["BULKHEAD_ENDPOINT"])
 
     sock.send(pack([REQUEST, 0, "hello", {
-        "protocol": 1,
+        "protocol": 2,
         "token": os.environ["BULKHEAD_TOKEN"],
         "plugin": {"name": os.environ.get("BULKHEAD_PLUGIN_NAME") or "raw-python",
                    "version": os.environ.get("BULKHEAD_PLUGIN_VERSION") or "1.0.0",

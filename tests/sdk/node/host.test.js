@@ -101,7 +101,7 @@ class Peer {
     const hello = await this.recv();
     assert.deepEqual(hello.slice(0, 3), [0, 0, 'hello']);
     this.hello = hello[3];
-    await this.send([1, 0, null, { protocol: 1, options, scratch_dir: this.dir }]);
+    await this.send([1, 0, null, { protocol: catalogue.PROTOCOL_VERSION, options, scratch_dir: this.dir }]);
     return hello[3];
   }
 
@@ -159,7 +159,7 @@ test('handshake, hooks, control, logging, errors; every message valid', async ()
   const p = await new Peer('conformance_plugin.js').start();
   try {
     const hello = await p.handshake({ grad_accum: 4 });
-    assert.equal(hello.protocol, 1);
+    assert.equal(hello.protocol, catalogue.PROTOCOL_VERSION);
     assert.equal(hello.token, 'node-token');
     assert.deepEqual(hello.plugin, { name: 'node-fixture', version: '2.0.0', description: 'a fixture' });
     assert.deepEqual(hello.runtime.name, 'node');

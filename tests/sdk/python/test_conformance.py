@@ -43,7 +43,7 @@ class ConformanceMixin:
         first = p.recv()
         self.assertEqual(first[:3], [0, 0, "hello"])
         hello = first[3]
-        self.assertEqual(hello["protocol"], 1)
+        self.assertEqual(hello["protocol"], catalogue.PROTOCOL_VERSION)
         self.assertEqual(hello["token"], "tok-abc")
         self.assertEqual(hello["runtime"]["name"], self.runtime)
         self.assertTrue(hello["runtime"]["version"])
@@ -66,7 +66,7 @@ class ConformanceMixin:
 
     def test_protocol_mismatch_exits_1(self):
         p = self.peer().start()
-        p.handshake(error={"code": "protocol_mismatch", "message": "trainer speaks 2"})
+        p.handshake(error={"code": "protocol_mismatch", "message": "trainer speaks 3"})
         self.assertEqual(p.wait(5), 1)
 
     # ---- transforms -------------------------------------------------------------------------------

@@ -218,11 +218,14 @@ void check_unknown_method(SupervisedPlugin& plugin, Verdict& verdict) {
 // A catalogue hook the plugin did not declare may still reach it (docs/protocol.md 3.1): an
 // observer answers nil, a transform its input unchanged, so that a chain of plugins stays whole;
 // or, like any method it does not know (a hook newer than the plugin), the error unknown_method.
+// A hook newer than the protocol the plugin speaks is not asked: nothing it was written against
+// named it (an SDK of that time may even take it for one of its own, and fail).
 void check_undeclared_hooks(SupervisedPlugin& plugin, Verdict& verdict) {
   for (const auto& [hook, spec] : Schemas::instance().hook_catalogue()["hooks"].items()) {
     // Model hooks go only to a plugin that declares them and is granted model access; the state
     // pair only to one that declares both (the trainer never sends them otherwise).
     if (plugin.implements(hook) || spec.value("model_access", false) || spec.value("state", false)) continue;
+    if (spec.value("since", 1) > plugin.protocol()) continue;
     const Json params = example_for_schema(spec["params"]);
     const bool transform = spec["kind"] == "transform";
     const Reply reply = plugin.probe(hook, params);
@@ -269,6 +272,7 @@ bool check_plugin(const std::string& entry, const PluginCatalog& catalog, std::o
   run.run_dir = run.scratch_dir;
 
   Verdict verdict(out);
+  int protocol = 0;
   {
     SupervisedPlugin plugin(manifest, settings, run, folders.runtime, [](const std::string&, const Json&) {},
                             [](const std::string&) {});
@@ -278,18 +282,21 @@ bool check_plugin(const std::string& entry, const PluginCatalog& catalog, std::o
       out << "FAIL handshake: " << e.what() << "\n";
       return false;
     }
-    out << manifest.name << " " << manifest.version << " (" << manifest.runtime << "): handshake ok\n"
+    out << manifest.name << " " << manifest.version << " (" << manifest.runtime << "): handshake ok, protocol "
+        << plugin.protocol() << (plugin.protocol() < wire::kProtocolVersion ? " (an older one, still served: docs/protocol.md, Versions)" : "")
+        << "\n"
         << "permissions: " << manifest.permissions.describe() << " (checked inside a jail granting them)\n";
     check_hooks_agree(manifest, plugin, verdict);
     check_declared_hooks(plugin, verdict, out);
     check_unknown_method(plugin, verdict);
     check_undeclared_hooks(plugin, verdict);
     check_protocol_problems(plugin, verdict);
+    protocol = plugin.protocol();
     const std::string shutdown = plugin.stop();
     if (!shutdown.empty()) verdict.fail("shutdown", shutdown);
   }
   out << (verdict.passed() ? "PASS: " : "FAIL: ") << manifest.name
-      << (verdict.passed() ? " conforms to protocol v1\n" : " does not conform\n");
+      << (verdict.passed() ? " conforms to protocol " + std::to_string(protocol) + "\n" : std::string(" does not conform\n"));
   return verdict.passed();
 }
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -33,32 +34,53 @@ zmq::context_t& shared_context() {
   return context;
 }
 
-// ZeroMQ asks this handler (RFC 27, ZAP) about every connection made to a PLAIN server socket of
-// the shared context, before any message passes: the password must be the token of the
-// connection's own domain. One handler per process, on its own thread, for the process's life.
-class TokenCheck {
+// ZeroMQ asks this handler (RFC 27, ZAP) about every connection made to a server socket of the
+// shared context that names a ZAP domain, before any message passes: a PLAIN connection must
+// present the token of its socket's own domain; one without credentials (NULL) must come from a
+// process its domain's check owns. One handler per process, on its own thread, for the process's life.
+class AdmissionCheck {
  public:
-  static TokenCheck& instance() {
-    static TokenCheck* check = new TokenCheck;  // never destroyed: its thread serves until exit
+  static AdmissionCheck& instance() {
+    static AdmissionCheck* check = new AdmissionCheck;  // never destroyed: its thread serves until exit
     return *check;
   }
-  // A fresh ZAP domain whose connections must present `token`.
-  std::string admit(const std::string& token) {
+  // A fresh ZAP domain whose connections `admission` admits.
+  std::string admit(Admission admission) {
     std::lock_guard<std::mutex> lock(mutex_);
     const std::string domain = "bulkhead-" + std::to_string(next_++);
-    tokens_[domain] = token;
+    admissions_[domain] = std::move(admission);
     return domain;
   }
   void forget(const std::string& domain) {
     std::lock_guard<std::mutex> lock(mutex_);
-    tokens_.erase(domain);
+    admissions_.erase(domain);
   }
 
  private:
-  TokenCheck() : socket_(shared_context(), zmq::socket_type::rep) {
+  AdmissionCheck() : socket_(shared_context(), zmq::socket_type::rep) {
     socket_.set(zmq::sockopt::linger, 0);
     socket_.bind("inproc://zeromq.zap.01");
     std::thread([this] { serve(); }).detach();
+  }
+
+  // The peer's pid from a ZAP address: libzmq ends an ipc peer's with ":uid:gid:pid".
+  static long peer_pid(const std::string& address) {
+    const auto colon = address.rfind(':');
+    return colon == std::string::npos ? 0 : std::atol(address.c_str() + colon + 1);
+  }
+
+  // request: version, request id, domain, address, identity, mechanism, then the mechanism's credentials.
+  bool admits(const std::vector<zmq::message_t>& request) {
+    auto text = [&](std::size_t i) { return i < request.size() ? request[i].to_string() : std::string(); };
+    // Held through the process check too, so that forget() waits for it: the check reads the
+    // host, which its owner destroys after forgetting it.
+    std::lock_guard<std::mutex> lock(mutex_);
+    const auto found = admissions_.find(text(2));
+    if (found == admissions_.end()) return false;
+    const Admission& admission = found->second;
+    if (!admission.token.empty())
+      return text(5) == "PLAIN" && text(6) == wire::kPlainUser && text(7) == admission.token;
+    return text(5) == "NULL" && admission.process_is_host && admission.process_is_host(peer_pid(text(3)));
   }
 
   void serve() {
@@ -70,17 +92,10 @@ class TokenCheck {
         socket_.close();  // the context is ending with the process, and waits for this socket
         return;
       }
-      // version, request id, domain, address, identity, mechanism, user name, password
-      auto text = [&](std::size_t i) { return i < request.size() ? request[i].to_string() : std::string(); };
-      bool ok = false;
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        const auto found = tokens_.find(text(2));
-        ok = text(5) == "PLAIN" && text(6) == wire::kPlainUser && found != tokens_.end() && found->second == text(7);
-      }
+      const bool ok = admits(request);
       std::array<zmq::const_buffer, 6> reply = {zmq::str_buffer("1.0"), zmq::buffer(request.size() > 1 ? request[1].to_string_view() : ""),
                                                 zmq::buffer(std::string_view(ok ? "200" : "400")),
-                                                zmq::buffer(std::string_view(ok ? "OK" : "wrong token")), zmq::str_buffer(""),
+                                                zmq::buffer(std::string_view(ok ? "OK" : "not admitted")), zmq::str_buffer(""),
                                                 zmq::str_buffer("")};
       zmq::send_multipart(socket_, reply);
     }
@@ -88,7 +103,7 @@ class TokenCheck {
 
   zmq::socket_t socket_;
   std::mutex mutex_;
-  std::map<std::string, std::string> tokens_;
+  std::map<std::string, Admission> admissions_;
   long next_ = 0;
 };
 
@@ -115,8 +130,10 @@ struct Connection::Impl {
     std::string method;
   };
 
+  const bool plain;        // connections present the token (PLAIN); else none (NULL, protocol 1)
   std::string zap_domain;  // before the channel, which needs it
   wire::Channel channel;
+  zmq::socket_t monitor;   // the channel's handshake failures (socket held)
   ConnectionEvents events;
   int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   std::atomic<bool> stopping{false};
@@ -140,13 +157,60 @@ struct Connection::Impl {
   Clock::time_point next_death_check{};  // socket held
   std::promise<Json> hello;
   bool hello_seen = false;
+  std::string refusal;          // the last connection ZeroMQ refused, in words
+  bool wrong_mechanism = false;  // one was refused for its security mechanism
   std::thread io;
 
-  Impl(const std::string& endpoint, std::int64_t max_bytes, const std::string& token, ConnectionEvents e)
-      : zap_domain(TokenCheck::instance().admit(token)),
-        channel(shared_context(), endpoint, /*bind=*/true, max_bytes, token, zap_domain),
+  Impl(const std::string& endpoint, std::int64_t max_bytes, Admission admission, ConnectionEvents e)
+      : plain(!admission.token.empty()),
+        zap_domain(AdmissionCheck::instance().admit(admission)),
+        channel(shared_context(), endpoint, /*bind=*/true, max_bytes, admission.token, zap_domain),
+        monitor(shared_context(), zmq::socket_type::pair),
         events(std::move(e)) {
+    // Handshake failures are otherwise silent: ZeroMQ closes the connection and tells no one.
+    const std::string monitor_endpoint = "inproc://" + zap_domain + "-monitor";
+    if (zmq_socket_monitor(channel.socket().handle(), monitor_endpoint.c_str(),
+                           ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) != 0)
+      throw zmq::error_t();
+    monitor.set(zmq::sockopt::linger, 0);
+    monitor.connect(monitor_endpoint);
     io = std::thread([this] { run(); });
+  }
+
+  // Reads the socket's handshake failures. Socket held (the monitor is used with it).
+  void read_monitor() {
+    std::vector<zmq::message_t> event;
+    while (zmq::recv_multipart(monitor, std::back_inserter(event), zmq::recv_flags::dontwait)) {
+      if (event.size() >= 1 && event[0].size() >= 6) {
+        std::uint16_t kind;
+        std::uint32_t value;
+        std::memcpy(&kind, event[0].data(), sizeof kind);
+        std::memcpy(&value, static_cast<const char*>(event[0].data()) + 2, sizeof value);
+        refused(kind, value);
+      }
+      event.clear();
+    }
+  }
+
+  // A peer of the other security mechanism fails the handshake on whichever side sees the
+  // other's greeting first: here as a mismatch, or, when the peer saw it first and hung up, as a
+  // handshake broken off. Before the hello, either means the peer spoke the other mechanism.
+  void refused(std::uint16_t kind, std::uint32_t value) {
+    std::lock_guard<std::mutex> lock(mutex);
+    const bool mismatch = kind == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL && value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH;
+    if (mismatch || (kind == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && !hello_seen)) {
+      wrong_mechanism = true;
+      refusal = plain ? "a connection without ZeroMQ PLAIN credentials was refused: protocol 2 needs the user name \"" +
+                            std::string(wire::kPlainUser) + "\" and the password BULKHEAD_TOKEN (docs/protocol.md, section 2)"
+                      : "a connection with credentials was refused: this socket takes none (protocol 1)";
+    } else if (kind == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+      refusal = plain ? "a connection with a wrong PLAIN user name or password was refused (the user name is \"" +
+                            std::string(wire::kPlainUser) + "\", the password BULKHEAD_TOKEN)"
+                      : "a connection from a process that is not the plugin's was refused";
+    } else if (kind == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+      refusal = "a connection broke ZeroMQ's handshake (ZMTP protocol error " + std::to_string(value) + ")";
+    }
   }
 
   void wake() {
@@ -334,6 +398,7 @@ struct Connection::Impl {
 
   // One turn of whoever holds the socket. Socket held.
   void service() {
+    read_monitor();
     flush_outbox();
     drain();
     expire_deadlines();
@@ -411,9 +476,9 @@ struct Connection::Impl {
   }
 };
 
-Connection::Connection(const std::string& endpoint, std::int64_t max_message_bytes, const std::string& token,
+Connection::Connection(const std::string& endpoint, std::int64_t max_message_bytes, Admission admission,
                        ConnectionEvents events)
-    : impl_(std::make_unique<Impl>(endpoint, max_message_bytes, token, std::move(events))) {}
+    : impl_(std::make_unique<Impl>(endpoint, max_message_bytes, std::move(admission), std::move(events))) {}
 
 Connection::~Connection() {
   impl_->stopping = true;
@@ -421,7 +486,7 @@ Connection::~Connection() {
   impl_->io.join();
   fail_pending("the connection closed");
   ::close(impl_->wake_fd);
-  TokenCheck::instance().forget(impl_->zap_domain);
+  AdmissionCheck::instance().forget(impl_->zap_domain);
 }
 
 std::optional<Json> Connection::await_hello(std::chrono::milliseconds timeout, const std::function<bool()>& still_running) {
@@ -429,9 +494,18 @@ std::optional<Json> Connection::await_hello(std::chrono::milliseconds timeout, c
   const auto until = Clock::now() + timeout;
   while (Clock::now() < until) {
     if (future.wait_for(std::chrono::milliseconds(10)) == std::future_status::ready) return future.get();
+    {
+      std::lock_guard<std::mutex> lock(impl_->mutex);
+      if (impl_->wrong_mechanism) throw WrongMechanism(impl_->refusal);
+    }
     if (!still_running()) return std::nullopt;
   }
   return std::nullopt;
+}
+
+std::string Connection::refused_connection() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return impl_->refusal;
 }
 
 void Connection::answer_hello(const Json& error, const Json& result) {

@@ -47,6 +47,22 @@ struct ConnectionEvents {
   std::function<std::uint32_t()> serving;
 };
 
+// Who may connect to a host's socket (docs/protocol.md, section 2).
+struct Admission {
+  // Non-empty: the ZeroMQ PLAIN password a connection must present (protocol 2 and later).
+  std::string token;
+  // With no token: connections without credentials (protocol 1), each admitted when this says
+  // that the process that made it (the kernel's word, SO_PEERCRED) is one of the host's.
+  std::function<bool(long pid)> process_is_host;
+};
+
+// A peer failed ZeroMQ's handshake by its security mechanism: it connected without credentials
+// to a socket that wants them, or with credentials to one that takes none. Its hello can never
+// arrive on this socket.
+struct WrongMechanism : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 // The host's first message was meant as its hello but has the wrong shape (another id, a
 // notification, not an envelope): waiting longer cannot help.
 struct MalformedHello : std::runtime_error {
@@ -55,13 +71,16 @@ struct MalformedHello : std::runtime_error {
 
 class Connection {
  public:
-  // Binds `endpoint`; only a peer presenting `token` (ZeroMQ PLAIN, bulkhead/wire.hpp) connects.
-  Connection(const std::string& endpoint, std::int64_t max_message_bytes, const std::string& token, ConnectionEvents events);
+  // Binds `endpoint`; only a peer that `admission` admits connects (bulkhead/wire.hpp).
+  Connection(const std::string& endpoint, std::int64_t max_message_bytes, Admission admission, ConnectionEvents events);
   ~Connection();  // stops the I/O thread; pending requests end as disconnected
 
   // Waits for the host's hello (request id 0); returns its params, or an empty optional on timeout.
-  // Throws MalformedHello at once when what the host sent instead cannot be a hello.
+  // Throws MalformedHello at once when what the host sent instead cannot be a hello, and
+  // WrongMechanism when a peer's security mechanism is not the socket's.
   std::optional<Json> await_hello(std::chrono::milliseconds timeout, const std::function<bool()>& still_running);
+  // The last connection ZeroMQ refused in its handshake, said in words; empty if none.
+  std::string refused_connection() const;
   void answer_hello(const Json& error, const Json& result);
   // From now on, large bins go to the host as frames of their own (its hello said it takes them).
   void send_attachments(bool yes);

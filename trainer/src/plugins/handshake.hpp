@@ -1,8 +1,9 @@
-// handshake.hpp — the trainer's side of a host's hello (docs/protocol.md, section 2): the hello
-// checked against protocol/hello.schema.json, the protocol version and the start's token, then
-// answered with a welcome or a refusal.
+// handshake.hpp — the trainer's side of a host's hello (docs/protocol.md, section 3.1): the hello
+// checked against protocol/hello.schema.json, a protocol version both speak chosen, the start's
+// token checked, then answered with a welcome or a refusal.
 #pragma once
 
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -16,15 +17,22 @@ struct HelloRefused : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// The hooks a welcomed hello lists: those in schemas/hooks.json, and the others (never called).
-struct HelloHooks {
+// A welcomed hello: the hooks it lists that are in schemas/hooks.json, the others (never called),
+// and the protocol version the conversation speaks.
+struct Welcomed {
   std::vector<std::string> known;
   std::vector<std::string> unknown;
+  int protocol = 0;
 };
+
+// The versions the trainer serves: every one from wire::kOldestProtocolVersion to
+// wire::kProtocolVersion, or on a connection without credentials (`plain` false) protocol 1 only.
+// The highest that the hello's "protocols" (else its "protocol") also lists; nullopt if none.
+std::optional<int> negotiate(const Json& hello, bool plain);
 
 // Checks `hello` and answers it on `connection`: a welcome carrying the protocol version, the
 // plugin's options and its scratch folder as it sees it; or a refusal, then throws HelloRefused.
-HelloHooks welcome(Connection& connection, const Json& hello, const std::string& token, const Json& options,
-                   const std::string& scratch_dir);
+Welcomed welcome(Connection& connection, const Json& hello, const std::string& token, bool plain, const Json& options,
+                 const std::string& scratch_dir);
 
 }  // namespace bulkhead

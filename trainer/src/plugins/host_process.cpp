@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <string_view>
 #include <condition_variable>
 #include <deque>
@@ -426,6 +428,28 @@ HostProcess::~HostProcess() {
 }
 
 int HostProcess::pid() const { return impl_->child.id(); }
+
+namespace {
+
+// The parent of `pid` from /proc/<pid>/stat (after the command name, which may hold anything), 0 if gone.
+long parent_of(long pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  const std::string line((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const auto name_end = line.rfind(')');
+  if (name_end == std::string::npos) return 0;
+  char state = 0;
+  long parent = 0;
+  return std::sscanf(line.c_str() + name_end + 1, " %c %ld", &state, &parent) == 2 ? parent : 0;
+}
+
+}  // namespace
+
+bool HostProcess::owns(long pid) const {
+  const long host = impl_->child.id();
+  for (int depth = 0; pid > 1 && depth < 64; ++depth, pid = parent_of(pid))
+    if (pid == host) return true;
+  return false;
+}
 
 bool HostProcess::running() {
   if (impl_->reap(false)) return false;

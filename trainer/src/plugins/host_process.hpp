@@ -48,6 +48,8 @@ class HostProcess {
   static std::string full_jail_unavailable(const JailSettings& jail);
 
   int pid() const;
+  // Whether `pid` (as this process sees it) is the host or one of its descendants.
+  bool owns(long pid) const;
   bool running();
   // "exit status 3", "killed by signal 11 (Segmentation fault)", "memory limit of 512 MB reached
   // by the plugin's processes together"; empty while running. running() is what notices a

@@ -252,7 +252,7 @@ std::chrono::milliseconds SupervisedPlugin::deadline(const std::string& hook) co
   return std::chrono::milliseconds(hooks.contains(hook) ? hooks[hook]["deadline_ms"].get<int>() : 2000);
 }
 
-void SupervisedPlugin::start() {
+void SupervisedPlugin::start(bool mechanism_switched) {
   auto generation = std::make_shared<Generation>();
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -295,8 +295,18 @@ void SupervisedPlugin::start() {
     return process && !process->running() ? process->exit_description() : "";
   };
   events.serving = [raw] { return raw->serving(); };
+  const bool plain = plain_;
+  Admission admission{plain ? token : std::string(), {}};
+  if (!plain)
+    admission.process_is_host = [raw](long pid) {
+      // The host connects after it starts; the pointer is set a moment after it starts.
+      for (int tries = 0; tries < 50 && !raw->started_process.load(); ++tries)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      const HostProcess* process = raw->started_process.load();
+      return process && process->owns(pid);
+    };
   generation->connection =
-      std::make_unique<Connection>(endpoint, std::int64_t(settings_.limits.max_message_mb) << 20, token, events);
+      std::make_unique<Connection>(endpoint, std::int64_t(settings_.limits.max_message_mb) << 20, admission, events);
   // The folder keeps everyone else out; the plugin's user must be able to connect.
   ::chmod((socket_dir / "plugin.sock").c_str(), 0666);
   HostLaunch launch{manifest_, settings_.limits,
@@ -330,9 +340,26 @@ void SupervisedPlugin::start() {
     hello = generation->connection->await_hello(kHelloTimeout, [&] { return generation->process->running(); });
   } catch (const MalformedHello& e) {
     fail(std::string("its hello is malformed: ") + e.what(), true);
+  } catch (const WrongMechanism& e) {
+    // Only in the full jail can a connection without credentials be told apart (its socket is in
+    // the plugin's own mount namespace, and the kernel names the process that connected): there
+    // the start is made again at once the other way, which is negotiation, not a fault.
+    if (!jailed) fail(std::string(e.what()) + "; the weak jail serves only connections with them", true);
+    if (!std::exchange(mechanism_switched, true)) {
+      plain_ = !plain;
+      log_->info("{}: {}; starting it again {}", manifest_.name, e.what(),
+                 plain ? "without credentials (protocol 1), on its jailed socket, which admits only its own processes"
+                       : "with PLAIN credentials");
+      generation->process->kill_group();
+      generation->process->wait_for_exit(std::chrono::seconds(2));
+      return start(mechanism_switched);
+    }
+    fail(e.what());  // both ways failed: a fault like a crash at start (a host that died mid-handshake)
   }
   if (!hello) {
-    if (generation->process->running()) fail("no hello within " + std::to_string(kHelloTimeout.count()) + " s");
+    const std::string refused = generation->connection->refused_connection();
+    if (generation->process->running())
+      fail("no hello within " + std::to_string(kHelloTimeout.count()) + " s" + (refused.empty() ? "" : " (" + refused + ")"));
     // give a load failure's log notification a moment to arrive
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     const auto status = generation->process->exit_status();
@@ -341,15 +368,15 @@ void SupervisedPlugin::start() {
   }
   Json options = manifest_.options;
   options.merge_patch(settings_.options);
-  HelloHooks hello_hooks;
+  Welcomed welcomed;
   try {
-    hello_hooks = welcome(*generation->connection, *hello, token, options, scratch_dir().string());
+    welcomed = welcome(*generation->connection, *hello, token, plain, options, scratch_dir().string());
   } catch (const HelloRefused& e) {
     fail(e.what(), true);
   }
   generation->connection->send_attachments((*hello).value("attachments", false));
   generation->maps_images = images_ && (*hello).value("image_region", false);
-  const auto& [hooks, unknown] = hello_hooks;
+  const auto& [hooks, unknown, protocol] = welcomed;
   const auto& catalogue = Schemas::instance().hook_catalogue()["hooks"];
   for (const auto& hook : unknown)
     log_->warn("{}: ignoring hook '{}' of its hello, which is not in schemas/hooks.json{}", manifest_.name, hook,
@@ -367,9 +394,10 @@ void SupervisedPlugin::start() {
   std::lock_guard<std::mutex> lock(mutex_);
   hooks_ = hooks;
   unknown_hooks_ = unknown;
+  protocol_ = protocol;
   current_ = generation;
-  log_->info("{} {} ({}, pid {}) is ready: {}", manifest_.name, manifest_.version, manifest_.runtime,
-             generation->process->pid(), fmt::join(hooks_, ", "));
+  log_->info("{} {} ({}, pid {}, protocol {}) is ready: {}", manifest_.name, manifest_.version, manifest_.runtime,
+             generation->process->pid(), protocol, fmt::join(hooks_, ", "));
 }
 
 std::string SupervisedPlugin::stop() {
@@ -958,6 +986,11 @@ void SupervisedPlugin::handle_control(const Json& requests) {
   for (const auto& request : requests) control_(manifest_.name, request);
 }
 
+int SupervisedPlugin::protocol() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return protocol_;
+}
+
 Json SupervisedPlugin::report() const {
   std::lock_guard<std::mutex> lock(mutex_);
   Json report = counters_.report();
@@ -965,6 +998,7 @@ Json SupervisedPlugin::report() const {
                  {"entry", settings_.entry},
                  {"runtime", manifest_.runtime},
                  {"version", manifest_.version},
+                 {"protocol", protocol_ ? Json(protocol_) : Json(nullptr)},
                  {"on_failure", !settings_.abort_on_failure ? "per hook" : *settings_.abort_on_failure ? "abort" : "skip"},
                  {"quarantined", policy_.quarantined()},
                  {"quarantine_reason", policy_.quarantined() ? Json(policy_.quarantine_reason()) : Json(nullptr)},

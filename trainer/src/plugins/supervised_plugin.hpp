@@ -7,6 +7,7 @@
 // value through). Restarts run in the background; a call waits for one at most its deadline.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <future>
@@ -47,8 +48,12 @@ class SupervisedPlugin {
   // after its backoff, when a hook next needs it.
   void launch();
   // Starts the host and completes the handshake; throws std::runtime_error naming the entry on any
-  // failure (what `plugins check` wants: no second chances).
-  void start();
+  // failure (what `plugins check` wants: no second chances). A start whose host connected with
+  // the other security mechanism (protocol 1 or 2, docs/protocol.md, Versions) is made once
+  // more, the other way; `mechanism_switched` says this one is that second try.
+  void start(bool mechanism_switched = false);
+  // The protocol version its latest hello agreed on; 0 before one.
+  int protocol() const;
   // Shutdown message, then SIGTERM after 2 s, then SIGKILL after 5 s. Returns what was wrong with
   // how the host ended (not exit status 0, or not within 2 s), or empty.
   std::string stop();
@@ -184,6 +189,10 @@ class SupervisedPlugin {
   std::shared_future<void> restart_task_;   // the latest background restart
   PluginCounters counters_;
   std::vector<std::string> unknown_hooks_;
+  // Its hosts connect with PLAIN credentials (protocol 2 on); false once one connected without
+  // them on its jailed socket (protocol 1): later starts take it so, until one brings them again.
+  std::atomic<bool> plain_{true};
+  int protocol_ = 0;  // the version its latest hello and the trainer agreed on
   std::string last_log_error_;
   Permissions granted_;  // what train.json grants it (a superset of what its manifest asks)
 

@@ -21,7 +21,10 @@
 
 namespace bulkhead::wire {
 
-inline constexpr int kProtocolVersion = 1;
+// The protocol version this SDK speaks, and the oldest one the trainer still serves
+// (schemas/hooks.json: protocol_version, oldest_protocol_version; docs/protocol.md, Versions).
+inline constexpr int kProtocolVersion = 2;
+inline constexpr int kOldestProtocolVersion = 1;
 
 // A message that is not a well-formed envelope: not MessagePack, wrong shape, too deep.
 struct DecodeError : std::runtime_error {
@@ -117,11 +120,14 @@ inline constexpr const char* kPlainUser = "bulkhead";
 
 // One end of a plugin connection: a DEALER socket that sends and receives whole messages.
 //
-// Every connection is authenticated with ZeroMQ's PLAIN mechanism, so that only the plugin a
-// socket was made for can use it: the plugin's end (connect) presents `token` as its password;
-// the trainer's end (bind) is a PLAIN server whose ZAP handler checks the password against
-// `zap_domain`'s token (trainer/src/plugins/connection.cpp). A connection with another password
-// is closed before any message passes. An empty token or domain: no authentication (tests).
+// Since protocol 2 every connection is authenticated with ZeroMQ's PLAIN mechanism, so that only
+// the plugin a socket was made for can use it: the plugin's end (connect) presents `token` as its
+// password; the trainer's end (bind, with a `zap_domain` and a `token`) is a PLAIN server whose
+// ZAP handler checks the password against the domain's token (trainer/src/plugins/connection.cpp).
+// A connection with another password is closed before any message passes. Bound with a
+// `zap_domain` but no token, the socket takes connections without credentials (ZeroMQ's NULL
+// mechanism, protocol 1) and its ZAP handler judges each by the process that made it. An empty
+// token and domain: no authentication (tests).
 class Channel {
  public:
   // bind: the trainer's end; otherwise the plugin's end connects.

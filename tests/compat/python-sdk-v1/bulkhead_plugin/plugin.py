@@ -1,0 +1,208 @@
+"""BasePlugin: what a Bulkhead plugin written in Python extends.
+
+Same hook names and ``**kwargs`` convention as EveryDream2's ``plugins.plugins.BasePlugin``,
+plus Bulkhead's own hooks. Override only what you need; the hooks a plugin implements are
+the methods it overrides. Tested against schemas/hooks.json by tests/sdk (every catalogue
+hook has a method here and vice versa).
+"""
+import logging
+import os
+import types
+
+from . import catalogue
+
+_EMPTY = types.MappingProxyType({})
+
+
+class EdState:
+    """EveryDream2's ``ed_state``, as plain values: ``ed_state.grad_accum``, ``.lr``, ``.batch_size``.
+
+    Also readable as a mapping (``ed_state["lr"]``). EveryDream2's object attributes
+    (``unet``, ``optimizer``, ...) do not exist out of process: reading one raises an
+    AttributeError that says so.
+    """
+
+    def __init__(self, values):
+        object.__setattr__(self, "_values", dict(values or {}))
+
+    def __getattr__(self, name):
+        values = object.__getattribute__(self, "_values")
+        if name in values:
+            return values[name]
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise AttributeError(
+            "ed_state.%s is not available: Bulkhead plugins run out of process and ed_state carries "
+            "only plain values (%s); ask the trainer for changes with control requests"
+            % (name, ", ".join(sorted(values)) or "none"))
+
+    def __setattr__(self, name, value):
+        raise AttributeError("ed_state is read-only; use arg_update_callback or self.set_arg() to change training arguments")
+
+    def __getitem__(self, key):
+        return self._values[key]
+
+    def __contains__(self, key):
+        return key in self._values
+
+    def get(self, key, default=None):
+        return self._values.get(key, default)
+
+    def keys(self):
+        return self._values.keys()
+
+    def items(self):
+        return self._values.items()
+
+    def to_dict(self):
+        return dict(self._values)
+
+    def __eq__(self, other):
+        if isinstance(other, EdState):
+            return self._values == other._values
+        return self._values == other
+
+    def __repr__(self):
+        return "EdState(%s)" % ", ".join("%s=%r" % kv for kv in sorted(self._values.items()))
+
+
+class BasePlugin:
+    """Extend this and override the hooks you need.
+
+    Meta: set class attributes ``name``, ``version``, ``description``; unset ones come from
+    the manifest (the environment the trainer gives the process).
+
+    After the handshake ``self.options`` holds the plugin's options (manifest defaults
+    overlaid with train.json) and ``self.scratch_dir`` a writable folder; then ``configure()``
+    is called, before any hook.
+    """
+
+    name = None
+    version = None
+    description = None
+
+    # Replaced by a plain dict after the handshake.
+    options = _EMPTY
+    scratch_dir = None
+
+    # Set by the host: where control requests and log lines go.
+    _bulkhead_sink = None
+
+    # ---- lifecycle hooks (EveryDream2) ------------------------------------------------------
+    def on_training_start(self, **kwargs):
+        pass
+
+    def on_epoch_start(self, **kwargs):
+        pass
+
+    def on_step_start(self, **kwargs):
+        pass
+
+    def on_step_end(self, **kwargs):
+        pass
+
+    def on_epoch_end(self, **kwargs):
+        pass
+
+    def on_training_end(self, **kwargs):
+        pass
+
+    # ---- Bulkhead's added observers -----------------------------------------------------------
+    def on_checkpoint_saved(self, **kwargs):
+        pass
+
+    def on_validation_end(self, **kwargs):
+        pass
+
+    def on_log(self, **kwargs):
+        pass
+
+    # ---- data loader transforms (EveryDream2) -------------------------------------------------
+    def transform_caption(self, caption: str) -> str:
+        return caption
+
+    def transform_pil_image(self, img):
+        return img
+
+    # ---- optional ---------------------------------------------------------------------------
+    def configure(self):
+        """Called once after the handshake; self.options is ready."""
+
+    # ---- asking the trainer for things --------------------------------------------------------
+    def request_stop(self, reason=""):
+        """Ask the trainer to stop training cleanly (after saving a checkpoint)."""
+        self._control({"action": "stop", "reason": str(reason)})
+
+    def request_checkpoint(self, tag=None, reason=""):
+        """Ask the trainer to save a checkpoint now; on_checkpoint_saved reports its path and tag."""
+        req = {"action": "save_checkpoint", "reason": str(reason)}
+        if tag is not None:
+            req["tag"] = str(tag)
+        self._control(req)
+
+    def set_arg(self, name, value, reason=None):
+        """Ask the trainer to change a training argument (only ``grad_accum``, an int 1..4096)."""
+        self._control(make_set_arg(name, value, reason))
+
+    def log(self, level, message):
+        """Send one structured log line to the trainer ("debug", "info", "warning", "error")."""
+        if level not in ("debug", "info", "warning", "error"):
+            raise ValueError("log level must be debug, info, warning or error, not %r" % (level,))
+        sink = self._bulkhead_sink
+        if sink is not None:
+            sink.log(level, str(message))
+        else:
+            logging.getLogger(type(self).__name__).log(
+                {"debug": 10, "info": 20, "warning": 30, "error": 40}[level], message)
+
+    def _control(self, request):
+        sink = self._bulkhead_sink
+        if sink is not None:
+            sink.control(request)
+        else:  # not running under the host (e.g. a plugin's own unit test): keep them for inspection
+            self.__dict__.setdefault("unsent_control_requests", []).append(request)
+
+    # ---- meta ---------------------------------------------------------------------------------
+    @classmethod
+    def plugin_meta(cls):
+        """(name, version, description): class attributes, else the manifest's (from the environment)."""
+        name = cls.name or os.environ.get("BULKHEAD_PLUGIN_NAME") or cls.__name__
+        version = cls.version or os.environ.get("BULKHEAD_PLUGIN_VERSION") or "0.0.0"
+        description = cls.description
+        if description is None:
+            description = os.environ.get("BULKHEAD_PLUGIN_DESCRIPTION") or (cls.__doc__ or "").strip().split("\n")[0]
+        return str(name), str(version), str(description)
+
+    @classmethod
+    def implemented_hooks(cls):
+        """The catalogue hooks this class overrides relative to BasePlugin."""
+        hooks = []
+        for name in catalogue.hook_names():
+            mine = getattr(cls, name, None)
+            base = getattr(BasePlugin, name, None)
+            if mine is not None and mine is not base:
+                hooks.append(name)
+        return hooks
+
+
+def make_set_arg(name, value, reason=None):
+    """Build a set_arg control request, refusing what the trainer would refuse."""
+    allowed = catalogue.settable_args()
+    if name not in allowed:
+        # EveryDream2's arg_update_callback raises for any other name; so do we.
+        raise TypeError("Unrecognized arg: %s (a plugin may set only: %s)" % (name, ", ".join(allowed)))
+    if isinstance(value, bool):
+        raise ValueError("%s must be an integer, not a bool" % name)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    try:
+        value = int(value.__index__())
+    except (AttributeError, TypeError):
+        raise ValueError("%s must be an integer, not %r" % (name, value))
+    lo, hi = catalogue.set_arg_bounds(name)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ValueError("%s must be between %s and %s, not %d" % (name, lo, hi, value))
+    req = {"action": "set_arg", "name": name, "value": value}
+    if reason is not None:
+        req["reason"] = str(reason)
+    return req
