@@ -1,4 +1,4 @@
-// A C++ plugin built against the SDK header of plugin ABI 2 (include/bulkhead/plugin.hpp, frozen
+// A C++ plugin built against the SDK header of plugin ABI 2 (vendor/include/bulkhead/plugin.hpp, frozen
 // from commit 29b6e55^): what a user's library compiled before the batched hooks came looks
 // like to today's host. It must be refused at load, naming both ABIs, never called.
 #include <bulkhead/plugin.hpp>
