@@ -56,6 +56,30 @@ TEST(BatchedTransforms, SameLossesBitForBitWithBatchingAndPrefetchOnAndOff) {
   EXPECT_FALSE(js["hooks"].contains("transform_caption")) << js.dump(2);  // not one message per caption
 }
 
+// When every transform plugin transforms only, the loader makes the next epoch's samples while an
+// epoch ends (docs/training.md, "The loader"); a plugin that transforms and also sees the epochs
+// (the recorder, which passes everything through) keeps each epoch's samples in their epoch. The
+// losses are the same bit for bit.
+TEST(BatchedTransforms, TheNextEpochMadeAheadTrainsTheSame) {
+  const auto dir = scratch("ahead");
+  auto run = [&](const std::string& name, bool with_recorder) {
+    Json config = tiny_config(dir / name, 3);
+    config["plugins"] = transform_plugins(false);
+    if (with_recorder) config["plugins"].push_back(test_plugin("recorder").string());
+    train(config);
+    std::vector<double> losses;
+    for (const auto& record : read_metrics(dir / name)) losses.push_back(record["loss"]);
+    return losses;
+  };
+  const auto ahead = run("ahead", false);
+  const auto in_its_epoch = run("in-its-epoch", true);
+  ASSERT_FALSE(ahead.empty());
+  EXPECT_EQ(ahead, in_its_epoch);  // exact: doubles compared bit for bit
+  const std::string said = "makes each next epoch's samples while an epoch ends";
+  EXPECT_NE(read_text(dir / "ahead" / "train.log").find(said), std::string::npos);
+  EXPECT_EQ(read_text(dir / "in-its-epoch" / "train.log").find(said), std::string::npos);
+}
+
 TEST(BatchedTransforms, ACrashInABatchLosesOnlyItsCaption) {
   const auto dir = scratch("crashes");
   const auto one_by_one = losses_of(dir / "one-by-one", 1, false, true);

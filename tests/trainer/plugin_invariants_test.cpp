@@ -30,11 +30,16 @@ Json fault_entry(const std::string& plugin, const std::string& fault, const std:
 
 
 
+// A transform's faults land on its per-item hook, or on its batched one (transform_captions, ...)
+// when a batch failed whole and was retried item by item (docs/protocol.md, section 3.7).
 long hook_faults(const Json& plugin_report, const std::string& hook) {
-  if (!plugin_report["hooks"].contains(hook)) return 0;
-  const Json& c = plugin_report["hooks"][hook];
-  return c["errors"].get<long>() + c["timeouts"].get<long>() + c["crashes"].get<long>() +
-         c["invalid_replies"].get<long>();
+  long faults = 0;
+  for (const std::string& name : {hook, hook.rfind("transform_", 0) == 0 ? hook + "s" : std::string()}) {
+    if (name.empty() || !plugin_report["hooks"].contains(name)) continue;
+    const Json& c = plugin_report["hooks"][name];
+    faults += c.value("errors", 0L) + c.value("timeouts", 0L) + c.value("crashes", 0L) + c.value("invalid_replies", 0L);
+  }
+  return faults;
 }
 
 struct SkipCase {

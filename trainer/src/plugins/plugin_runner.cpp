@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <future>
 #include <iomanip>
 #include <map>
 #include <mutex>
@@ -76,6 +78,18 @@ struct PluginRunner::Impl {
         if (results[i]) items[i] = std::move(*results[i]);
     }
     return items;
+  }
+
+  // The control requests queued from `first` on, in the order of the plugins that sent them.
+  void put_in_config_order(std::size_t first) {
+    auto rank = [this](const std::string& name) {
+      for (std::size_t i = 0; i < plugins.size(); ++i)
+        if (plugins[i]->name() == name) return i;
+      return plugins.size();
+    };
+    std::lock_guard<std::mutex> lock(mutex);
+    std::stable_sort(control.begin() + static_cast<std::ptrdiff_t>(std::min(first, control.size())), control.end(),
+                     [&](const ControlRequest& a, const ControlRequest& b) { return rank(a.plugin) < rank(b.plugin); });
   }
 
   // Outgoing hooks must match the catalogue, kind and kwargs; checked when BULKHEAD_STRICT_HOOKS is
@@ -173,6 +187,16 @@ bool PluginRunner::wants_tensors() const {
   return false;
 }
 
+bool PluginRunner::transforms_see_only_items() const {
+  for (const auto& p : impl_->plugins) {
+    bool transforms = false, observes = false;
+    for (const auto& [hook, spec] : Schemas::instance().hook_catalogue()["hooks"].items())
+      if (p->implements(hook)) (spec["kind"] == "transform" ? transforms : observes) = true;
+    if (transforms && observes) return false;
+  }
+  return true;
+}
+
 std::vector<std::string> PluginRunner::names() const {
   std::vector<std::string> names;
   for (const auto& p : impl_->plugins) names.push_back(p->name());
@@ -185,10 +209,30 @@ void PluginRunner::notify(const std::string& hook, const Json& kwargs) {
     if (p->implements(hook)) p->send(hook, kwargs);
 }
 
+// A call hook goes to every plugin that implements it at once, each waited for on its own thread:
+// the training loop waits for the slowest plugin, not for the sum of them. Each host is its own
+// process, so nothing a plugin sees changes; only the order in which their control requests came
+// could, and those are put back in config order, as the same replies one by one would have queued them.
 void PluginRunner::call(const std::string& hook, const Json& kwargs) {
   impl_->check_params(hook, "call", kwargs);
+  std::vector<SupervisedPlugin*> called;
   for (auto& p : impl_->plugins)
-    if (p->implements(hook)) p->invoke(hook, kwargs);
+    if (p->implements(hook)) called.push_back(p.get());
+  if (called.size() < 2) {
+    for (auto* p : called) p->invoke(hook, kwargs);
+    return;
+  }
+  std::size_t queued_before;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    queued_before = impl_->control.size();
+  }
+  std::vector<std::future<void>> others;
+  for (std::size_t i = 1; i < called.size(); ++i)
+    others.push_back(std::async(std::launch::async, [&hook, &kwargs, p = called[i]] { p->invoke(hook, kwargs); }));
+  called[0]->invoke(hook, kwargs);
+  for (auto& other : others) other.get();  // rethrows an abort
+  impl_->put_in_config_order(queued_before);
 }
 
 std::optional<Json> PluginRunner::ask(const std::string& hook, const Json& kwargs) {

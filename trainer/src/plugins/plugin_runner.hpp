@@ -59,6 +59,10 @@ class PluginRunner {
   bool empty() const;
   // True when any plugin asked for image tensors in step hooks (manifest wants_tensors).
   bool wants_tensors() const;
+  // True when every plugin that transforms samples implements transforms only: it sees nothing
+  // but the items, in loader order, and keeps no state, so an epoch's items may go through it
+  // before the previous epoch has ended (the trainer's loader then runs an epoch ahead).
+  bool transforms_see_only_items() const;
   // Names of the plugins, in config order.
   std::vector<std::string> names() const;
 

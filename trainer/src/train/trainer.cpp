@@ -237,10 +237,12 @@ RunSummary Trainer::run() {
     } catch (const std::exception& inner) {
       log_->error("could not save the errored checkpoint: {}", inner.what());
     }
+    next_epoch_loader_.reset();
     finish_plugins();
     flush_logs();
     throw;
   }
+  next_epoch_loader_.reset();  // a stop left it unused; its workers call the plugins
   finish_plugins();
   summary_.global_step = position_.global_step;
   summary_.epochs_done = position_.epoch;
@@ -269,17 +271,8 @@ void Trainer::run_epoch() {
   kwargs["epoch_length"] = epoch_length_;
   call("on_epoch_start", kwargs);
 
-  LoaderOptions options;
-  options.batch_size = config_.batch_size;
-  options.workers = config_.num_workers;
-  options.max_tokens = config_.max_tokens;
-  options.cond_dropout = config_.cond_dropout;
-  options.seed = config_.seed;
-  options.first_batch = position_.batches_done;
-  options.prefetch_batches = config_.prefetch_batches;
-  options.batch_transforms = config_.batch_transforms;
-  EpochLoader loader(train_, vocab_, plugins_->empty() ? nullptr : plugins_.get(), options, epoch);
-  for (int local_step = position_.batches_done; auto batch = loader.next(); ++local_step) {
+  const auto loader = loader_for(epoch, position_.batches_done);
+  for (int local_step = position_.batches_done; auto batch = loader->next(); ++local_step) {
     train_step(*batch, local_step, epoch_length_);
     const bool at_optimizer_step = position_.batches_done % position_.grad_accum == 0 ||
                                    position_.batches_done == epoch_length_;
@@ -293,6 +286,7 @@ void Trainer::run_epoch() {
   }
   position_.epoch = epoch + 1;
   position_.batches_done = 0;
+  start_next_epoch_loader(epoch + 1);
 
   validate(epoch);
   write_loss_plot(run_dir_ / "metrics.jsonl", run_dir_ / "loss.png");
@@ -313,6 +307,33 @@ void Trainer::run_epoch() {
   if (!last && config_.save_every_n_epochs > 0 && done % config_.save_every_n_epochs == 0) save("epoch");
   for (auto& [source, tag] : std::exchange(checkpoint_requests_, {}))
     requested_checkpoints_.push_back({save("requested", tag), source, tag});
+}
+
+std::unique_ptr<EpochLoader> Trainer::loader_for(int epoch, int first_batch) {
+  if (next_epoch_loader_ && next_epoch_loader_epoch_ == epoch && first_batch == 0) return std::move(next_epoch_loader_);
+  next_epoch_loader_.reset();
+  LoaderOptions options;
+  options.batch_size = config_.batch_size;
+  options.workers = config_.num_workers;
+  options.max_tokens = config_.max_tokens;
+  options.cond_dropout = config_.cond_dropout;
+  options.seed = config_.seed;
+  options.first_batch = first_batch;
+  options.prefetch_batches = config_.prefetch_batches;
+  options.batch_transforms = config_.batch_transforms;
+  return std::make_unique<EpochLoader>(train_, vocab_, plugins_->empty() ? nullptr : plugins_.get(), options, epoch);
+}
+
+// An epoch's order and noise come from the seed and the epoch's number alone, so its batches are
+// the same whenever they are made. What could tell is a plugin that transforms samples and also
+// sees the epoch end (or keeps a state that a checkpoint of this epoch would hold): then the next
+// epoch's samples wait for the next epoch, as in EveryDream2.
+void Trainer::start_next_epoch_loader(int next_epoch) {
+  if (next_epoch >= config_.max_epochs || stop_requested_ || interrupted() || !plugins_->transforms_see_only_items()) return;
+  if (next_epoch_loader_epoch_ < 0 && !plugins_->empty())
+    log_->info("the loader makes each next epoch's samples while an epoch ends: its transform plugins see nothing but samples");
+  next_epoch_loader_ = loader_for(next_epoch, 0);
+  next_epoch_loader_epoch_ = next_epoch;
 }
 
 // One batch: forward, backward, and an optimizer step every grad_accum batches

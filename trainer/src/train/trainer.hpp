@@ -96,6 +96,12 @@ class Trainer {
 
   // The loop, in the order it runs
   void run_epoch();
+  // The loader of `epoch` from `first_batch`: the one started ahead at the previous epoch's end
+  // when it fits, else a new one.
+  std::unique_ptr<EpochLoader> loader_for(int epoch, int first_batch);
+  // Starts the next epoch's loader while this epoch ends (validation, on_epoch_end, checkpoints),
+  // when nothing can tell: no plugin transforms samples, or each that does implements nothing else.
+  void start_next_epoch_loader(int next_epoch);
   void train_step(const Batch& batch, int local_step, int epoch_length);
   void validate(int epoch);
   bool paced() const { return config_.bench_pace_ms > 0; }
@@ -157,6 +163,9 @@ class Trainer {
   std::chrono::steady_clock::time_point last_save_ = std::chrono::steady_clock::now();
   RunSummary summary_;
   double samples_seen_ = 0, train_seconds_ = 0;
+  // Last: its workers call the plugins, so it goes before them.
+  std::unique_ptr<EpochLoader> next_epoch_loader_;
+  int next_epoch_loader_epoch_ = -1;
 };
 
 }  // namespace bulkhead
