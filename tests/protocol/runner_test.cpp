@@ -277,6 +277,22 @@ TEST(Runner, APoolIsRefusedForAPluginWithHooksOtherThanTransforms) {
   }
 }
 
+// Two entries of one plugin (other options, say) would share its report, state and cgroup: the
+// second is refused before training, naming both entries.
+TEST(Runner, APluginNamedTwiceIsRefusedNamingBothEntries) {
+  PluginSettings first, second;
+  first.entry = second.entry = test::test_plugin("noop-python").string();
+  second.options = {{"any", 1}};
+  try {
+    PluginRunner runner({first, second}, run_in(fresh_dir("named-twice")));
+    FAIL() << "a plugin named twice started twice";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("plugin 'noop-python' is named twice in train.json's plugins (entries 1 and 2)"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 // A method plugin (tests/plugins/method_cpp) answers describe_method, suggest_trial and evaluate with
 // values the runner hands back; what it does not implement answers nil. Each kind of plugin keeps its place.
 TEST(Runner, MethodHooksRoundTripThroughARealHost) {

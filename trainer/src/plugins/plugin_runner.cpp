@@ -133,8 +133,14 @@ PluginRunner::PluginRunner(std::vector<PluginSettings> settings, RunInfo run, co
 
   PluginCatalog catalog(plugin_dirs_from_environment());
   Impl* impl = impl_.get();
+  std::map<std::string, std::size_t> entry_of;  // plugin name -> its 1-based place in train.json
   for (auto& s : settings) {
     Manifest manifest = catalog.resolve(s.entry, impl->run.config_dir);
+    // Its report, state, cgroup and restarts are all kept by its name.
+    if (const auto [first, fresh] = entry_of.emplace(manifest.name, entry_of.size() + 1); !fresh)
+      throw std::runtime_error("plugin '" + manifest.name + "' is named twice in " + impl->run.config_name() + "'s plugins (entries " +
+                               std::to_string(first->second) + " and " + std::to_string(entry_of.size() + 1) +
+                               "): each plugin's report, state and jail are kept by its name, so each may run once");
     // A method's hooks are not a training plugin's: each must sit in its own place in train.json.
     if (s.method != (manifest.provides == "method"))
       throw std::runtime_error(s.method ? "method '" + s.entry + "' (" + manifest.path.string() +
