@@ -114,6 +114,34 @@ class AccumPlugin(BasePlugin):
   EXPECT_NE(log.find("accum_plugin.py\", line"), std::string::npos) << log;
 }
 
+// A call hook goes to all its plugins at once (docs/protocol.md, section 3.3), yet their control
+// requests apply in config order: the first plugin here answers on_epoch_end late with grad_accum 3,
+// grad_accum_schedule (second) at once with 2; in turn, 2 is the last word, whichever came first.
+TEST(EveryDream2Plugin, ControlRequestsOfOneCallApplyInConfigOrder) {
+  auto dir = scratch("project");
+  fs::create_directories(dir / "plugins");
+  std::ofstream(dir / "plugins" / "slow_accum.py") << R"(import time
+from plugins.plugins import BasePlugin
+
+class SlowAccum(BasePlugin):
+    def on_epoch_end(self, **kwargs):
+        time.sleep(0.3)
+        kwargs["arg_update_callback"]("grad_accum", 3)
+)";
+  Json config = tiny_config(dir / "run", 2);
+  config["plugins"] = {"plugins.slow_accum.SlowAccum",
+                       {{"name", "grad_accum_schedule"},
+                        {"options", {{"begin_epoch", 0}, {"end_epoch", 1}, {"begin_grad_accum", 2}, {"end_grad_accum", 2}}}}};
+  std::ofstream(dir / "train.json") << config.dump();
+  auto summary = train(read_config_file(dir / "train.json"), std::nullopt, {}, dir / "train.json");
+  EXPECT_EQ(summary.outcome, RunOutcome::completed);
+  const auto steps = read_metrics(dir / "run");
+  ASSERT_FALSE(steps.empty());
+  EXPECT_EQ(steps.back()["grad_accum"], 2);
+  const std::string log = read_text(dir / "run" / "train.log");
+  EXPECT_LT(log.find("SlowAccum set grad_accum to 3"), log.find("grad_accum_schedule set grad_accum to 2")) << log;
+}
+
 // EveryDream2's plugins import colorama and torch (every EveryDream2 install has them): the
 // default Python runtime has them too, and torch loads within the jail's default limits.
 TEST(PythonPlugins, AnEveryDream2PluginImportingTorchAndColoramaRunsInItsJail) {
