@@ -9,6 +9,7 @@
 #include <fstream>
 #include <functional>
 
+#include <bulkhead/proc_stat.hpp>
 #include <bulkhead/warden_exit.hpp>
 
 namespace bulkhead::host {
@@ -20,19 +21,15 @@ struct ProcessStat {
   long threads = 0;
 };
 
-// "pid (comm) state ppid pgrp ... utime stime cutime cstime priority nice num_threads ...":
-// comm may hold spaces and parentheses, so the fields are read after the last ')'.
+// "state ppid pgrp ... utime stime cutime cstime priority nice num_threads ...".
 bool read_stat(const std::string& pid, ProcessStat& out) {
-  std::ifstream in("/proc/" + pid + "/stat");
-  std::string line;
-  if (!std::getline(in, line)) return false;
-  const auto close = line.rfind(')');
-  if (close == std::string::npos) return false;
+  const std::string fields = proc_stat_fields(pid);
+  if (fields.empty()) return false;
   char state = 0;
   long ppid = 0;
   unsigned long long utime = 0, stime = 0;
   long long cutime = 0, cstime = 0;
-  const int read = std::sscanf(line.c_str() + close + 1,
+  const int read = std::sscanf(fields.c_str(),
                                " %c %ld %ld %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %lld %lld %*d %*d %ld", &state, &ppid,
                                &out.pgrp, &utime, &stime, &cutime, &cstime, &out.threads);
   out.own_ticks = utime + stime;

@@ -10,7 +10,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <string_view>
 #include <condition_variable>
 #include <deque>
@@ -20,6 +19,8 @@
 
 #include <boost/process.hpp>
 #include <boost/process/extend.hpp>
+
+#include <bulkhead/proc_stat.hpp>
 
 #include "common/log.hpp"
 #include "common/paths.hpp"
@@ -431,15 +432,11 @@ int HostProcess::pid() const { return impl_->child.id(); }
 
 namespace {
 
-// The parent of `pid` from /proc/<pid>/stat (after the command name, which may hold anything), 0 if gone.
+// The parent of `pid`, 0 if it is gone.
 long parent_of(long pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  const std::string line((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-  const auto name_end = line.rfind(')');
-  if (name_end == std::string::npos) return 0;
   char state = 0;
   long parent = 0;
-  return std::sscanf(line.c_str() + name_end + 1, " %c %ld", &state, &parent) == 2 ? parent : 0;
+  return std::sscanf(proc_stat_fields(std::to_string(pid)).c_str(), " %c %ld", &state, &parent) == 2 ? parent : 0;
 }
 
 }  // namespace
