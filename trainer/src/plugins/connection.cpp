@@ -398,7 +398,6 @@ struct Connection::Impl {
 
   // One turn of whoever holds the socket. Socket held.
   void service() {
-    read_monitor();
     flush_outbox();
     drain();
     expire_deadlines();
@@ -416,7 +415,11 @@ struct Connection::Impl {
       ::poll(watched, caller_waiting ? 1 : 2, 20);
       if (watched[0].revents & POLLIN) clear_wake();
       std::unique_lock<std::recursive_timed_mutex> socket(socket_mutex, std::try_to_lock);
-      if (socket) service();
+      if (!socket) continue;
+      // Here, not in service(): a caller waiting for its reply need not look for refused
+      // connections at every turn; the hello's wait, when they matter, is this thread's.
+      read_monitor();
+      service();
     }
   }
 
