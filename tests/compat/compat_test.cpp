@@ -11,27 +11,16 @@ using namespace std::chrono_literals;
 
 fs::path compat_plugin(const std::string& name) { return paths::home() / "tests" / "compat" / name; }
 
-const Json& plugin_report(const Json& report, const std::string& name) {
-  for (const auto& plugin : report["plugins"])
-    if (plugin["name"] == name) return plugin;
-  static const Json none;
-  ADD_FAILURE() << "no plugin " << name << " in " << report.dump(2);
-  return none;
-}
-
-long counter(const Json& plugin, const std::string& hook, const std::string& name) {
-  return plugin["hooks"].contains(hook) ? plugin["hooks"][hook].value(name, 0L) : 0L;
-}
-
 // Served, all of it: every call answered, none wrong, no restart.
 void expect_served(const Json& plugin, const std::vector<std::string>& hooks) {
   const std::string dump = plugin.dump(2);
+  ASSERT_FALSE(plugin.is_null()) << "the plugin is not in plugin-report.json";
   EXPECT_EQ(plugin["protocol"], 1) << dump;
   EXPECT_FALSE(plugin["quarantined"].get<bool>()) << dump;
   EXPECT_EQ(plugin["restarts"], 0) << dump;
   for (const auto& hook : hooks) {
-    EXPECT_GT(counter(plugin, hook, "calls"), 0) << hook << "\n" << dump;
-    EXPECT_EQ(counter(plugin, hook, "ok"), counter(plugin, hook, "calls")) << hook << "\n" << dump;
+    EXPECT_GT(hook_counter(plugin, hook, "calls"), 0) << hook << "\n" << dump;
+    EXPECT_EQ(hook_counter(plugin, hook, "ok"), hook_counter(plugin, hook, "calls")) << hook << "\n" << dump;
   }
 }
 
@@ -47,8 +36,7 @@ TEST(Compat, TheRawVersion1PluginTrainsAndIsObeyed) {
   // Its step hooks are notifies: the stop takes effect when the reply has come, a step or two on.
   EXPECT_GE(summary.global_step, 6) << "it asked to stop in on_step_end of step 5";
   EXPECT_LT(summary.global_step, 14) << "the epoch ran to its end";
-  const Json report = read_json(dir / "plugin-report.json");
-  const Json& plugin = plugin_report(report, "raw-python");
+  const Json plugin = plugin_report_of(dir, "raw-python");
   expect_served(plugin, {"transform_caption", "on_step_end"});
   const std::string log = read_text(dir / "train.log");
   EXPECT_NE(log.find("without ZeroMQ PLAIN credentials"), std::string::npos) << log;
@@ -63,10 +51,9 @@ TEST(Compat, ThePythonSdkOfProtocol1TransformsEveryCaptionAndImage) {
   config["plugins"] = {compat_plugin("python-sdk-v1").string()};
   const RunSummary summary = train(config);
   EXPECT_EQ(summary.outcome, RunOutcome::completed);
-  const Json report = read_json(dir / "plugin-report.json");
-  const Json& plugin = plugin_report(report, "python-sdk-v1");
+  const Json plugin = plugin_report_of(dir, "python-sdk-v1");
   expect_served(plugin, {"transform_caption", "transform_pil_image", "on_epoch_end"});
-  const long items = counter(plugin, "transform_caption", "calls");
+  const long items = hook_counter(plugin, "transform_caption", "calls");
   const std::string said = "epoch 0: " + std::to_string(items) + " captions, " + std::to_string(items) + " images";
   const std::string log = read_text(dir / "train.log");
   EXPECT_NE(log.find(said), std::string::npos) << said << "\n" << log;

@@ -37,13 +37,6 @@ std::vector<double> losses_of(const fs::path& run_dir, int prefetch, bool batche
   return losses;
 }
 
-Json report_of(const fs::path& run_dir, const std::string& plugin) {
-  const Json report = read_json(run_dir / "plugin-report.json");
-  for (const auto& p : report["plugins"])
-    if (p["name"] == plugin) return p;
-  return nullptr;
-}
-
 TEST(BatchedTransforms, SameLossesBitForBitWithBatchingAndPrefetchOnAndOff) {
   const auto dir = scratch("runs");
   const auto one_by_one = losses_of(dir / "one-by-one", 1, false, false);
@@ -51,7 +44,7 @@ TEST(BatchedTransforms, SameLossesBitForBitWithBatchingAndPrefetchOnAndOff) {
   ASSERT_FALSE(one_by_one.empty());
   EXPECT_EQ(batched, one_by_one);  // exact: doubles compared bit for bit
 
-  const Json js = report_of(dir / "batched", "caption_case_js");
+  const Json js = plugin_report_of(dir / "batched", "caption_case_js");
   EXPECT_GT(js["hooks"]["transform_captions"]["items"].get<long>(), 0) << js.dump(2);
   EXPECT_FALSE(js["hooks"].contains("transform_caption")) << js.dump(2);  // not one message per caption
 }
@@ -86,7 +79,7 @@ TEST(BatchedTransforms, ACrashInABatchLosesOnlyItsCaption) {
   const auto batched = losses_of(dir / "batched", 4, true, true);
   EXPECT_EQ(batched, one_by_one);  // the same captions were lost either way: only the poisoned ones
 
-  const Json fault = report_of(dir / "batched", "fault");
+  const Json fault = plugin_report_of(dir / "batched", "fault");
   ASSERT_FALSE(fault.is_null());
   EXPECT_GT(fault["hooks"]["transform_captions"]["crashes"].get<long>(), 0) << fault.dump(2);
   EXPECT_GT(fault["hooks"]["transform_caption"]["crashes"].get<long>(), 0) << fault.dump(2);

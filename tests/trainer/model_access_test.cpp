@@ -48,10 +48,6 @@ std::map<std::string, torch::Tensor> named_weights(const fs::path& checkpoint) {
 
 Json plugin_report(const fs::path& run_dir) { return read_json(run_dir / "plugin-report.json")["plugins"][0]; }
 
-long hook_counter(const Json& plugin, const std::string& hook, const std::string& name) {
-  return plugin["hooks"].contains(hook) ? plugin["hooks"][hook][name].get<long>() : 0;
-}
-
 TEST(ModelAccess, AnUngrantedRequestIsAConfigErrorNamingTheGrant) {
   Json config = model_config(scratch("run") / "run", "none");
   config["plugins"] = Json::array({hostile_entry("none", /*granted=*/false)});

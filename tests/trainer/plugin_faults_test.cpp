@@ -46,14 +46,9 @@ Json fault_entry(const std::string& fault, const std::vector<std::string>& hooks
           {"restart_backoff_ms", 10}};
 }
 
-long counter(const Json& plugin, const std::string& hook, const std::string& name) {
-  if (!plugin["hooks"].contains(hook)) return 0;
-  return plugin["hooks"][hook][name].get<long>();
-}
-
 long faults(const Json& plugin, const std::string& hook) {
   long total = 0;
-  for (const char* name : {"errors", "timeouts", "crashes", "invalid_replies"}) total += counter(plugin, hook, name);
+  for (const char* name : {"errors", "timeouts", "crashes", "invalid_replies"}) total += hook_counter(plugin, hook, name);
   return total;
 }
 
@@ -263,8 +258,8 @@ TEST_P(SkipFault, TrainingCompletesAndTheReportCountsTheFaults) {
   // a wrong item of an answered batch is a fault of the per-item hook.
   const bool transform = c.hook.rfind("transform_", 0) == 0;
   const std::string batched = transform ? c.hook + "s" : "";
-  auto count = [&](const char* name) { return counter(report, c.hook, name); };
-  auto batch_count = [&](const char* name) { return transform ? counter(report, batched, name) : 0; };
+  auto count = [&](const char* name) { return hook_counter(report, c.hook, name); };
+  auto batch_count = [&](const char* name) { return transform ? hook_counter(report, batched, name) : 0; };
   const long expected_items = transform ? train_size : c.hook == "on_step_end" ? steps : 1;
   EXPECT_EQ(count("calls") + count("skipped") + batch_count("items") + batch_count("items_skipped"), expected_items)
       << dump;
@@ -424,11 +419,11 @@ TEST(CrashingIdentity, SameLossesAndWeightsAsWithoutPlugin) {
   // Not vacuous: the plugin was called in both hooks, and crashed.
   const Json report = read_json(faulty_dir / "plugin-report.json")["plugins"][0];
   const Json& hooks = report["hooks"];
-  EXPECT_GT(counter(report, "transform_caption", "crashes") + counter(report, "transform_pil_image", "crashes"), 0)
+  EXPECT_GT(hook_counter(report, "transform_caption", "crashes") + hook_counter(report, "transform_pil_image", "crashes"), 0)
       << report.dump(2);
   EXPECT_GT(report["restarts"].get<long>(), 0) << report.dump(2);
   for (const std::string hook : {"transform_caption", "transform_pil_image"})
-    EXPECT_GT(counter(report, hook, "ok") + counter(report, hook + "s", "items"), 0) << report.dump(2);
+    EXPECT_GT(hook_counter(report, hook, "ok") + hook_counter(report, hook + "s", "items"), 0) << report.dump(2);
   ASSERT_TRUE(hooks.contains("transform_pil_image"));
 
   const auto a = read_metrics(plain_dir), b = read_metrics(faulty_dir);
@@ -481,14 +476,14 @@ TEST(EverySample, TrainedOncePerEpochTransformedOrOriginal) {
   }
   const Json report = read_json(dir / "plugin-report.json")["plugins"][0];
   // Each caption went in an answered batch, a skipped one, or on its own after its batch failed.
-  const long ok = counter(report, "transform_caption", "ok") + counter(report, "transform_captions", "items") -
-                  counter(report, "transform_captions", "items_failed");
+  const long ok = hook_counter(report, "transform_caption", "ok") + hook_counter(report, "transform_captions", "items") -
+                  hook_counter(report, "transform_captions", "items_failed");
   EXPECT_EQ(transformed, ok) << "every answer the plugin gave was trained on\n" << report.dump(2);
-  EXPECT_EQ(counter(report, "transform_caption", "calls") + counter(report, "transform_caption", "skipped") +
-                counter(report, "transform_captions", "items") + counter(report, "transform_captions", "items_skipped"),
+  EXPECT_EQ(hook_counter(report, "transform_caption", "calls") + hook_counter(report, "transform_caption", "skipped") +
+                hook_counter(report, "transform_captions", "items") + hook_counter(report, "transform_captions", "items_skipped"),
             2 * static_cast<long>(expected.size()))
       << report.dump(2);
-  EXPECT_GT(counter(report, "transform_caption", "crashes") + counter(report, "transform_captions", "crashes"), 0)
+  EXPECT_GT(hook_counter(report, "transform_caption", "crashes") + hook_counter(report, "transform_captions", "crashes"), 0)
       << report.dump(2);
   EXPECT_GT(transformed, 0);
   EXPECT_GT(original, 0) << "no call failed: the test proves nothing";
@@ -675,7 +670,7 @@ TEST(CrashAttribution, ACrashDuringACallIsNotCountedAsBetweenCalls) {
   train(config);
   const Json plugin = read_json(dir / "plugin-report.json")["plugins"][0];
   // Only transform_caption crashes the host: nothing died between calls.
-  EXPECT_EQ(counter(plugin, "(idle)", "crashes"), 0) << plugin.dump(2);
+  EXPECT_EQ(hook_counter(plugin, "(idle)", "crashes"), 0) << plugin.dump(2);
   EXPECT_TRUE(plugin["hooks"]["transform_caption"]["last_fault"].is_string()) << plugin.dump(2);
   // The last fault is a call that crashed with the host (any call in flight then fails with it).
   const std::string reason = plugin["quarantine_reason"].get<std::string>();

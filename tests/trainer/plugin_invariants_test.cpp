@@ -34,11 +34,9 @@ Json fault_entry(const std::string& plugin, const std::string& fault, const std:
 // when a batch failed whole and was retried item by item (docs/protocol.md, section 3.7).
 long hook_faults(const Json& plugin_report, const std::string& hook) {
   long faults = 0;
-  for (const std::string& name : {hook, hook.rfind("transform_", 0) == 0 ? hook + "s" : std::string()}) {
-    if (name.empty() || !plugin_report["hooks"].contains(name)) continue;
-    const Json& c = plugin_report["hooks"][name];
-    faults += c.value("errors", 0L) + c.value("timeouts", 0L) + c.value("crashes", 0L) + c.value("invalid_replies", 0L);
-  }
+  for (const std::string& name : {hook, hook.rfind("transform_", 0) == 0 ? hook + "s" : std::string()})
+    for (const char* counter : {"errors", "timeouts", "crashes", "invalid_replies"})
+      if (!name.empty()) faults += hook_counter(plugin_report, name, counter);
   return faults;
 }
 

@@ -107,6 +107,19 @@ inline Json read_json(const fs::path& file) {
   return Json::parse(in);
 }
 
+// A plugin's entry in a run's plugin-report.json, by its name; null when the report has none.
+inline Json plugin_report_of(const fs::path& run_dir, const std::string& plugin) {
+  const Json report = read_json(run_dir / "plugin-report.json");
+  for (const auto& entry : report["plugins"])
+    if (entry["name"] == plugin) return entry;
+  return nullptr;
+}
+
+// One counter ("calls", "crashes", ...) of one hook in a plugin's report entry; 0 when the hook has none.
+inline long hook_counter(const Json& plugin, const std::string& hook, const std::string& name) {
+  return plugin["hooks"].contains(hook) ? plugin["hooks"][hook][name].get<long>() : 0;
+}
+
 inline std::string read_text(const fs::path& file) {
   std::ifstream in(file);
   return std::string(std::istreambuf_iterator<char>(in), {});
