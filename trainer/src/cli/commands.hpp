@@ -10,5 +10,6 @@ void add_sample_command(CLI::App& app);   // bulkhead sample --checkpoint PATH -
 void add_plugins_command(CLI::App& app);  // bulkhead plugins list | check PLUGIN | restart PLUGIN --run DIR
 void add_study_command(CLI::App& app);    // bulkhead study --config train.json [--run-dir DIR] [--resume DIR]
 void add_doctor_command(CLI::App& app);   // bulkhead doctor [--jail-user NAME]
+void add_host_command(CLI::App& app);     // bulkhead host keys --out STEM | host serve --listen tcp://... --plugin PLUGIN
 
 }  // namespace bulkhead

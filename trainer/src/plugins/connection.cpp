@@ -20,6 +20,8 @@
 
 #include <bulkhead/wire.hpp>
 
+#include "remote/relay.hpp"
+
 namespace bulkhead {
 namespace {
 
@@ -28,84 +30,33 @@ using wire::Message;
 
 // After a host's death, how long each read waits for a reply it sent before dying.
 constexpr std::chrono::milliseconds kLastRepliesWait{100};
+// A remote host's link: pinged this often; given up when no handshake completed this long.
+constexpr std::chrono::milliseconds kPingInterval{1000};
+constexpr std::chrono::milliseconds kLinkWait{5000};
+// ZeroMQ's own heartbeats: a peer silent this long is gone (a machine lost, a cable pulled).
+constexpr int kHeartbeatMs = 1000, kHeartbeatTimeoutMs = 3000;
 
-zmq::context_t& shared_context() {
-  static zmq::context_t context(1);
-  return context;
+// The trainer's end of a remote host's link: a CURVE client that pins the server's key (or plain
+// TCP), with heartbeats.
+zmq::socket_t connected_socket(const RemoteLink& link, std::int64_t max_bytes) {
+  zmq::socket_t socket(shared_context(), zmq::socket_type::dealer);
+  socket.set(zmq::sockopt::linger, 0);
+  if (max_bytes > 0) socket.set(zmq::sockopt::maxmsgsize, max_bytes);
+  socket.set(zmq::sockopt::heartbeat_ivl, kHeartbeatMs);
+  socket.set(zmq::sockopt::heartbeat_timeout, kHeartbeatTimeoutMs);
+  socket.set(zmq::sockopt::heartbeat_ttl, kHeartbeatTimeoutMs);
+  if (!link.server_key.empty()) {
+    socket.set(zmq::sockopt::curve_serverkey, link.server_key);
+    socket.set(zmq::sockopt::curve_publickey, link.public_key);
+    socket.set(zmq::sockopt::curve_secretkey, link.secret_key);
+  }
+  return socket;
 }
 
-// ZeroMQ asks this handler (RFC 27, ZAP) about every connection made to a server socket of the
-// shared context that names a ZAP domain, before any message passes: a PLAIN connection must
-// present the token of its socket's own domain; one without credentials (NULL) must come from a
-// process its domain's check owns. One handler per process, on its own thread, for the process's life.
-class AdmissionCheck {
- public:
-  static AdmissionCheck& instance() {
-    static AdmissionCheck* check = new AdmissionCheck;  // never destroyed: its thread serves until exit
-    return *check;
-  }
-  // A fresh ZAP domain whose connections `admission` admits.
-  std::string admit(Admission admission) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    const std::string domain = "bulkhead-" + std::to_string(next_++);
-    admissions_[domain] = std::move(admission);
-    return domain;
-  }
-  void forget(const std::string& domain) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    admissions_.erase(domain);
-  }
-
- private:
-  AdmissionCheck() : socket_(shared_context(), zmq::socket_type::rep) {
-    socket_.set(zmq::sockopt::linger, 0);
-    socket_.bind("inproc://zeromq.zap.01");
-    std::thread([this] { serve(); }).detach();
-  }
-
-  // The peer's pid from a ZAP address: libzmq ends an ipc peer's with ":uid:gid:pid".
-  static long peer_pid(const std::string& address) {
-    const auto colon = address.rfind(':');
-    return colon == std::string::npos ? 0 : std::atol(address.c_str() + colon + 1);
-  }
-
-  // request: version, request id, domain, address, identity, mechanism, then the mechanism's credentials.
-  bool admits(const std::vector<zmq::message_t>& request) {
-    auto text = [&](std::size_t i) { return i < request.size() ? request[i].to_string() : std::string(); };
-    // Held through the process check too, so that forget() waits for it: the check reads the
-    // host, which its owner destroys after forgetting it.
-    std::lock_guard<std::mutex> lock(mutex_);
-    const auto found = admissions_.find(text(2));
-    if (found == admissions_.end()) return false;
-    const Admission& admission = found->second;
-    if (!admission.token.empty())
-      return text(5) == "PLAIN" && text(6) == wire::kPlainUser && text(7) == admission.token;
-    return text(5) == "NULL" && admission.process_is_host && admission.process_is_host(peer_pid(text(3)));
-  }
-
-  void serve() {
-    for (;;) {
-      std::vector<zmq::message_t> request;
-      try {
-        if (!zmq::recv_multipart(socket_, std::back_inserter(request))) continue;
-      } catch (const zmq::error_t&) {
-        socket_.close();  // the context is ending with the process, and waits for this socket
-        return;
-      }
-      const bool ok = admits(request);
-      std::array<zmq::const_buffer, 6> reply = {zmq::str_buffer("1.0"), zmq::buffer(request.size() > 1 ? request[1].to_string_view() : ""),
-                                                zmq::buffer(std::string_view(ok ? "200" : "400")),
-                                                zmq::buffer(std::string_view(ok ? "OK" : "not admitted")), zmq::str_buffer(""),
-                                                zmq::str_buffer("")};
-      zmq::send_multipart(socket_, reply);
-    }
-  }
-
-  zmq::socket_t socket_;
-  std::mutex mutex_;
-  std::map<std::string, Admission> admissions_;
-  long next_ = 0;
-};
+std::string fresh_monitor_endpoint() {
+  static std::atomic<long> next{0};
+  return "inproc://bulkhead-connection-monitor-" + std::to_string(next++);
+}
 
 double ms_since(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
@@ -131,9 +82,10 @@ struct Connection::Impl {
   };
 
   const bool plain;        // connections present the token (PLAIN); else none (NULL, protocol 1)
-  std::string zap_domain;  // before the channel, which needs it
-  wire::Channel channel;
-  zmq::socket_t monitor;   // the channel's handshake failures (socket held)
+  const std::optional<RemoteLink> remote;  // set: the trainer connects to a remote host's server
+  std::string zap_domain;  // before the socket, which needs it; empty for a remote link
+  zmq::socket_t wire_socket;
+  zmq::socket_t monitor;   // the socket's handshake failures, and a remote link's ups and downs (socket held)
   ConnectionEvents events;
   int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   std::atomic<bool> stopping{false};
@@ -159,22 +111,42 @@ struct Connection::Impl {
   bool hello_seen = false;
   std::string refusal;          // the last connection ZeroMQ refused, in words
   bool wrong_mechanism = false;  // one was refused for its security mechanism
+  // A remote link (socket held): whether its handshake completed, when it began, its next ping.
+  bool link_up = false, link_lost = false, link_connected = false;
+  Clock::time_point link_began = Clock::now(), next_ping{};
   std::thread io;
 
   Impl(const std::string& endpoint, std::int64_t max_bytes, Admission admission, ConnectionEvents e)
       : plain(!admission.token.empty()),
         zap_domain(AdmissionCheck::instance().admit(admission)),
-        channel(shared_context(), endpoint, /*bind=*/true, max_bytes, admission.token, zap_domain),
+        wire_socket(bind_admitted(zmq::socket_type::dealer, endpoint, max_bytes, admission, zap_domain)),
         monitor(shared_context(), zmq::socket_type::pair),
         events(std::move(e)) {
     // Handshake failures are otherwise silent: ZeroMQ closes the connection and tells no one.
-    const std::string monitor_endpoint = "inproc://" + zap_domain + "-monitor";
-    if (zmq_socket_monitor(channel.socket().handle(), monitor_endpoint.c_str(),
-                           ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
-                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) != 0)
-      throw zmq::error_t();
+    watch(ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL);
+  }
+
+  Impl(const RemoteLink& link, std::int64_t max_bytes, ConnectionEvents e)
+      : plain(false),
+        remote(link),
+        wire_socket(connected_socket(link, max_bytes)),
+        monitor(shared_context(), zmq::socket_type::pair),
+        events(std::move(e)) {
+    // A link that cannot be made is retried by ZeroMQ for ever, and a wrong key fails silently:
+    // the monitor's events are how it is noticed and named.
+    watch(ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
+          ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL,
+          link.endpoint);
+  }
+
+  // Starts the monitor of `events`, connects to `endpoint` (if any), then starts the I/O thread,
+  // which owns the socket from then on.
+  void watch(int kinds, const std::string& endpoint = "") {
+    const std::string monitor_endpoint = fresh_monitor_endpoint();
+    if (zmq_socket_monitor(wire_socket.handle(), monitor_endpoint.c_str(), kinds) != 0) throw zmq::error_t();
     monitor.set(zmq::sockopt::linger, 0);
     monitor.connect(monitor_endpoint);
+    if (!endpoint.empty()) wire_socket.connect(endpoint);
     io = std::thread([this] { run(); });
   }
 
@@ -187,7 +159,10 @@ struct Connection::Impl {
         std::uint32_t value;
         std::memcpy(&kind, event[0].data(), sizeof kind);
         std::memcpy(&value, static_cast<const char*>(event[0].data()) + 2, sizeof value);
-        refused(kind, value);
+        if (remote)
+          link_event(kind, value);
+        else
+          refused(kind, value);
       }
       event.clear();
     }
@@ -213,6 +188,54 @@ struct Connection::Impl {
     }
   }
 
+  // A remote link's event: each failure named once, for what it most likely means.
+  void link_event(std::uint16_t kind, std::uint32_t value) {
+    const std::string& at = remote->endpoint;
+    if (kind == ZMQ_EVENT_CONNECTED) link_connected = true;
+    if (kind == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) link_up = true;
+    if (kind == ZMQ_EVENT_DISCONNECTED && link_up)
+      lose_link("lost the connection to the remote host at " + at + " (it closed, or went silent for " +
+                std::to_string(kHeartbeatTimeoutMs / 1000) + " s)");
+    if (link_up) return;
+    if (kind == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+      lose_link("the remote host at " + at + " refused this trainer's public key " + remote->public_key +
+                ": add it (the .pub file of the entry's client_key) to the server's --allow list");
+    else if (kind == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL && value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
+      lose_link(!remote->server_key.empty() ? "the remote host at " + at + " does not speak CURVE (was it started with --insecure?)"
+                      : "the remote host at " + at + " wants CURVE keys, and this entry is \"insecure\"");
+    else if (kind == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL || kind == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+      lose_link("the remote host at " + at + " broke off the CURVE handshake: its public key is not the server_key " +
+                "this entry pins (" + remote->server_key + "), or it is not a bulkhead host");
+  }
+
+  // A link not up after kLinkWait: nothing listens there, or the handshake hangs. Socket held.
+  void check_link() {
+    const auto now = Clock::now();
+    if (!link_up && !link_lost && now - link_began > kLinkWait)
+      lose_link((link_connected ? "the remote host at " + remote->endpoint + " took a connection but never completed its handshake"
+                                : "nothing accepts connections at " + remote->endpoint) +
+                " (waited " + std::to_string(kLinkWait.count() / 1000) + " s)");
+    if (now >= next_ping) {
+      next_ping = now + kPingInterval;
+      send_frames(relay::encode(relay::kPing));
+    }
+  }
+
+  // A remote link's last words, once the I/O thread has stopped: host.close, so that the server
+  // ends the host at once rather than when the pings stop. Given a moment to leave only on a link
+  // that is up: in libzmq 4.3 a closed socket that lingers while it retries a failed link holds
+  // up the monitor events of every other socket of the context.
+  void say_goodbye() {
+    flush_outbox();
+    zmq::send_multipart(wire_socket, relay::encode(relay::kClose), zmq::send_flags::dontwait);
+    wire_socket.set(zmq::sockopt::linger, link_up && !link_lost ? 200 : 0);
+  }
+
+  void lose_link(const std::string& why) {
+    if (std::exchange(link_lost, true)) return;
+    if (events.on_link_lost) events.on_link_lost(why);
+  }
+
   void wake() {
     std::uint64_t one = 1;
     [[maybe_unused]] auto written = ::write(wake_fd, &one, sizeof one);
@@ -225,8 +248,9 @@ struct Connection::Impl {
   // Sends at once when the socket is free (or this thread holds it); otherwise queues the message
   // for its holder, who sends queued messages before anything else and is woken for them. Never
   // waits: a notify hook's caller must not.
-  void transmit(Message message) {
-    wire::Frames frames = wire::encode_frames(std::move(message), attachments);
+  void transmit(Message message) { send_frames(wire::encode_frames(std::move(message), attachments)); }
+
+  void send_frames(wire::Frames frames) {
     std::unique_lock<std::recursive_timed_mutex> socket(socket_mutex, std::try_to_lock);
     if (!socket) {
       {
@@ -237,10 +261,10 @@ struct Connection::Impl {
       return;
     }
     flush_outbox();
-    zmq::send_multipart(channel.socket(), frames, zmq::send_flags::dontwait);
+    zmq::send_multipart(wire_socket, frames, zmq::send_flags::dontwait);
     // A send may consume the signal that a message came: then the I/O thread would not wake
     // for it. Wake it rather than read here: replies are not the sender's work.
-    if (channel.socket().get(zmq::sockopt::events) & ZMQ_POLLIN) wake();
+    if (wire_socket.get(zmq::sockopt::events) & ZMQ_POLLIN) wake();
   }
 
   // The I/O thread holds the socket only for moments: worth a short wait. A caller waiting for
@@ -275,7 +299,7 @@ struct Connection::Impl {
       if (outbox.empty()) return;
       to_send.swap(outbox);
     }
-    for (auto& frames : to_send) zmq::send_multipart(channel.socket(), frames, zmq::send_flags::dontwait);
+    for (auto& frames : to_send) zmq::send_multipart(wire_socket, frames, zmq::send_flags::dontwait);
   }
 
   // Ends the oldest pending request: the host serves in order, so a broken message answers it.
@@ -378,13 +402,32 @@ struct Connection::Impl {
     for (auto& [done, reply] : ended) done(std::move(reply));
   }
 
+  // The next message, waiting up to `wait` for one; a remote host server's own are handed to
+  // on_relay on the way. Socket held.
+  std::optional<Message> receive(std::chrono::milliseconds wait) {
+    // With no time to wait, no poll either: a reader draining the socket would pay a syscall per message.
+    zmq::pollitem_t item{wire_socket.handle(), 0, ZMQ_POLLIN, 0};
+    for (;;) {
+      if (wait.count() > 0 && zmq::poll(&item, 1, wait) == 0) return std::nullopt;
+      wire::Frames frames;
+      if (!zmq::recv_multipart(wire_socket, std::back_inserter(frames), zmq::recv_flags::dontwait)) return std::nullopt;
+      if (!remote || !relay::is_relay(frames)) return wire::decode_frames(frames);
+      try {
+        const Message message = relay::decode(frames);
+        if (events.on_relay) events.on_relay(message);
+      } catch (const wire::DecodeError& e) {
+        if (events.on_protocol_error) events.on_protocol_error(std::string("the remote host's server sent a broken message: ") + e.what());
+      }
+    }
+  }
+
   // Reads every message waiting on the socket and hands each to handle(), each receive waiting
   // up to `wait` for one. Socket held.
   void drain(std::chrono::milliseconds wait = std::chrono::milliseconds(0)) {
     while (true) {
       std::optional<Message> message;
       try {
-        message = channel.receive(wait);
+        message = receive(wait);
       } catch (const wire::DecodeError& e) {
         if (refuse_hello(std::string("its first message breaks the protocol: ") + e.what())) continue;
         if (events.on_protocol_error) events.on_protocol_error(e.what());
@@ -399,6 +442,11 @@ struct Connection::Impl {
   // One turn of whoever holds the socket. Socket held.
   void service() {
     flush_outbox();
+    if (remote) {
+      // A remote link's failures end a call's wait, which serves the socket itself meanwhile.
+      read_monitor();
+      check_link();
+    }
     drain();
     expire_deadlines();
     notice_death();
@@ -409,7 +457,7 @@ struct Connection::Impl {
   // socket's signal descriptor without holding the socket, so a caller can take it at any time;
   // while a caller waits on the socket (and so serves it), it only listens for a wake-up.
   void run() {
-    const int socket_fd = channel.socket().get(zmq::sockopt::fd);
+    const int socket_fd = wire_socket.get(zmq::sockopt::fd);
     pollfd watched[] = {{wake_fd, POLLIN, 0}, {socket_fd, POLLIN, 0}};
     while (!stopping) {
       ::poll(watched, caller_waiting ? 1 : 2, 20);
@@ -418,7 +466,7 @@ struct Connection::Impl {
       if (!socket) continue;
       // Here, not in service(): a caller waiting for its reply need not look for refused
       // connections at every turn; the hello's wait, when they matter, is this thread's.
-      read_monitor();
+      if (!remote) read_monitor();
       service();
     }
   }
@@ -426,7 +474,7 @@ struct Connection::Impl {
   // A caller that holds the socket waits for its own reply, serving the socket meanwhile.
   void serve_until(const std::atomic<bool>& answered) {
     caller_waiting = true;
-    zmq::pollitem_t items[] = {{channel.socket().handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd, ZMQ_POLLIN, 0}};
+    zmq::pollitem_t items[] = {{wire_socket.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd, ZMQ_POLLIN, 0}};
     while (!answered) {
       zmq::poll(items, 2, std::chrono::milliseconds(20));
       if (items[1].revents & ZMQ_POLLIN) clear_wake();
@@ -483,13 +531,17 @@ Connection::Connection(const std::string& endpoint, std::int64_t max_message_byt
                        ConnectionEvents events)
     : impl_(std::make_unique<Impl>(endpoint, max_message_bytes, std::move(admission), std::move(events))) {}
 
+Connection::Connection(const RemoteLink& link, std::int64_t max_message_bytes, ConnectionEvents events)
+    : impl_(std::make_unique<Impl>(link, max_message_bytes, std::move(events))) {}
+
 Connection::~Connection() {
   impl_->stopping = true;
   impl_->wake();
   impl_->io.join();
+  if (impl_->remote) impl_->say_goodbye();
   fail_pending("the connection closed");
   ::close(impl_->wake_fd);
-  AdmissionCheck::instance().forget(impl_->zap_domain);
+  if (!impl_->zap_domain.empty()) AdmissionCheck::instance().forget(impl_->zap_domain);
 }
 
 std::optional<Json> Connection::await_hello(std::chrono::milliseconds timeout, const std::function<bool()>& still_running) {
@@ -556,6 +608,10 @@ Reply Connection::call(const std::string& method, Json params, std::chrono::mill
 
 void Connection::notify(const std::string& method, Json params) {
   impl_->transmit(Message::notification(method, std::move(params)));
+}
+
+void Connection::tell_relay(const std::string& method, Json params) {
+  impl_->send_frames(relay::encode(method, std::move(params)));
 }
 
 void Connection::fail_pending(const std::string& why) {

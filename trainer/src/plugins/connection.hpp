@@ -1,5 +1,6 @@
 // connection.hpp — the trainer's end of one host's socket: pipelined requests with ids and
-// deadlines, served by one I/O thread that owns the ZeroMQ socket.
+// deadlines, served by one I/O thread that owns the ZeroMQ socket. A local host connects to the
+// socket the trainer binds; the trainer connects to a remote host's server (RemoteLink).
 //
 // Any thread may call request(); replies are matched by id, so a late reply to a request that
 // already timed out is recognised and dropped. Notifications from the host (log, control) are
@@ -15,6 +16,9 @@
 #include <string>
 
 #include <bulkhead/plugin.hpp>
+#include <bulkhead/wire.hpp>
+
+#include "plugins/admission.hpp"
 
 namespace bulkhead {
 
@@ -45,15 +49,18 @@ struct ConnectionEvents {
   std::function<std::string()> exited;
   // The id of the request the host last said it serves (its BULKHEAD_SERVING word), 0 if none.
   std::function<std::uint32_t()> serving;
+  // A remote host's server spoke for itself (remote/relay.hpp).
+  std::function<void(const wire::Message& message)> on_relay;
+  // The link to a remote host's server failed or broke, said in words (a wrong key, a refused
+  // client, nothing listening, the peer gone silent).
+  std::function<void(const std::string& why)> on_link_lost;
 };
 
-// Who may connect to a host's socket (docs/protocol.md, section 2).
-struct Admission {
-  // Non-empty: the ZeroMQ PLAIN password a connection must present (protocol 2 and later).
-  std::string token;
-  // With no token: connections without credentials (protocol 1), each admitted when this says
-  // that the process that made it (the kernel's word, SO_PEERCRED) is one of the host's.
-  std::function<bool(long pid)> process_is_host;
+// A remote host's server (`bulkhead host serve`), as a train.json entry's "remote" names it.
+struct RemoteLink {
+  std::string endpoint;    // tcp://HOST:PORT
+  std::string server_key;  // the server's public key (Z85) this trainer pins; empty: plain TCP ("insecure")
+  std::string public_key, secret_key;  // this trainer's key pair (Z85), which the server must list
 };
 
 // A peer failed ZeroMQ's handshake by its security mechanism: it connected without credentials
@@ -73,6 +80,9 @@ class Connection {
  public:
   // Binds `endpoint`; only a peer that `admission` admits connects (bulkhead/wire.hpp).
   Connection(const std::string& endpoint, std::int64_t max_message_bytes, Admission admission, ConnectionEvents events);
+  // Connects to a remote host's server, pings it every second, and says through on_link_lost
+  // within seconds when the link cannot be made or breaks.
+  Connection(const RemoteLink& link, std::int64_t max_message_bytes, ConnectionEvents events);
   ~Connection();  // stops the I/O thread; pending requests end as disconnected
 
   // Waits for the host's hello (request id 0); returns its params, or an empty optional on timeout.
@@ -91,6 +101,8 @@ class Connection {
   // The same, waited for.
   Reply call(const std::string& method, Json params, std::chrono::milliseconds deadline);
   void notify(const std::string& method, Json params);
+  // A message to a remote host's server itself (remote/relay.hpp), never seen by the plugin.
+  void tell_relay(const std::string& method, Json params = Json::object());
   // Ends every pending request with `why` (the host died or is being killed).
   void fail_pending(const std::string& why);
   std::size_t pending() const;

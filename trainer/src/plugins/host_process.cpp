@@ -383,6 +383,25 @@ HostProcess::HostProcess(const HostLaunch& launch) : impl_(std::make_unique<Impl
   impl_->err_reader = std::thread(&Impl::reader, impl_.get(), std::ref(impl_->err), OutputRelay(m.name, "stderr"), true);
 }
 
+std::filesystem::path host_socket_folder(const std::filesystem::path& runtime_dir, const std::string& name, int generation,
+                                         const PluginIdentity& identity) {
+  // Short: a socket's path must fit in 107 bytes, and TMPDIR may be deep already.
+  const auto dir = runtime_dir / (std::to_string(std::hash<std::string>{}(name) % 100000) + "-" + std::to_string(generation));
+  std::filesystem::create_directory(dir);
+  ::chmod(dir.c_str(), 0700);
+  if (identity.uid >= 0 && ::chown(dir.c_str(), identity.uid, identity.gid) != 0)
+    throw std::runtime_error("cannot hand " + dir.string() + " to the plugin's user: " + std::strerror(errno));
+  return dir;
+}
+
+std::string host_endpoint(const std::filesystem::path& socket_dir) {
+  const std::string path = (socket_dir / "plugin.sock").string();
+  if (path.size() > 107)
+    throw std::runtime_error("the socket path " + path + " is longer than the 107 bytes a local socket allows: " +
+                             "set TMPDIR to a shorter folder");
+  return "ipc://" + path;
+}
+
 std::string HostProcess::full_jail_unavailable(const JailSettings& jail) {
   static std::mutex mutex;
   static std::optional<std::string> verdict;

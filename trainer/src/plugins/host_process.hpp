@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "plugins/manifest.hpp"
+#include "plugins/plugin_host.hpp"
 #include "plugins/plugin_runner.hpp"
 #include "plugins/sandbox.hpp"
 #include "plugins/shared_region.hpp"
@@ -37,10 +38,17 @@ struct HostLaunch {
   int serving_word = -1;  // BULKHEAD_SERVING's memfd (wire.hpp), or -1
 };
 
-class HostProcess {
+// A folder for one start's socket, which only the plugin's user may enter; inside the jail it is
+// the only trace of the trainer's files. Throws naming the folder when it cannot be handed over.
+std::filesystem::path host_socket_folder(const std::filesystem::path& runtime_dir, const std::string& name, int generation,
+                                         const PluginIdentity& identity);
+// The socket in such a folder, "ipc://DIR/plugin.sock"; throws when its path is too long for one.
+std::string host_endpoint(const std::filesystem::path& socket_dir);
+
+class HostProcess : public PluginHost {
  public:
   explicit HostProcess(const HostLaunch& launch);
-  ~HostProcess();  // kills the group if still running, and reaps it
+  ~HostProcess() override;  // kills the group if still running, and reaps it
 
   // Whether the full jail can be built on this machine, tried once per process by jailing the
   // real host around /bin/true: empty when it can, else why not, naming the missing feature and
@@ -48,21 +56,20 @@ class HostProcess {
   static std::string full_jail_unavailable(const JailSettings& jail);
 
   int pid() const;
+  std::string where() const override { return "pid " + std::to_string(pid()); }
   // Whether `pid` (as this process sees it) is the host or one of its descendants.
   bool owns(long pid) const;
-  bool running();
-  // "exit status 3", "killed by signal 11 (Segmentation fault)", "memory limit of 512 MB reached
-  // by the plugin's processes together"; empty while running. running() is what notices a
-  // resource group past its limits, and kills the host then.
-  std::string exit_description();
-  std::optional<int> exit_status();
-  // The last line the plugin printed on stderr (load failures explain themselves there).
-  std::string last_error_line() const;
+  // running() is what notices a resource group past its limits, and kills the host then
+  // (exit_description: "memory limit of 512 MB reached by the plugin's processes together").
+  bool running() override;
+  std::string exit_description() override;
+  std::optional<int> exit_status() override;
+  std::string last_error_line() const override;
 
-  // Shutdown's last steps: SIGTERM to the group, then SIGKILL after grace.
-  void terminate(std::chrono::milliseconds grace);
-  void kill_group();
-  bool wait_for_exit(std::chrono::milliseconds timeout);
+  // To the whole process group.
+  void terminate(std::chrono::milliseconds grace) override;
+  void kill_group() override;
+  bool wait_for_exit(std::chrono::milliseconds timeout) override;
 
  private:
   struct Impl;

@@ -11,11 +11,14 @@
 
 namespace bulkhead {
 
+// The runtime of a plugin whose host runs on another machine: its manifest is there.
+inline constexpr const char* kRemoteRuntime = "remote";
+
 struct Manifest {
   std::string name;
   std::string version;
   std::string description;
-  std::string runtime;  // cpp | python | node | exec
+  std::string runtime;  // cpp | python | node | exec (| remote)
   std::string entry;    // cpp: a library file; python: module.Class; node: a .js file; exec: an executable
   std::vector<std::string> hooks;
   Json options = Json::object();

@@ -28,6 +28,26 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// A remote plugin's stand-in: its manifest is on its host's machine. Until a hello says which
+// hooks it implements it is called with every hook (as a bare EveryDream2 class path is), and
+// what train.json grants it is all it asks.
+Manifest remote_manifest(const PluginSettings& settings) {
+  if (settings.method) throw std::runtime_error("method '" + settings.entry + "' is remote: a method runs on the trainer's machine");
+  if (settings.pool > 1)
+    throw std::runtime_error("plugin '" + settings.entry + "' is remote and has \"pool\": " + std::to_string(settings.pool) +
+                             ": a pool is of local hosts; start one server per host instead");
+  Permissions elsewhere = Permissions::from_json(settings.grant);
+  elsewhere.model_access.clear();
+  if (!elsewhere.empty())
+    throw std::runtime_error("plugin '" + settings.entry + "' is remote, and its grant names " + elsewhere.describe() +
+                             ": those are of its host's machine, granted there (bulkhead host serve --grant); "
+                             "train.json grants a remote plugin only model_access");
+  Manifest manifest;
+  manifest.name = settings.entry;
+  manifest.runtime = kRemoteRuntime;
+  return manifest;
+}
+
 // What the report and the console say about the jail plugins run in.
 Json describe_jail(const JailSettings& jail) {
   if (jail.mode == JailSettings::Mode::weak)
@@ -135,7 +155,7 @@ PluginRunner::PluginRunner(std::vector<PluginSettings> settings, RunInfo run, co
   Impl* impl = impl_.get();
   std::map<std::string, std::size_t> entry_of;  // plugin name -> its 1-based place in train.json
   for (auto& s : settings) {
-    Manifest manifest = catalog.resolve(s.entry, impl->run.config_dir);
+    Manifest manifest = s.remote ? remote_manifest(s) : catalog.resolve(s.entry, impl->run.config_dir);
     // Its report, state, cgroup and restarts are all kept by its name.
     if (const auto [first, fresh] = entry_of.emplace(manifest.name, entry_of.size() + 1); !fresh)
       throw std::runtime_error("plugin '" + manifest.name + "' is named twice in " + impl->run.config_name() + "'s plugins (entries " +
@@ -332,6 +352,7 @@ namespace {
 // folder), or, for an EveryDream2 class path, the plugins/ folder beside train.json.
 std::vector<fs::path> plugin_files(const Manifest& manifest, const RunInfo& run) {
   std::vector<fs::path> files;
+  if (manifest.runtime == kRemoteRuntime) return files;  // on another machine
   if (!manifest.dir.empty()) files.push_back(manifest.dir);
   else if (!run.config_dir.empty()) files.push_back(run.config_dir / "plugins");
   const fs::path entry = manifest.resolved_entry();

@@ -43,6 +43,19 @@ PluginLimits limits_from(const Json& l) {
   return limits;
 }
 
+// Keys are required unless the entry says "insecure"; they are read when the plugin starts.
+RemoteSettings remote_from(const Json& item) {
+  RemoteSettings remote{item.at("remote"), item.value("server_key", ""), item.value("client_key", ""), item.at("insecure")};
+  const std::string name = item.at("name");
+  if (!remote.insecure && (remote.server_key.empty() || remote.client_key.empty()))
+    throw std::runtime_error("plugin '" + name + "' is remote (" + remote.endpoint + ") but its entry lacks " +
+                             (remote.server_key.empty() ? "\"server_key\" (the server's .pub file)" : "\"client_key\" (this trainer's .key file)") +
+                             ": make keys with 'bulkhead host keys', or set \"insecure\": true for plain TCP (docs/protocol.md, Remote hosts)");
+  if (remote.insecure && (!remote.server_key.empty() || !remote.client_key.empty()))
+    throw std::runtime_error("plugin '" + name + "' is \"insecure\" and names keys: an insecure link uses none, so drop one or the other");
+  return remote;
+}
+
 }  // namespace
 
 PluginSettings plugin_settings_from_entry(const Json& entry) {
@@ -63,6 +76,7 @@ PluginSettings plugin_settings_from_entry(const Json& entry) {
   s.pool = item.at("pool");
   s.grant = item.value("grant", Json::object());
   s.limits = limits_from(item.at("limits"));
+  if (item.contains("remote")) s.remote = remote_from(item);
   return s;
 }
 

@@ -37,6 +37,14 @@ struct PluginLimits {
   int image_region_slot_mb = 16;
 };
 
+// A plugin host on another machine (docs/protocol.md, Remote hosts), as the entry names it.
+struct RemoteSettings {
+  std::string endpoint;    // tcp://HOST:PORT
+  std::string server_key;  // Z85 or a .pub file, relative to train.json's folder
+  std::string client_key;  // a .key file, relative to train.json's folder
+  bool insecure = false;   // plain TCP: no keys
+};
+
 // One entry of train.json's plugins list, with every default filled in.
 struct PluginSettings {
   std::string entry;                   // as written: a name, a folder, a plugin.json, or an EveryDream2 class path
@@ -52,6 +60,7 @@ struct PluginSettings {
   PluginLimits limits;
   Json grant = Json::object();         // permissions train.json grants (paths relative to its folder)
   bool method = false;                 // train.json's method, not its plugins: the manifest must provide "method"
+  std::optional<RemoteSettings> remote;  // its host runs on another machine
 };
 
 // One entry (already valid against plugin-entry.schema.json, or a method entry of train.schema.json):

@@ -22,6 +22,8 @@
 #include "common/schemas.hpp"
 #include "common/spelling.hpp"
 #include "plugins/handshake.hpp"
+#include "remote/keys.hpp"
+#include "remote/remote_host.hpp"
 
 namespace bulkhead {
 namespace {
@@ -133,27 +135,14 @@ std::vector<std::filesystem::path> search_path(const RunInfo& run) {
   return path;
 }
 
-// A folder for one start's socket, which only the plugin's user may enter; inside the jail it is
-// the only trace of the trainer's files.
-std::filesystem::path socket_folder(const std::filesystem::path& runtime_dir, const std::string& name, int generation,
-                                    const PluginIdentity& identity) {
-  // Short: a socket's path must fit in 107 bytes, and TMPDIR may be deep already.
-  const auto dir = runtime_dir / (std::to_string(std::hash<std::string>{}(name) % 100000) + "-" + std::to_string(generation));
-  std::filesystem::create_directory(dir);
-  ::chmod(dir.c_str(), 0700);
-  if (identity.uid >= 0 && ::chown(dir.c_str(), identity.uid, identity.gid) != 0)
-    throw std::runtime_error("cannot hand " + dir.string() + " to the plugin's user: " + std::strerror(errno));
-  return dir;
-}
-
 }  // namespace
 
 // One start of the host: the process and its connection. Replaced whole on restart.
 struct SupervisedPlugin::Generation {
   int number = 0;
-  std::unique_ptr<HostProcess> process;
+  std::unique_ptr<PluginHost> process;  // a HostProcess, or a RemoteHost
   // The connection's I/O thread reads the process through this, set once the process exists.
-  std::atomic<HostProcess*> started_process{nullptr};
+  std::atomic<PluginHost*> started_process{nullptr};
   // Its BULKHEAD_SERVING word: one slot of 8 bytes, the host's for its life, which it writes and
   // the trainer only reads (so a hostile host can blame only its own requests).
   SharedRegion serving_word{1, 8};
@@ -194,13 +183,22 @@ SupervisedPlugin::SupervisedPlugin(Manifest manifest, PluginSettings settings, R
     gate_ = std::make_shared<ModelGate>(manifest_.name, model_access,
                                         ModelGateLimits{settings_.limits.max_update_norm,
                                                         settings_.limits.max_update_staleness_steps});
-    // One region for the plugin's life: a restarted host maps the same one.
-    gate_->set_region(std::make_shared<SharedRegion>(std::size_t(settings_.limits.model_region_slots),
-                                                     std::size_t(settings_.limits.model_region_slot_mb) << 20));
+    // One region for the plugin's life: a restarted host maps the same one. (No memory is
+    // shared with another machine: a remote host's tensors travel inline.)
+    if (!settings_.remote)
+      gate_->set_region(std::make_shared<SharedRegion>(std::size_t(settings_.limits.model_region_slots),
+                                                       std::size_t(settings_.limits.model_region_slot_mb) << 20));
+  }
+  if (settings_.remote) {
+    link_ = remote_link(manifest_.name, *settings_.remote, run_.config_dir);
+    if (settings_.remote->insecure)
+      log_->warn("{} is remote on plain TCP (\"insecure\": true): anyone on the network between this trainer and {} can read "
+                 "and change what passes, and anyone who reaches it can use the plugin",
+                 manifest_.name, link_->endpoint);
   }
   // Like the model's, one image region for the host's life: a restarted host maps the same one.
   // Its pages are taken only as they are first written.
-  if (settings_.limits.image_region_slots > 0 && std::any_of(hooks_.begin(), hooks_.end(), takes_images))
+  if (!settings_.remote && settings_.limits.image_region_slots > 0 && std::any_of(hooks_.begin(), hooks_.end(), takes_images))
     images_ = std::make_shared<SharedRegion>(std::size_t(settings_.limits.image_region_slots),
                                              std::size_t(settings_.limits.image_region_slot_mb) << 20,
                                              SharedRegion::Sides::split);
@@ -252,23 +250,7 @@ std::chrono::milliseconds SupervisedPlugin::deadline(const std::string& hook) co
   return std::chrono::milliseconds(hooks.contains(hook) ? hooks[hook]["deadline_ms"].get<int>() : 2000);
 }
 
-void SupervisedPlugin::start(bool mechanism_switched) {
-  auto generation = std::make_shared<Generation>();
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    generation->number = ++generation_;
-  }
-  const int number = generation->number;
-  const bool jailed = run_.jail.mode == JailSettings::Mode::full;
-  const PluginIdentity identity = jailed ? plugin_identity(run_.jail) : PluginIdentity{};
-  const auto socket_dir = socket_folder(runtime_dir_, manifest_.name, number, identity);
-  const auto scratch = scratch_folder(identity);
-  const std::string endpoint = "ipc://" + (socket_dir / "plugin.sock").string();
-  if (endpoint.size() - 6 > 107)
-    throw std::runtime_error("the socket path " + endpoint.substr(6) + " is longer than the 107 bytes a local socket allows: " +
-                             "set TMPDIR to a shorter folder");
-  const std::string token = random_token();
-
+ConnectionEvents SupervisedPlugin::connection_events(Generation& generation) {
   ConnectionEvents events;
   events.on_log = [this](const Json& params) {
     const std::string level = params.value("level", "info"), message = params.value("message", "");
@@ -289,35 +271,72 @@ void SupervisedPlugin::start(bool mechanism_switched) {
   events.on_protocol_error = [this](const std::string& what) { protocol_problem("rejected a message: " + what); };
   // A plain pointer, not a shared one: the I/O thread must never hold the last reference to the
   // generation, or it would destroy its own connection and join itself.
-  Generation* raw = generation.get();
+  Generation* raw = &generation;
   events.exited = [raw]() -> std::string {
-    HostProcess* process = raw->started_process.load();
+    PluginHost* process = raw->started_process.load();
     return process && !process->running() ? process->exit_description() : "";
   };
   events.serving = [raw] { return raw->serving(); };
-  const bool plain = plain_;
-  Admission admission{plain ? token : std::string(), {}};
+  return events;
+}
+
+void SupervisedPlugin::open_local(Generation& generation, const std::string& token, ConnectionEvents events, bool plain) {
+  const bool jailed = run_.jail.mode == JailSettings::Mode::full;
+  const PluginIdentity identity = jailed ? plugin_identity(run_.jail) : PluginIdentity{};
+  const auto socket_dir = host_socket_folder(runtime_dir_, manifest_.name, generation.number, identity);
+  const auto scratch = scratch_folder(identity);
+  const std::string endpoint = host_endpoint(socket_dir);
+  Generation* raw = &generation;
+  Admission admission{plain ? token : std::string(), {}, {}};
   if (!plain)
     admission.process_is_host = [raw](long pid) {
       // The host connects after it starts; the pointer is set a moment after it starts.
       for (int tries = 0; tries < 50 && !raw->started_process.load(); ++tries)
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      const HostProcess* process = raw->started_process.load();
+      const auto* process = dynamic_cast<const HostProcess*>(raw->started_process.load());
       return process && process->owns(pid);
     };
-  generation->connection =
-      std::make_unique<Connection>(endpoint, std::int64_t(settings_.limits.max_message_mb) << 20, admission, events);
+  generation.connection =
+      std::make_unique<Connection>(endpoint, std::int64_t(settings_.limits.max_message_mb) << 20, admission, std::move(events));
   // The folder keeps everyone else out; the plugin's user must be able to connect.
   ::chmod((socket_dir / "plugin.sock").c_str(), 0666);
   HostLaunch launch{manifest_, settings_.limits,
-                    jailed ? "ipc://" + (kJailSocketDir / "plugin.sock").string() : endpoint,
+                    jailed ? host_endpoint(kJailSocketDir) : endpoint,
                     token, scratch_dir(), search_path(run_), run_.python, run_.jail, identity, granted_,
-                    socket_dir, manifest_.name + "-" + std::to_string(number), scratch,
-                    gate_ ? gate_->region() : nullptr, images_, generation->serving_word.fd()};
+                    socket_dir, manifest_.name + "-" + std::to_string(generation.number), scratch,
+                    gate_ ? gate_->region() : nullptr, images_, generation.serving_word.fd()};
   if (launch.model_region) launch.model_region->give_back_all();  // a new host owns nothing its predecessor was lent
   // (Its image slots are each given back by the call that lent it, whose host this one replaces.)
-  generation->process = std::make_unique<HostProcess>(launch);
-  generation->started_process = generation->process.get();
+  generation.process = std::make_unique<HostProcess>(launch);
+  generation.started_process = generation.process.get();
+}
+
+void SupervisedPlugin::open_remote(Generation& generation, const std::string& token, ConnectionEvents events) {
+  auto host = std::make_unique<RemoteHost>(link_->endpoint);
+  RemoteHost* remote = host.get();
+  events.on_relay = [remote](const wire::Message& message) { remote->heard(message); };
+  events.on_link_lost = [remote](const std::string& why) { remote->link_lost(why); };
+  generation.process = std::move(host);
+  generation.started_process = remote;
+  generation.connection = std::make_unique<Connection>(*link_, std::int64_t(settings_.limits.max_message_mb) << 20, std::move(events));
+  remote->open(*generation.connection, manifest_.name, token);
+}
+
+void SupervisedPlugin::start(bool mechanism_switched) {
+  auto generation = std::make_shared<Generation>();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    generation->number = ++generation_;
+  }
+  const int number = generation->number;
+  const bool jailed = run_.jail.mode == JailSettings::Mode::full;
+  const std::string token = random_token();
+  // A remote host connects to its server with the token, as a local one to this trainer.
+  const bool plain = settings_.remote || plain_;
+  if (settings_.remote)
+    open_remote(*generation, token, connection_events(*generation));
+  else
+    open_local(*generation, token, connection_events(*generation), plain);
 
   auto fail = [&](const std::string& why, bool load_failure = false) {
     generation->process->kill_group();
@@ -364,13 +383,18 @@ void SupervisedPlugin::start(bool mechanism_switched) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     const auto status = generation->process->exit_status();
     if (status && *status == kExitLoadFailure) fail("it failed to load", true);
-    fail("the host ended before hello (" + generation->process->exit_description() + ")");
+    // A remote host's link says for itself what went wrong ("nothing accepts connections at ...").
+    const std::string how = generation->process->exit_description();
+    fail(settings_.remote ? how : "the host ended before hello (" + how + ")");
   }
-  Json options = manifest_.options;
+  // A remote host's own manifest has the option defaults, and its server the scratch folder.
+  const Json opened = settings_.remote ? dynamic_cast<RemoteHost&>(*generation->process).opened() : Json();
+  Json options = settings_.remote ? opened.value("options", Json::object()) : manifest_.options;
   options.merge_patch(settings_.options);
   Welcomed welcomed;
   try {
-    welcomed = welcome(*generation->connection, *hello, token, plain, options, scratch_dir().string());
+    welcomed = welcome(*generation->connection, *hello, token, plain, options,
+                       settings_.remote ? opened.value("scratch_dir", std::string()) : scratch_dir().string());
   } catch (const HelloRefused& e) {
     fail(e.what(), true);
   }
@@ -396,8 +420,13 @@ void SupervisedPlugin::start(bool mechanism_switched) {
   unknown_hooks_ = unknown;
   protocol_ = protocol;
   current_ = generation;
-  log_->info("{} {} ({}, pid {}, protocol {}) is ready: {}", manifest_.name, manifest_.version, manifest_.runtime,
-             generation->process->pid(), protocol, fmt::join(hooks_, ", "));
+  if (settings_.remote)
+    remote_ = {{"endpoint", link_->endpoint}, {"runtime", opened.value("runtime", "")}, {"version", opened.value("version", "")},
+               {"secure", !settings_.remote->insecure}};
+  log_->info("{} {} ({}, {}, protocol {}) is ready: {}", manifest_.name,
+             settings_.remote ? remote_["version"].get<std::string>() : manifest_.version,
+             settings_.remote ? remote_["runtime"].get<std::string>() : manifest_.runtime, generation->process->where(), protocol,
+             fmt::join(hooks_, ", "));
 }
 
 std::string SupervisedPlugin::stop() {
@@ -1008,6 +1037,7 @@ Json SupervisedPlugin::report() const {
                             {"refused", state_refusals_},
                             {"last_problem", state_problem_.empty() ? Json(nullptr) : Json(state_problem_)}}},
                  {"model_access", gate_ ? gate_->counters() : Json(nullptr)},
+                 {"remote", settings_.remote ? remote_ : Json(nullptr)},
                  {"image_region", images_ ? Json{{"slots", images_->slots()},
                                                  {"slot_bytes", images_->slot_bytes()},
                                                  {"requests_through_region", image_requests_in_region_},

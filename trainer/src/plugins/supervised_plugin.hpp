@@ -104,6 +104,12 @@ class SupervisedPlugin {
 
  private:
   struct Generation;
+  // What a generation's connection tells the supervisor (logs, control, the host's death).
+  ConnectionEvents connection_events(Generation& generation);
+  // Makes the generation's connection and host: a child process here (credentials: plain), or a
+  // host that its server on another machine starts (docs/protocol.md, Remote hosts).
+  void open_local(Generation& generation, const std::string& token, ConnectionEvents events, bool plain);
+  void open_remote(Generation& generation, const std::string& token, ConnectionEvents events);
   // The running generation, or null. A dead one is restarted in the background once its backoff
   // has passed; the caller waits for that restart up to `wait`, of which at most `backoff_wait`
   // for the backoff.
@@ -193,6 +199,8 @@ class SupervisedPlugin {
   // them on its jailed socket (protocol 1): later starts take it so, until one brings them again.
   std::atomic<bool> plain_{true};
   int protocol_ = 0;  // the version its latest hello and the trainer agreed on
+  std::optional<RemoteLink> link_;  // its remote host's server, keys read; unset for a local host
+  Json remote_ = Json::object();    // a remote host's endpoint, runtime and version, for the report
   std::string last_log_error_;
   Permissions granted_;  // what train.json grants it (a superset of what its manifest asks)
 
