@@ -128,7 +128,7 @@ void BM_Unsupervised_CallHook_Cpp(benchmark::State& state) {
   launch.scratch_dir = dir;
   launch.jail.mode = bulkhead::JailSettings::Mode::weak;
   {
-    bulkhead::Connection connection(launch.endpoint, 64 << 20, {launch.token, {}}, {});
+    bulkhead::Connection connection(launch.endpoint, 64 << 20, {launch.token, {}, {}}, {});
     bulkhead::HostProcess host(launch);
     if (!connection.await_hello(std::chrono::seconds(10), [&] { return host.running(); })) {
       state.SkipWithError("the host sent no hello");

@@ -37,7 +37,7 @@ void say_hello(zmq::context_t& context, const std::string& at, const std::string
 
 TEST(Connection, APeerWithAWrongTokenIsNeverHeardAndNamed) {
   const std::string at = endpoint("impostor.sock");
-  Connection connection(at, 1 << 20, {"the-real-token", {}}, {});
+  Connection connection(at, 1 << 20, {"the-real-token", {}, {}}, {});
   zmq::context_t context;
   say_hello(context, at, "a-guessed-token");
   EXPECT_FALSE(connection.await_hello(500ms, [] { return true; }).has_value()) << "a message passed without the token";
@@ -49,7 +49,7 @@ TEST(Connection, APeerWithAWrongTokenIsNeverHeardAndNamed) {
 // for it ends at once naming what is missing, not at its deadline.
 TEST(Connection, APeerWithoutCredentialsEndsTheWaitNamingThem) {
   const std::string at = endpoint("no-credentials.sock");
-  Connection connection(at, 1 << 20, {"the-real-token", {}}, {});
+  Connection connection(at, 1 << 20, {"the-real-token", {}, {}}, {});
   zmq::context_t context;
   std::thread peer([&] { say_hello(context, at, ""); });
   const auto started = std::chrono::steady_clock::now();
@@ -66,7 +66,7 @@ TEST(Connection, APeerWithoutCredentialsEndsTheWaitNamingThem) {
 
 TEST(Connection, ThePeerWithTheTokenIsHeard) {
   const std::string at = endpoint("plugin.sock");
-  Connection connection(at, 1 << 20, {"the-real-token", {}}, {});
+  Connection connection(at, 1 << 20, {"the-real-token", {}, {}}, {});
   zmq::context_t context;
   wire::Channel peer(context, at, /*bind=*/false, -1, "the-real-token");
   peer.send(wire::Message::request(0, "hello", {{"token", "the-real-token"}}));
@@ -81,7 +81,7 @@ TEST(Connection, WithoutCredentialsTheConnectingProcessIsJudged) {
   for (const bool owned : {true, false}) {
     const std::string at = endpoint(owned ? "owned.sock" : "stranger.sock");
     std::atomic<long> asked{0};
-    Connection connection(at, 1 << 20, {"", [&, owned](long pid) { asked = pid; return owned; }}, {});
+    Connection connection(at, 1 << 20, {"", [&, owned](long pid) { asked = pid; return owned; }, {}}, {});
     zmq::context_t context;
     wire::Channel peer(context, at, /*bind=*/false, -1, "");
     peer.send(wire::Message::request(0, "hello", {{"token", "t"}}));
@@ -95,7 +95,7 @@ TEST(Connection, WithoutCredentialsTheConnectingProcessIsJudged) {
 
 TEST(Connection, APeerWithCredentialsOnASocketWithoutThemIsNamed) {
   const std::string at = endpoint("plain-on-null.sock");
-  Connection connection(at, 1 << 20, {"", [](long) { return true; }}, {});
+  Connection connection(at, 1 << 20, {"", [](long) { return true; }, {}}, {});
   zmq::context_t context;
   std::thread peer([&] { say_hello(context, at, "a-token"); });
   EXPECT_THROW(connection.await_hello(10s, [] { return true; }), WrongMechanism);
@@ -130,7 +130,7 @@ class PeerHost {
 };
 
 struct Connected {
-  explicit Connected(const std::string& name) : at(endpoint(name)), connection(at, 1 << 20, {"token", {}}, {}), peer(at) {
+  explicit Connected(const std::string& name) : at(endpoint(name)), connection(at, 1 << 20, {"token", {}, {}}, {}), peer(at) {
     EXPECT_TRUE(connection.await_hello(5s, [] { return true; }).has_value());
     connection.answer_hello(nullptr, Json::object());
   }
