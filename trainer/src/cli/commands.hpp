@@ -1,6 +1,7 @@
 // commands.hpp — the `bulkhead` subcommands, each registered on the CLI11 app by its own module.
 #pragma once
 
+#include <iostream>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -24,7 +25,9 @@ void add_run_options(CLI::App& command, std::string& run_dir, int& wait_s);
 // prints; the exit status: 0 done, 1 refused or no answer, 2 a bad run folder or plugin name.
 int ask_running_trainer(const std::string& run_dir, const run_control::Request& request, int wait_s);
 
-// "web view: http://127.0.0.1:8585/?token=...", on stdout.
-void print_web_url(const web::WebServer& server);
+// "web view: http://127.0.0.1:8585/?token=...", on stdout (not in train.log: the token is the key).
+inline void print_web_url(const web::WebServer& server) {
+  std::cout << "web view: " << server.url() << "  (open it once: the token then stays in a cookie)" << std::endl;
+}
 
 }  // namespace bulkhead

@@ -2,17 +2,13 @@
 #include <pthread.h>
 
 #include <csignal>
-#include <iostream>
+#include <cstring>
 
 #include "cli/commands.hpp"
 #include "common/log.hpp"
 #include "web/web_server.hpp"
 
 namespace bulkhead {
-
-void print_web_url(const web::WebServer& server) {
-  std::cout << "web view: " << server.url() << "  (open it once: the token then stays in a cookie)" << std::endl;
-}
 
 void add_serve_command(CLI::App& app) {
   static web::WebOptions options;
