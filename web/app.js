@@ -121,9 +121,8 @@ function redraw() {
 
 // Time left: the epochs still to come at the mean epoch's wall time (validation and hooks
 // included), or, before the first epoch ends, the steps still to come at the recent steps' pace.
-function eta(progress, steps) {
-  const total = progress.max_epochs * progress.epoch_length;
-  const left = total - progress.global_step;
+function eta(progress, steps, step) {
+  const left = progress.max_epochs * progress.epoch_length - step;
   const epochs = run.records.filter((r) => "epoch_s" in r).map((r) => r.epoch_s);
   if (epochs.length) return (left / progress.epoch_length) * (epochs.reduce((a, b) => a + b, 0) / epochs.length);
   const recent = steps.slice(-50);
@@ -147,11 +146,14 @@ function showProgress() {
     $("run-step").textContent = last ? last.step : "-";
     return;
   }
+  // The live report is rewritten every 2 s; the metrics come as they are written.
+  const step = Math.max(progress.global_step, last ? last.step + 1 : 0);
+  const epoch = last ? Math.max(progress.epoch, last.epoch) : progress.epoch;
   const total = progress.max_epochs * progress.epoch_length;
-  $("run-epoch").textContent = `${Math.min(progress.epoch + 1, progress.max_epochs)} / ${progress.max_epochs}`;
-  $("run-step").textContent = `${progress.global_step} / ${total}`;
-  $("run-progress").value = total ? progress.global_step / total : 0;
-  $("run-eta").textContent = run.live ? duration(eta(progress, steps)) : "-";
+  $("run-epoch").textContent = `${Math.min(epoch + 1, progress.max_epochs)} / ${progress.max_epochs}`;
+  $("run-step").textContent = `${step} / ${total}`;
+  $("run-progress").value = total ? step / total : 0;
+  $("run-eta").textContent = run.live ? duration(eta(progress, steps, step)) : "-";
 }
 
 function onRunSummary(summary) {

@@ -127,6 +127,12 @@ async function run() {
     await page.waitForFunction((r) => document.querySelector(`${r} td.reloads`)?.textContent === "1", { timeout: 30_000 }, row);
     check(true, "restart pressed: the trainer answered, and the table counts the restart");
 
+    // A phone's width: the page reflows, and only the tables scroll sideways, inside their boxes.
+    await page.setViewport({ width: 390, height: 844 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    check(overflow <= 0, `at a phone's width (390 px) nothing sticks out of the page (${overflow} px)`);
+    await page.setViewport({ width: 1100, height: 1500 });
+
     if (process.env.BULKHEAD_SCREENSHOT) {
       await page.screenshot({ path: process.env.BULKHEAD_SCREENSHOT, fullPage: true });
       console.log(`screenshot: ${process.env.BULKHEAD_SCREENSHOT}`);
