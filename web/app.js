@@ -42,6 +42,7 @@ function follow(url, handlers, onRestart) {
   if (session.stream) session.stream.close();
   const stream = new EventSource(url);
   session.stream = stream;
+  $("connection").hidden = false;
   stream.onopen = () => { $("connection").textContent = "live"; $("connection").classList.add("live"); };
   stream.onerror = () => {
     $("connection").textContent = "offline";
@@ -57,6 +58,7 @@ function stopFollowing() {
   clearTimeout(session.retry);
   if (session.stream) session.stream.close();
   session.stream = null;
+  $("connection").hidden = true;
 }
 
 // ---------------------------------------------------------------------------------------------

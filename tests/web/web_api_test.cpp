@@ -114,6 +114,7 @@ TEST(WebApi, WithoutTheTokenEveryRequestIs401) {
   const std::string cookie = first->get_header_value("Set-Cookie");
   EXPECT_NE(cookie.find("HttpOnly"), std::string::npos) << cookie;
   EXPECT_NE(cookie.find("SameSite=Strict"), std::string::npos) << cookie;
+  EXPECT_EQ(client.Get(("//evil.example/?token=" + web->url().token).c_str())->get_header_value("Location"), "/");
   auto page = client.Get("/", {{"Cookie", cookie.substr(0, cookie.find(';'))}});
   ASSERT_EQ(page->status, 200);
   EXPECT_NE(page->body.find("<title>Bulkhead</title>"), std::string::npos);

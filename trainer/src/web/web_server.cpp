@@ -114,9 +114,10 @@ void WebServer::Impl::guard_every_request() {
       return httplib::Server::HandlerResponse::Handled;
     }
     if (guard.token_in_url(request) && request.method == "GET" && request.path.rfind("/api/", 0) != 0) {
-      // The token moves into a cookie, and out of the address bar and the history.
+      // The token moves into a cookie, and out of the address bar and the history. Always to the
+      // page itself: a path from the request ("//evil.example") could send the browser elsewhere.
       response.set_header("Set-Cookie", guard.cookie());
-      response.set_redirect(request.path, 303);
+      response.set_redirect("/", 303);
       return httplib::Server::HandlerResponse::Handled;
     }
     return httplib::Server::HandlerResponse::Unhandled;
@@ -160,7 +161,8 @@ void WebServer::Impl::add_read_routes() {
     const auto file = files.sample_file(*dir, request.get_param_value("name"));
     if (!file) return send_error(response, 404, "no sample \"" + request.get_param_value("name") + "\" in this run");
     response.set_content(read_file(*file), "image/png");
-    response.set_header("Cache-Control", "private, max-age=86400");  // a sample never changes
+    response.headers.erase("Cache-Control");  // the default no-store: a sample never changes
+    response.set_header("Cache-Control", "private, max-age=86400");
   });
   server.Get("/api/plugins", [this](const httplib::Request& request, httplib::Response& response) {
     if (auto dir = folder(request, response, "run")) send_json(response, files.plugins(*dir));
