@@ -30,7 +30,8 @@ int list_plugins(const PluginCatalog& catalog) {
 }  // namespace
 
 void add_plugins_command(CLI::App& app) {
-  auto* plugins = app.add_subcommand("plugins", "List plugins, or check that one conforms to the protocol");
+  auto* plugins = app.add_subcommand(
+      "plugins", "List plugins, check that one conforms to the protocol, or restart or stop one of a running training");
   plugins->require_subcommand(1);
   static std::vector<std::string> extra_dirs;
   plugins->add_option("--plugins-dir", extra_dirs, "More folders of plugins (also $BULKHEAD_PLUGINS_PATH)");
