@@ -10,6 +10,8 @@ PACKAGES=(
   libspdlog-dev nlohmann-json3-dev libvalijson-dev libcli11-dev libseccomp-dev libstb-dev
   libicu-dev libyaml-cpp-dev libwebp-dev
   libgtest-dev libgmock-dev libbenchmark-dev bubblewrap
+  libcpp-httplib-dev  # the web view's HTTP server (bulkhead serve, train --web)
+  chromium  # the web view's end-to-end test runs the page in it, headless (tests/web)
   python3 python3-zmq python3-msgpack python3-pil python3-jsonschema
   python3-torch python3-colorama python3-numpy  # what EveryDream2's plugins import
   python3-optuna  # default_method's "search": "optuna" (it falls back to random search without it)

@@ -12,7 +12,7 @@
 #include <cstdint>
 #include <sstream>
 
-#include "plugins/restart_request.hpp"
+#include "train/run_control.hpp"
 #include "test_support.hpp"
 
 namespace bulkhead::testing {
@@ -191,7 +191,7 @@ TEST(PluginState, ReloadKeepsTheStateUnlessFresh) {
     const fs::path run = dir / (keep ? "keep" : "fresh");
     Trainer trainer(resolve_config(config_with(run, epochs, Json::array({stateful_entry("stateful-node", {{"seed", 5}})})), "test"));
     trainer.set_hook_observer([&](const std::string& hook, const Json& kwargs) -> std::vector<Json> {
-      if (hook == "on_epoch_start" && kwargs["epoch"] == 2) restart_request::post(run, "stateful-node", keep);
+      if (hook == "on_epoch_start" && kwargs["epoch"] == 2) run_control::post(run, run_control::Request(run_control::Action::restart_plugin, "stateful-node", keep));
       return {};
     });
     ASSERT_EQ(trainer.run().outcome, RunOutcome::completed);

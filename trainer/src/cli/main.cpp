@@ -27,7 +27,7 @@ bool unknown_command(const CLI::App& app, int argc, char** argv) {
   for (const auto* sub : app.get_subcommands({})) names.push_back(sub->get_name());
   if (std::find(names.begin(), names.end(), argv[1]) != names.end()) return false;
   std::cerr << "bulkhead: unknown command '" << argv[1] << "'" << bulkhead::did_you_mean(argv[1], names)
-            << "; the commands are train, sample, plugins, study, doctor and host (bulkhead --help)\n";
+            << "; the commands are train, sample, plugins, study, doctor, run, serve and host (bulkhead --help)\n";
   return true;
 }
 
@@ -53,6 +53,8 @@ int main(int argc, char** argv) {
   bulkhead::add_plugins_command(app);
   bulkhead::add_study_command(app);
   bulkhead::add_doctor_command(app);
+  bulkhead::add_run_command(app);
+  bulkhead::add_serve_command(app);
   bulkhead::add_host_command(app);
   add_version_flags(app, "bulkhead " BULKHEAD_VERSION " (LibTorch " TORCH_VERSION ")");
   if (unknown_command(app, argc, argv)) return 2;

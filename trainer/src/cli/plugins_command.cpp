@@ -1,4 +1,4 @@
-// bulkhead plugins list | check PLUGIN
+// bulkhead plugins list | check PLUGIN | restart PLUGIN --run DIR | stop PLUGIN --run DIR
 #include <cstdlib>
 #include <iomanip>
 #include <iostream>
@@ -6,7 +6,6 @@
 #include "cli/commands.hpp"
 #include "plugins/checker.hpp"
 #include "plugins/manifest.hpp"
-#include "plugins/restart_request.hpp"
 
 namespace bulkhead {
 namespace {
@@ -31,7 +30,8 @@ int list_plugins(const PluginCatalog& catalog) {
 }  // namespace
 
 void add_plugins_command(CLI::App& app) {
-  auto* plugins = app.add_subcommand("plugins", "List plugins, or check that one conforms to the protocol");
+  auto* plugins = app.add_subcommand(
+      "plugins", "List plugins, check that one conforms to the protocol, or restart or stop one of a running training");
   plugins->require_subcommand(1);
   static std::vector<std::string> extra_dirs;
   plugins->add_option("--plugins-dir", extra_dirs, "More folders of plugins (also $BULKHEAD_PLUGINS_PATH)");
@@ -57,33 +57,26 @@ void add_plugins_command(CLI::App& app) {
     std::exit(ok ? 0 : 1);
   });
 
-  static std::string restart_name;
+  static std::string plugin_name;
   static std::string run_dir;
   static int wait_s = 60;
   static bool fresh = false;
   auto* restart = plugins->add_subcommand(
       "restart", "Restart one plugin of a running training (say, after fixing its code); training goes on, "
                  "and the plugin carries on from its state");
-  restart->add_option("plugin", restart_name, "The plugin's name, as the run's log and report show it")->required();
-  restart->add_option("--run", run_dir, "The run folder of the training")->required()->check(CLI::ExistingDirectory);
-  restart->add_option("--wait", wait_s, "Seconds to wait for the trainer's answer (default 60)");
+  restart->add_option("plugin", plugin_name, "The plugin's name, as the run's log and report show it")->required();
+  add_run_options(*restart, run_dir, wait_s);
   restart->add_flag("--fresh", fresh, "Start the plugin empty, without the state it had (plugins that keep state)");
   restart->callback([] {
-    try {
-      restart_request::post(run_dir, restart_name, !fresh);
-    } catch (const std::exception& e) {
-      std::cerr << "error: " << e.what() << "\n";
-      std::exit(2);
-    }
-    auto answer = restart_request::await_answer(run_dir, restart_name, std::chrono::seconds(wait_s));
-    if (!answer) {
-      std::cerr << "no answer within " << wait_s << " s: is the training in " << run_dir
-                << " running? The request stays; the trainer takes it at its next step.\n";
-      std::exit(1);
-    }
-    std::cout << *answer << "\n";
-    std::exit(answer->rfind("restarted ", 0) == 0 ? 0 : 1);
+    std::exit(ask_running_trainer(run_dir, run_control::Request(run_control::Action::restart_plugin, plugin_name, !fresh), wait_s));
   });
+
+  auto* stop = plugins->add_subcommand(
+      "stop", "Stop one plugin of a running training for the rest of the run, as a quarantine does; "
+              "training goes on without it (plugins restart turns it back on)");
+  stop->add_option("plugin", plugin_name, "The plugin's name, as the run's log and report show it")->required();
+  add_run_options(*stop, run_dir, wait_s);
+  stop->callback([] { std::exit(ask_running_trainer(run_dir, run_control::Request(run_control::Action::stop_plugin, plugin_name), wait_s)); });
 }
 
 }  // namespace bulkhead

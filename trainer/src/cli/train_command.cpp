@@ -2,6 +2,7 @@
 // everything, then runs the Trainer. Ctrl-C, SIGTERM and SIGHUP save an "interrupted" checkpoint.
 #include <csignal>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -30,6 +31,8 @@ struct TrainArgs {
   std::string resume;
   bool overwrite = false;
   bool watch_plugins = false;
+  bool web = false;  // --web [PORT]: serve the run's web view while it trains
+  bulkhead::web::WebOptions web_options;
 };
 
 void apply_overrides(Json& user, const TrainArgs& args) {
@@ -50,6 +53,21 @@ void check_same_model(const bulkhead::TrainConfig& config, const Json& saved) {
     if (config.json.at(key) != saved.at(key))
       throw bulkhead::ConfigError("--resume: \"" + std::string(key) + "\" is " + config.json.at(key).dump() +
                                   " but the checkpoint was trained with " + saved.at(key).dump());
+}
+
+// The run's web view, serving until the run ends (null without --web). One that cannot listen
+// (its port taken) is a command-line problem: nothing has been trained yet.
+std::unique_ptr<bulkhead::web::WebServer> serve_run(const TrainArgs& args, const fs::path& run_dir) {
+  if (!args.web) return nullptr;
+  bulkhead::web::WebOptions options = args.web_options;
+  options.run = run_dir;
+  try {
+    auto server = std::make_unique<bulkhead::web::WebServer>(options);
+    bulkhead::print_web_url(*server);
+    return server;
+  } catch (const std::runtime_error& e) {
+    throw bulkhead::ConfigError(std::string("--web: ") + e.what());
+  }
 }
 
 bulkhead::RunSummary train(const TrainArgs& args) {
@@ -85,6 +103,7 @@ bulkhead::RunSummary train(const TrainArgs& args) {
   bulkhead::StopSignals stop_signals;
   bulkhead::Trainer trainer(config, resume, args.overwrite);
   if (args.watch_plugins) trainer.watch_plugins();
+  const auto web = serve_run(args, trainer.run_dir());
   return trainer.run();
 }
 
@@ -115,9 +134,16 @@ void add_train_command(CLI::App& app) {
                   "loader and plugin hooks run as in training (bench_pace_ms in train.json)");
   cmd->add_flag("--watch-plugins", args->watch_plugins,
                 "Restart a plugin, with its state, when its files change on disk (edit a plugin while it trains)");
-  cmd->callback([args, plugins] {
+  auto* web = cmd->add_option("--web", args->web_options.port,
+                              "Serve the run's live web view while it trains, on this port (default " +
+                                  std::to_string(args->web_options.port) + "; 0: any free one); prints its URL (docs/web.md)")
+                  ->expected(0, 1);
+  cmd->add_option("--web-host", args->web_options.host,
+                  "Address the web view listens on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)");
+  cmd->callback([args, plugins, web] {
     // CLI11 leaves the list unset for a bare --plugins: that means no plugins.
     if (plugins->count() > 0 && !args->plugins) args->plugins.emplace();
+    args->web = web->count() > 0;
     auto log = bulkhead::logger("trainer");
     try {
       auto summary = train(*args);

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <functional>
 #include <future>
 #include <iomanip>
 #include <map>
@@ -85,6 +86,18 @@ struct PluginRunner::Impl {
         for (const auto& extra : pool->second.extra()) all.push_back(extra.get());
     }
     return all;
+  }
+
+  // Applies `act` to the named plugin's host and its pool's others; false when no plugin has the name.
+  bool for_each_host_of(const std::string& name, const std::function<void(SupervisedPlugin&)>& act) {
+    for (auto& p : plugins)
+      if (p->name() == name) {
+        act(*p);
+        if (auto pool = pools.find(p.get()); pool != pools.end())
+          for (const auto& extra : pool->second.extra()) act(*extra);
+        return true;
+      }
+    return false;
   }
 
   // Items through every plugin that transforms them, in config order: each plugin on its own host
@@ -328,15 +341,11 @@ void PluginRunner::notify_plugin(const std::string& plugin, const std::string& h
 }
 
 bool PluginRunner::reload(const std::string& name, bool keep_state, std::int64_t global_step) {
+  return impl_->for_each_host_of(name, [&](SupervisedPlugin& host) { host.reload(keep_state, global_step); });
+}
 
-  for (auto& p : impl_->plugins)
-    if (p->name() == name) {
-      p->reload(keep_state, global_step);
-      if (auto pool = impl_->pools.find(p.get()); pool != impl_->pools.end())
-        for (const auto& extra : pool->second.extra()) extra->reload(keep_state, global_step);
-      return true;
-    }
-  return false;
+bool PluginRunner::switch_off(const std::string& name, const std::string& why) {
+  return impl_->for_each_host_of(name, [&](SupervisedPlugin& host) { host.switch_off(why); });
 }
 
 void PluginRunner::snapshot_states(std::int64_t global_step, const std::string& reason, bool wait) {
@@ -423,7 +432,7 @@ std::string PluginRunner::report_table() const {
     out << "  " << r["name"].get<std::string>() << ": " << r["restarts"].get<long>() << " restarts";
     if (r["reloads"].get<long>() > 0) out << ", " << r["reloads"].get<long>() << " restarted on request";
     if (r["quarantined"].get<bool>())
-      out << ", QUARANTINED: " << r["quarantine_reason"].get<std::string>();
+      out << (r["status"] == "stopped" ? ", STOPPED: " : ", QUARANTINED: ") << r["quarantine_reason"].get<std::string>();
     else if (r["last_fault"].is_string())
       out << ", last fault: " << r["last_fault"].get<std::string>();
     out << "\n";

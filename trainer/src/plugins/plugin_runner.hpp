@@ -87,6 +87,10 @@ class PluginRunner {
   // faults forgiven, quarantine lifted; with its state unless keep_state is false. False when no
   // plugin has that name. global_step: where training stands, for the state asked of the old host.
   bool reload(const std::string& name, bool keep_state = true, std::int64_t global_step = 0);
+  // Takes the named plugin off for the rest of the run, on the user's request (bulkhead plugins
+  // stop): its hosts are killed and its hooks skipped, as in a quarantine, without a fault; a
+  // reload turns it back on. False when no plugin has that name.
+  bool switch_off(const std::string& name, const std::string& why);
 
   // Plugin state (docs/protocol.md, section 10). Asks every plugin that keeps state for it; wait:
   // until each answers (a checkpoint, an epoch's end), else each reply is kept when it comes.

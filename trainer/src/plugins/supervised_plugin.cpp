@@ -441,6 +441,7 @@ std::string SupervisedPlugin::stop() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     generation = std::move(current_);
+    shut_down_ = true;
   }
   // A host that died before has had its fault counted: only how a running one ends is news.
   if (!generation || !generation->process->running()) return "";
@@ -493,11 +494,25 @@ void SupervisedPlugin::reload(bool keep_state, std::int64_t global_step) {
     if (!keep_state) state_.reset();
     reloads = counters_.count_reload();
     policy_.forgive();
+    switched_off_ = false;
     if (current_ && !current_->dead) old = current_, current_->dead = true;
   }
   if (old) old->process->kill_group();
   log_->warn("{}: restarting at the user's request (reload {}{})", manifest_.name, reloads,
              keep_state ? "" : ", without its state");
+}
+
+void SupervisedPlugin::switch_off(const std::string& why) {
+  std::shared_ptr<Generation> to_kill;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!policy_.quarantine(why)) return;  // already off
+    switched_off_ = true;
+    if (current_) to_kill = current_, current_->dead = true;
+  }
+  if (to_kill) to_kill->process->kill_group();
+  retire(std::move(to_kill));
+  log_->warn("{}: {}: off for the rest of this run", manifest_.name, why);
 }
 
 bool SupervisedPlugin::keeps_state() const {
@@ -1020,6 +1035,13 @@ int SupervisedPlugin::protocol() const {
   return protocol_;
 }
 
+// Under the lock.
+const char* SupervisedPlugin::status() const {
+  if (policy_.quarantined()) return switched_off_ ? "stopped" : "quarantined";
+  if (shut_down_) return "ended";
+  return current_ && !current_->dead ? "running" : "restarting";
+}
+
 Json SupervisedPlugin::report() const {
   std::lock_guard<std::mutex> lock(mutex_);
   Json report = counters_.report();
@@ -1029,6 +1051,7 @@ Json SupervisedPlugin::report() const {
                  {"version", manifest_.version},
                  {"protocol", protocol_ ? Json(protocol_) : Json(nullptr)},
                  {"on_failure", !settings_.abort_on_failure ? "per hook" : *settings_.abort_on_failure ? "abort" : "skip"},
+                 {"status", status()},
                  {"quarantined", policy_.quarantined()},
                  {"quarantine_reason", policy_.quarantined() ? Json(policy_.quarantine_reason()) : Json(nullptr)},
                  {"state", {{"kept", settings_.keep_state && state_.has_value()},

@@ -61,6 +61,10 @@ class SupervisedPlugin {
   // next needs it, with its faults forgiven, its backoff reset and its quarantine lifted. With
   // keep_state, the running host is asked for its state first and the new one starts from it.
   void reload(bool keep_state = true, std::int64_t global_step = 0);
+  // On the user's request: the host is killed and the plugin is off for the rest of the run, as
+  // in a quarantine (its hooks are skipped), with no fault counted and no abort; reload() turns
+  // it back on.
+  void switch_off(const std::string& why);
 
   const std::string& name() const { return manifest_.name; }
   const Manifest& manifest() const { return manifest_; }
@@ -91,6 +95,9 @@ class SupervisedPlugin {
   // Before the first start of a resumed run: the snapshot its checkpoint carried.
   void restore_from(const Json& snapshot);
 
+  // What plugin-report.json holds of it. Its "status": running, restarting (its host is being
+  // started again, or waits for its backoff or for the next hook), quarantined, stopped (by the
+  // user), ended (the run is over).
   Json report() const;
 
   // For `plugins check`: one request to the running host, its reply returned unjudged (nothing
@@ -176,6 +183,7 @@ class SupervisedPlugin {
   void quarantine(const std::string& hook, const std::string& why);
   void handle_control(const Json& requests);
   void protocol_problem(const std::string& what);
+  const char* status() const;  // report()'s "status"
 
   Manifest manifest_;
   PluginSettings settings_;
@@ -191,6 +199,8 @@ class SupervisedPlugin {
   int generation_ = 0;
   std::vector<std::string> hooks_;
   FaultPolicy policy_;                      // backoff, the window of recent faults, quarantine
+  bool switched_off_ = false;               // its quarantine is the user's switch_off, not its faults'
+  bool shut_down_ = false;                  // stop() ran: the run is over
   bool starting_ = false;                   // a restart is under way in restart_task_
   std::shared_future<void> restart_task_;   // the latest background restart
   PluginCounters counters_;

@@ -58,7 +58,7 @@ int take_lock(const fs::path& folder) {
 // A study's folder (docs/methods.md) starts with study.log and an empty trials/.
 const std::set<std::string> kStartFiles = {kLockName, "config.json", "train.log", "metrics.jsonl", "tensorboard",
                                            "checkpoints", "samples", "control", "plugin-scratch", "plugin-report.json",
-                                           "study.log", "trials"};
+                                           "plugin-report.live.json", "study.log", "trials"};
 
 bool holds_nothing(const fs::path& path) {
   return fs::is_directory(path) ? fs::is_empty(path) : fs::is_regular_file(path) && fs::file_size(path) == 0;
@@ -93,6 +93,16 @@ void check_mode(const fs::path& folder, RunFolder::Mode mode) {
 }
 
 }  // namespace
+
+bool RunFolder::in_use(const fs::path& path) {
+  const int fd = ::open((path / kLockName).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  // flock locks belong to open files, not processes: this probe conflicts with a trainer's lock
+  // even in the trainer's own process (bulkhead train --web).
+  const bool held = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  ::close(fd);  // drops the probe's own shared lock, if it got one
+  return held;
+}
 
 RunFolder RunFolder::claim(const fs::path& path, Mode mode) {
   std::error_code error;

@@ -31,6 +31,9 @@ class RunFolder {
   // <logdir>/<project_name>-<YYYYmmdd-HHMMSS>, with -2, -3... when that name is taken: never an existing folder.
   static RunFolder claim_new(const std::filesystem::path& logdir, const std::string& project_name);
 
+  // True while a trainer holds the folder: one is running there and takes its control requests.
+  static bool in_use(const std::filesystem::path& path);
+
   RunFolder(RunFolder&& other) noexcept;
   RunFolder& operator=(RunFolder&& other) noexcept;
   RunFolder(const RunFolder&) = delete;

@@ -13,7 +13,6 @@
 #include "common/log.hpp"
 #include "common/schemas.hpp"
 #include "plugins/plugin_runner.hpp"
-#include "plugins/restart_request.hpp"
 #include "common/atomic_file.hpp"
 #include "train/loss_plot.hpp"
 #include "train/model_access.hpp"
@@ -27,6 +26,10 @@ using Json = nlohmann::json;
 namespace {
 
 constexpr double kPacedLoss = 1.0;  // the loss a paced (benchmark-mode) step reports
+// Who asked, in the log and in a requested checkpoint's record: never a plugin's name (it has a
+// space), so no plugin may delete the checkpoints the user asked for.
+const std::string kUserSource = "the user";
+constexpr std::chrono::seconds kLiveReportEvery{2};  // how often plugin-report.live.json is rewritten
 
 std::atomic<int> g_interrupt{0};  // the signal that asked to stop, 0 for none
 static_assert(std::atomic<int>::is_always_lock_free, "request_interrupt must be async-signal-safe");
@@ -580,21 +583,42 @@ void Trainer::notify(const std::string& hook, const Json& kwargs) {
 }
 
 void Trainer::handle_control_requests() {
+  write_live_report(false);
   for (auto& request : plugins_->take_control_requests()) apply_control(request.plugin, request.request);
   for (auto& [source, request] : std::exchange(observer_requests_, {})) apply_control(source, request);
-  for (const auto& [plugin, keep_state] : restart_request::take(run_dir_)) {
-    const bool known = plugins_->reload(plugin, keep_state, position_.global_step);
-    const std::string names = fmt::format("{}", fmt::join(plugins_->names(), ", "));
-    restart_request::answer(run_dir_, plugin,
-                            known ? "restarted " + plugin + " at step " + std::to_string(position_.global_step) +
-                                        (keep_state ? "" : ", without its state")
-                                  : "no plugin named " + plugin + " in this run (plugins: " + names + ")");
-    if (!known) log_->warn("restart asked for an unknown plugin '{}' (plugins: {})", plugin, names);
-  }
+  for (const auto& request : run_control::take(run_dir_)) run_control::answer(run_dir_, request, apply_user_request(request));
   for (const auto& plugin : plugins_->changed_plugins()) {
     log_->warn("{}: its files changed: restarting it with its state (--watch-plugins)", plugin);
     plugins_->reload(plugin, true, position_.global_step);
   }
+}
+
+// What `bulkhead plugins restart|stop` and `bulkhead run save|stop` (and the web view) asked, in
+// RUN_DIR/control. A save and a stop go the way a plugin's control requests go.
+run_control::Answer Trainer::apply_user_request(const run_control::Request& request) {
+  using run_control::Action;
+  const std::string step = " at step " + std::to_string(position_.global_step);
+  switch (request.action) {
+    case Action::save_checkpoint:
+      apply_control(kUserSource, {{"action", "save_checkpoint"}, {"reason", "asked in " + (run_dir_ / "control").string()}});
+      return {true, "a checkpoint will be saved at the next optimizer step (asked" + step + ")"};
+    case Action::stop_run:
+      apply_control(kUserSource, {{"action", "stop"}, {"reason", "asked in " + (run_dir_ / "control").string()}});
+      return {true, "training stops at the next optimizer step (asked" + step + "), then saves its final checkpoint"};
+    case Action::restart_plugin:
+    case Action::stop_plugin:
+      break;
+  }
+  const std::string& plugin = request.plugin;
+  const bool restart = request.action == Action::restart_plugin;
+  const bool known = restart ? plugins_->reload(plugin, request.keep_state, position_.global_step)
+                             : plugins_->switch_off(plugin, "stopped by the user" + step);
+  if (known)
+    return {true, restart ? "restarted " + plugin + step + (request.keep_state ? "" : ", without its state")
+                          : "stopped " + plugin + step + ": it is off for the rest of this run (restart turns it back on)"};
+  const std::string names = fmt::format("{}", fmt::join(plugins_->names(), ", "));
+  log_->warn("{} asked for an unknown plugin '{}' (plugins: {})", restart ? "restart" : "stop", plugin, names);
+  return {false, "no plugin named " + plugin + " in this run (plugins: " + names + ")"};
 }
 
 void Trainer::apply_control(const std::string& source, const Json& request) {
@@ -629,6 +653,25 @@ void Trainer::check_abort() {
   if (auto reason = plugins_->abort_reason()) throw TrainingAborted("plugin failure: " + *reason);
 }
 
+// plugin-report.live.json: the plugins' report so far, and where training stands, every few
+// seconds and once more at the end: what the web view's plugin table shows while the run goes on.
+void Trainer::write_live_report(bool at_end) {
+  const auto now = std::chrono::steady_clock::now();
+  if (!at_end && now - last_live_report_ < kLiveReportEvery) return;
+  last_live_report_ = now;
+  Json report = plugins_->report();
+  report["progress"] = {{"epoch", position_.epoch},
+                        {"max_epochs", config_.max_epochs},
+                        {"epoch_length", epoch_length_},
+                        {"global_step", position_.global_step},
+                        {"written_at", std::time(nullptr)}};
+  try {
+    write_file_atomically(run_dir_ / "plugin-report.live.json", report.dump(2) + "\n");
+  } catch (const IoError& e) {  // once: a full disk would repeat it every few seconds
+    if (!std::exchange(live_report_failed_, true)) log_->warn("{} (the live report is not updated)", e.what());
+  }
+}
+
 void Trainer::finish_plugins() {
   plugins_->shutdown();
   try {
@@ -636,6 +679,7 @@ void Trainer::finish_plugins() {
   } catch (const IoError& e) {  // the report is worth a line, not the run's outcome
     log_->error("{}", e.what());
   }
+  write_live_report(true);
   if (!plugins_->empty()) log_->info("plugins:\n{}", plugins_->report_table());
 }
 

@@ -5,7 +5,8 @@
 //   RunSummary summary = trainer.run();       // throws TrainingAborted when a plugin set to "abort" failed
 //
 // The run folder (locked for the run's life: see run_folder.hpp) gets config.json,
-// metrics.jsonl, tensorboard/, loss.png, train.log, samples/, checkpoints/ and plugin-report.json. Plugins see EveryDream2's hooks with
+// metrics.jsonl, tensorboard/, loss.png, train.log, samples/, checkpoints/ and plugin-report.json
+// (and plugin-report.live.json, rewritten every few seconds while it trains). Plugins see EveryDream2's hooks with
 // the kwargs in schemas/hooks.json; their control requests (stop, save a
 // checkpoint, change grad_accum) are validated, logged and applied.
 #pragma once
@@ -33,6 +34,7 @@
 #include "train/loader.hpp"
 #include "train/model.hpp"
 #include "train/progress.hpp"
+#include "train/run_control.hpp"
 #include "train/run_folder.hpp"
 #include "train/vocab.hpp"
 
@@ -86,6 +88,8 @@ class Trainer {
   void set_hook_observer(HookObserver observer) { observer_ = std::move(observer); }
   // Restart a plugin, with its state, when its files change on disk (bulkhead train --watch-plugins).
   void watch_plugins();
+  // The run folder it claimed (bulkhead train --web serves it while it trains).
+  const std::filesystem::path& run_dir() const { return run_dir_; }
 
  private:
   // Setup
@@ -120,12 +124,14 @@ class Trainer {
   void notify(const std::string& hook, const nlohmann::json& kwargs);
   void handle_control_requests();
   void apply_control(const std::string& source, const nlohmann::json& request);
+  run_control::Answer apply_user_request(const run_control::Request& request);
   void check_abort();
   nlohmann::json run_kwargs() const;  // project_name, log_folder, data_root
   nlohmann::json batch_summary(const Batch& batch) const;
 
   double lr_at(std::int64_t step) const;
   void log_metrics(nlohmann::json record);
+  void write_live_report(bool at_end);
   void finish_plugins();
 
   TrainConfig config_;
@@ -161,6 +167,8 @@ class Trainer {
   std::unique_ptr<EventWriter> events_;  // run_dir/tensorboard
   std::unique_ptr<Progress> progress_;
   std::chrono::steady_clock::time_point last_save_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point last_live_report_{};  // plugin-report.live.json
+  bool live_report_failed_ = false;
   RunSummary summary_;
   double samples_seen_ = 0, train_seconds_ = 0;
   // Last: its workers call the plugins, so it goes before them.
