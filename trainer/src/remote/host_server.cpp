@@ -150,6 +150,10 @@ struct HostServer::Impl {
     const std::string who = peer_address(frame) + (key && *key ? " (key " + std::string(key) + ")" : "");
     if (sessions.count(peer)) return log->warn("{} asked for a second host on one connection: ignored", who);
     const std::string plugin = params.value("plugin", ""), token = params.value("token", "");
+    if (const Json version = params.value("relay", Json()); version != relay::kVersion)
+      return refuse(peer, who, "this server speaks relay version " + std::to_string(relay::kVersion) + ", the trainer " +
+                                   version.dump() + ": run the same Bulkhead release on both machines",
+                    true);
     if (plugin != settings.plugin.name)
       return refuse(peer, who, "this server serves plugin '" + settings.plugin.name + "', not '" + plugin + "'", true);
     if (token.empty() || token.size() > 256) return refuse(peer, who, std::string(relay::kOpen) + " carries no token", true);

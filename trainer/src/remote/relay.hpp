@@ -14,8 +14,11 @@
 
 namespace bulkhead::relay {
 
+// The version of these messages, which host.open carries: a server refuses another, by name.
+inline constexpr int kVersion = 1;
+
 // The server's and trainer's notifications.
-inline constexpr const char* kOpen = "host.open";          // trainer: {"token", "plugin"}
+inline constexpr const char* kOpen = "host.open";          // trainer: {"relay", "plugin", "token"}
 inline constexpr const char* kOpened = "host.opened";      // server: {"plugin", "version", "runtime", "options", "scratch_dir"}
 inline constexpr const char* kEnded = "host.ended";        // server: {"description", "exit_status", "last_error_line"}
 inline constexpr const char* kPing = "host.ping";          // trainer, every second

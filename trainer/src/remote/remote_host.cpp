@@ -23,7 +23,7 @@ RemoteLink remote_link(const std::string& plugin, const RemoteSettings& remote, 
 
 void RemoteHost::open(Connection& connection, const std::string& plugin, const std::string& token) {
   connection_ = &connection;
-  connection.tell_relay(relay::kOpen, {{"plugin", plugin}, {"token", token}});
+  connection.tell_relay(relay::kOpen, {{"relay", relay::kVersion}, {"plugin", plugin}, {"token", token}});
 }
 
 void RemoteHost::heard(const wire::Message& message) {
