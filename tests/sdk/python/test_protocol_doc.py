@@ -84,11 +84,15 @@ class ProtocolDocTest(unittest.TestCase):
                     if isinstance(value, list):
                         self.check_message(value, requests)
                         checked.add(("message", value[0]))
+                    elif "plugins" in value:
+                        for entry in value["plugins"]:
+                            schema.validate(entry, "plugin-entry.schema.json", what="train.json plugin entry")
+                        checked.add(("train.json", "plugins"))
                     elif value.get("action"):
                         schema.validate([value], "protocol/control.schema.json", what="control request")
                         checked.add(("control", value["action"]))
                     else:
-                        self.fail("an example that is neither a message nor a control request")
+                        self.fail("an example that is neither a message, a control request nor train.json's plugins")
         # The document shows every message kind and every control action.
         self.assertTrue({("message", 0), ("message", 1), ("message", 2)} <= checked, checked)
         actions = {("control", a) for a in ("stop", "save_checkpoint", "set_arg")}
