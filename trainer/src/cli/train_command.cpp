@@ -1,5 +1,7 @@
 // bulkhead train — reads train.json, applies command-line overrides, checks
 // everything, then runs the Trainer. Ctrl-C, SIGTERM and SIGHUP save an "interrupted" checkpoint.
+// With --nproc N (or --nnodes M) it is the launcher of a data-parallel run instead: it checks the
+// config, claims the run folder and starts the ranks, each a `bulkhead train --rank R ...`.
 #include <csignal>
 #include <filesystem>
 #include <memory>
@@ -10,6 +12,7 @@
 #include "cli/commands.hpp"
 #include "cli/stop_signals.hpp"
 #include "common/log.hpp"
+#include "distributed/launcher.hpp"
 #include "study/study.hpp"
 #include "train/trainer.hpp"
 
@@ -33,6 +36,34 @@ struct TrainArgs {
   bool watch_plugins = false;
   bool web = false;  // --web [PORT]: serve the run's web view while it trains
   bulkhead::web::WebOptions web_options;
+  // Data parallel: the launcher's options, and (hidden) what it gives each rank.
+  int nproc = 1, nnodes = 1, node_rank = 0;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+  std::optional<int> rank;
+  bulkhead::RankSettings rank_settings;
+
+  bool launches() const { return !rank && (nproc > 1 || nnodes > 1); }
+  // What each rank's `bulkhead train` repeats of this command line (the launcher adds the rest).
+  std::vector<std::string> for_ranks() const {
+    std::vector<std::string> out;
+    auto add = [&](const char* flag, const auto& value) {
+      if (value) out.insert(out.end(), {flag, fmt::format("{}", *value)});
+    };
+    if (!config.empty()) out.insert(out.end(), {"--config", fs::absolute(config).string()});
+    add("--max-epochs", max_epochs);
+    add("--data-root", data_root);
+    add("--device", device);
+    add("--seed", seed);
+    add("--method", method);
+    add("--bench-pace-ms", bench_pace_ms);
+    if (plugins) {
+      out.push_back("--plugins");
+      out.insert(out.end(), plugins->begin(), plugins->end());
+    }
+    if (watch_plugins) out.push_back("--watch-plugins");
+    return out;
+  }
 };
 
 void apply_overrides(Json& user, const TrainArgs& args) {
@@ -70,7 +101,12 @@ std::unique_ptr<bulkhead::web::WebServer> serve_run(const TrainArgs& args, const
   }
 }
 
-bulkhead::RunSummary train(const TrainArgs& args) {
+struct ResolvedRun {
+  bulkhead::TrainConfig config;
+  std::optional<fs::path> resume;
+};
+
+ResolvedRun resolve_run(const TrainArgs& args) {
   Json user = Json::object();
   std::string source = "(defaults)";
   fs::path source_dir;
@@ -99,12 +135,51 @@ bulkhead::RunSummary train(const TrainArgs& args) {
   else user.erase("method");
   bulkhead::TrainConfig config = bulkhead::resolve_config(user, source, source_dir);
   if (saved_config) check_same_model(config, *saved_config);
+  return {std::move(config), resume};
+}
 
+bulkhead::RunSummary train(const TrainArgs& args) {
+  auto [config, resume] = resolve_run(args);
   bulkhead::StopSignals stop_signals;
-  bulkhead::Trainer trainer(config, resume, args.overwrite);
+  std::optional<bulkhead::RankSettings> rank;
+  if (args.rank) rank = args.rank_settings;
+  bulkhead::Trainer trainer(config, resume, args.overwrite, rank);
   if (args.watch_plugins) trainer.watch_plugins();
-  const auto web = serve_run(args, trainer.run_dir());
+  const auto web = rank ? nullptr : serve_run(args, trainer.run_dir());  // a launcher serves a run of ranks
   return trainer.run();
+}
+
+// The launcher: the config is checked and the run folder claimed before any rank starts.
+int launch(const TrainArgs& args) {
+  if (args.nproc < 1 || args.nnodes < 1 || args.node_rank < 0 || args.node_rank >= args.nnodes)
+    throw bulkhead::ConfigError("--nproc and --nnodes must be at least 1, and --node-rank from 0 to --nnodes - 1 (got --nproc " +
+                                std::to_string(args.nproc) + " --nnodes " + std::to_string(args.nnodes) + " --node-rank " +
+                                std::to_string(args.node_rank) + ")");
+  auto [config, resume] = resolve_run(args);
+  auto log = bulkhead::logger("launcher");
+  if (args.nnodes > 1)
+    log->warn("the ranks meet through c10d's store at {}:{}, which has no authentication: anyone who reaches that port "
+              "can join or disturb this run. Use --nnodes only on a network you trust (PyTorch's SECURITY.md says the same)",
+              args.master_addr, args.master_port);
+  bulkhead::RunFolder folder = bulkhead::claim_run_folder(config, resume, args.overwrite);
+  bulkhead::log_to_file((folder.path() / "train.log").string());
+  log->info("data parallel: {} rank(s) here{}, run folder {}", args.nproc,
+            args.nnodes > 1 ? fmt::format(" on machine {} of {}", args.node_rank, args.nnodes) : "", folder.path().string());
+  bulkhead::StopSignals stop_signals;
+  const auto web = args.node_rank == 0 ? serve_run(args, folder.path()) : nullptr;
+  bulkhead::LaunchOptions options;
+  options.nproc = args.nproc;
+  options.nnodes = args.nnodes;
+  options.node_rank = args.node_rank;
+  options.master_addr = args.master_addr;
+  options.master_port = args.master_port;
+  options.max_rank_restarts = config.max_rank_restarts;
+  options.run_dir = folder.path();
+  options.resume = resume.value_or(fs::path());
+  options.train_args = args.for_ranks();
+  const int status = bulkhead::launch_ranks(options);
+  bulkhead::stop_log_to_file((folder.path() / "train.log").string());
+  return status;
 }
 
 }  // namespace
@@ -140,12 +215,30 @@ void add_train_command(CLI::App& app) {
                   ->expected(0, 1);
   cmd->add_option("--web-host", args->web_options.host,
                   "Address the web view listens on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)");
+  cmd->add_option("--nproc", args->nproc,
+                  "Data parallel: train with this many processes (ranks) on this machine, one per GPU where there are "
+                  "GPUs; batch_size stays the whole batch (docs/training.md, Data parallel)");
+  cmd->add_option("--nnodes", args->nnodes, "Data parallel over several machines: how many (each runs this command)");
+  cmd->add_option("--node-rank", args->node_rank, "Data parallel over several machines: which one this is, from 0");
+  cmd->add_option("--master-addr", args->master_addr, "Data parallel over several machines: the address of machine 0");
+  cmd->add_option("--master-port", args->master_port, "Data parallel over several machines: a free port on machine 0");
+  // Given by the launcher to each rank: not for users.
+  cmd->add_option("--rank", args->rank)->group("");
+  cmd->add_option("--world-size", args->rank_settings.world_size)->group("");
+  cmd->add_option("--local-rank", args->rank_settings.local_rank)->group("");
+  cmd->add_option("--local-world-size", args->rank_settings.local_world_size)->group("");
+  cmd->add_option("--rank-store", args->rank_settings.store)->group("");
   cmd->callback([args, plugins, web] {
     // CLI11 leaves the list unset for a bare --plugins: that means no plugins.
     if (plugins->count() > 0 && !args->plugins) args->plugins.emplace();
     args->web = web->count() > 0;
     auto log = bulkhead::logger("trainer");
+    if (args->rank) args->rank_settings.rank = *args->rank;
     try {
+      if (args->launches()) {
+        if (const int status = launch(*args)) throw CLI::RuntimeError(status);
+        return;
+      }
       auto summary = train(*args);
       if (summary.outcome == bulkhead::RunOutcome::interrupted) throw CLI::RuntimeError(128 + summary.signal);
     } catch (const bulkhead::ConfigError& e) {
@@ -157,6 +250,8 @@ void add_train_command(CLI::App& app) {
     } catch (const bulkhead::TrainingAborted& e) {
       log->error("training aborted: {}", e.what());
       throw CLI::RuntimeError(1);
+    } catch (const bulkhead::RankLost& e) {
+      throw CLI::RuntimeError(bulkhead::kExitRankLost);  // logged by the trainer; the launcher restarts the ranks
     } catch (const CLI::Error&) {
       throw;
     } catch (const c10::Error& e) {  // its what() carries a C++ stack trace: not for users

@@ -59,8 +59,7 @@ std::optional<int> negotiate(const Json& hello, bool plain) {
   return chosen;
 }
 
-Welcomed welcome(Connection& connection, const Json& hello, const std::string& token, bool plain, const Json& options,
-                 const std::string& scratch_dir) {
+Welcomed welcome(Connection& connection, const Json& hello, const std::string& token, bool plain, Json fields) {
   auto errors = Schemas::instance().validate("protocol/hello.schema.json", hello);
   if (!errors.empty())
     refuse(connection, "bad_params", join_errors(errors), "its hello breaks protocol/hello.schema.json: " + join_errors(errors));
@@ -74,7 +73,8 @@ Welcomed welcome(Connection& connection, const Json& hello, const std::string& t
     refuse(connection, "protocol_mismatch", why, why);
   }
   if (hello["token"] != token) refuse(connection, "bad_token", "the token does not match", "its hello carried a wrong token");
-  connection.answer_hello(nullptr, {{"protocol", *protocol}, {"options", options}, {"scratch_dir", scratch_dir}});
+  fields["protocol"] = *protocol;
+  connection.answer_hello(nullptr, fields);
   Welcomed welcomed = split_hooks(hello["hooks"]);
   welcomed.protocol = *protocol;
   return welcomed;

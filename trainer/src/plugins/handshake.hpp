@@ -30,9 +30,9 @@ struct Welcomed {
 // The highest that the hello's "protocols" (else its "protocol") also lists; nullopt if none.
 std::optional<int> negotiate(const Json& hello, bool plain);
 
-// Checks `hello` and answers it on `connection`: a welcome carrying the protocol version, the
-// plugin's options and its scratch folder as it sees it; or a refusal, then throws HelloRefused.
-Welcomed welcome(Connection& connection, const Json& hello, const std::string& token, bool plain, const Json& options,
-                 const std::string& scratch_dir);
+// Checks `hello` and answers it on `connection`: a welcome carrying the protocol version and
+// `fields` (the plugin's options, its scratch folder as it sees it, a data-parallel run's rank); or
+// a refusal, then throws HelloRefused.
+Welcomed welcome(Connection& connection, const Json& hello, const std::string& token, bool plain, Json fields);
 
 }  // namespace bulkhead

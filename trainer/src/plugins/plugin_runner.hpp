@@ -36,8 +36,16 @@ struct RunInfo {
   std::filesystem::path python;        // interpreter for Python plugins; "" = $BULKHEAD_PYTHON or /usr/bin/python3
   std::filesystem::path config_file;   // the train.json, to name in errors ("" when none)
   JailSettings jail;                   // train.json's "jail"
+  // A data-parallel run's rank (bulkhead train --nproc): each rank has plugin hosts of its own.
+  int rank = 0, world_size = 1;
+  std::uint64_t rank_seed = 0;         // for the plugin's own randomness: differs from rank to rank
 
   std::string config_name() const { return config_file.empty() ? "train.json" : config_file.string(); }
+  // What the welcome and the observer hooks add in a data-parallel run (nothing in a run of one process).
+  Json rank_fields() const {
+    if (world_size <= 1) return Json::object();
+    return {{"rank", rank}, {"world_size", world_size}, {"seed", rank_seed}};
+  }
 };
 
 // A validated control request from a plugin, e.g. {"action":"set_arg","name":"grad_accum","value":4}.

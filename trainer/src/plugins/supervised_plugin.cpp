@@ -393,8 +393,10 @@ void SupervisedPlugin::start(bool mechanism_switched) {
   options.merge_patch(settings_.options);
   Welcomed welcomed;
   try {
-    welcomed = welcome(*generation->connection, *hello, token, plain, options,
-                       settings_.remote ? opened.value("scratch_dir", std::string()) : scratch_dir().string());
+    Json fields = {{"options", options},
+                   {"scratch_dir", settings_.remote ? opened.value("scratch_dir", std::string()) : scratch_dir().string()}};
+    fields.update(run_.rank_fields());
+    welcomed = welcome(*generation->connection, *hello, token, plain, std::move(fields));
   } catch (const HelloRefused& e) {
     fail(e.what(), true);
   }

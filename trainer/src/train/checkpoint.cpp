@@ -11,34 +11,45 @@
 
 namespace bulkhead {
 namespace fs = std::filesystem;
-namespace {
 
-nlohmann::json to_json(const CheckpointInfo& info) {
-  const TrainPosition& p = info.position;
-  return {{"format", "bulkhead-checkpoint-1"},
-          {"epoch", p.epoch},
+nlohmann::json position_to_json(const TrainPosition& p) {
+  return {{"epoch", p.epoch},
           {"batches_done", p.batches_done},
           {"global_step", p.global_step},
           {"optimizer_steps", p.optimizer_steps},
           {"grad_accum", p.grad_accum},
-          {"next_grad_accum", p.next_grad_accum},
-          {"reason", info.reason},
-          {"tag", info.tag},
-          {"config", info.config},
-          {"vocabulary", info.vocab.to_json()},
-          {"requested_checkpoints", info.requested_checkpoints}};
+          {"next_grad_accum", p.next_grad_accum}};
+}
+
+TrainPosition position_from_json(const nlohmann::json& j) {
+  TrainPosition p;
+  p.epoch = j.at("epoch");
+  p.batches_done = j.at("batches_done");
+  p.global_step = j.at("global_step");
+  p.optimizer_steps = j.at("optimizer_steps");
+  p.grad_accum = j.at("grad_accum");
+  p.next_grad_accum = j.at("next_grad_accum");
+  return p;
+}
+
+namespace {
+
+nlohmann::json to_json(const CheckpointInfo& info) {
+  nlohmann::json j = position_to_json(info.position);
+  j.update({{"format", "bulkhead-checkpoint-1"},
+            {"reason", info.reason},
+            {"tag", info.tag},
+            {"config", info.config},
+            {"vocabulary", info.vocab.to_json()},
+            {"requested_checkpoints", info.requested_checkpoints}});
+  return j;
 }
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
 CheckpointInfo from_json(const nlohmann::json& j) {
   CheckpointInfo info;
-  info.position.epoch = j.at("epoch");
-  info.position.batches_done = j.at("batches_done");
-  info.position.global_step = j.at("global_step");
-  info.position.optimizer_steps = j.at("optimizer_steps");
-  info.position.grad_accum = j.at("grad_accum");
-  info.position.next_grad_accum = j.at("next_grad_accum");
+  info.position = position_from_json(j);
   info.reason = j.at("reason");
   info.tag = j.at("tag");
   info.config = j.at("config");

@@ -34,6 +34,9 @@ struct TrainPosition {
   int next_grad_accum = 1;        // requested by a plugin, in force from the next epoch
 };
 
+nlohmann::json position_to_json(const TrainPosition& position);
+TrainPosition position_from_json(const nlohmann::json& j);
+
 struct CheckpointInfo {
   TrainPosition position;
   std::string reason;  // epoch | time | final | requested | interrupted | errored

@@ -132,6 +132,7 @@ TrainConfig typed(const Json& j) {
   c.save_every_n_epochs = j.at("save_every_n_epochs");
   c.ckpt_every_n_minutes = j.at("ckpt_every_n_minutes");
   c.keep_last_n_checkpoints = j.at("keep_last_n_checkpoints");
+  c.max_rank_restarts = j.at("max_rank_restarts");
   c.sample_every_n_epochs = j.at("sample_every_n_epochs");
   c.sample_steps = j.at("sample_steps");
   c.plugin_state_every_n_steps = j.at("plugin_state").at("every_n_steps");

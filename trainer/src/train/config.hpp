@@ -63,6 +63,7 @@ struct TrainConfig {
   int save_every_n_epochs = 0;
   double ckpt_every_n_minutes = 0;     // 0: no time-based checkpoints
   int keep_last_n_checkpoints = 0;     // 0: keep all
+  int max_rank_restarts = 3;           // data parallel: restarts of every rank from the last checkpoint after one dies
   int sample_every_n_epochs = 0;
   int sample_steps = 0;                // sample every N steps (EveryDream2's meaning); 0: never
   int plugin_state_every_n_steps = 0;  // ask stateful plugins for their state every N steps; 0: never

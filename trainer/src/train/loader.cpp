@@ -4,6 +4,7 @@
 #include <cstring>
 #include <random>
 
+#include "distributed/rank_group.hpp"
 #include "plugins/plugin_runner.hpp"
 #include "train/image_io.hpp"
 
@@ -74,19 +75,23 @@ void EpochLoader::work() {
 }
 
 Batch EpochLoader::prepare(int batch) const {
-  const std::size_t begin = std::size_t(batch) * options_.batch_size;
-  const std::size_t end = std::min(order_.size(), begin + options_.batch_size);
+  const std::size_t batch_begin = std::size_t(batch) * options_.batch_size;
+  const std::size_t batch_end = std::min(order_.size(), batch_begin + options_.batch_size);
+  const Shard shard = shard_of(static_cast<std::int64_t>(batch_end - batch_begin), options_.rank, options_.world_size);
+  const std::size_t begin = batch_begin + shard.begin, end = begin + shard.count;
   std::vector<Image> images;
   std::vector<std::string> captions;
   for (std::size_t p = begin; p < end; ++p) {
     images.push_back(data_.examples[order_[p]].image);
     captions.push_back(data_.examples[order_[p]].caption);
   }
-  if (transforms_) transform(images, captions);
+  if (transforms_ && !images.empty()) transform(images, captions);
 
   const auto count = static_cast<std::int64_t>(end - begin);
   const auto size = static_cast<std::int64_t>(data_.examples[0].image.width);
   Batch out;
+  out.first_row = shard.begin;
+  out.global_rows = static_cast<std::int64_t>(batch_end - batch_begin);
   out.images = torch::empty({count, 3, size, size}, torch::kFloat32);
   out.tokens = torch::empty({count, options_.max_tokens}, torch::kInt64);
   for (std::int64_t row = 0; row < count; ++row) {

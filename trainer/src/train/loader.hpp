@@ -10,6 +10,8 @@
 //
 // Determinism: the epoch's order comes from (seed, epoch) alone, each sample's randomness from
 // (seed, epoch, sample), and batches are handed out in order however the workers were scheduled.
+// So the ranks of a data-parallel run, each loading its rows of every batch, together load the
+// very batches one process would.
 // Workers run up to prefetch_batches batches ahead of the training loop, so plugin latency
 // overlaps the step and memory stays bounded.
 #pragma once
@@ -36,6 +38,8 @@ struct Batch {
   torch::Tensor images;               // B x 3 x H x W, float32 in [-1, 1], on the CPU
   torch::Tensor tokens;               // B x max_tokens, int64
   std::vector<std::string> captions;  // after transform_caption (before dropout)
+  // A data-parallel rank holds rows [first_row, first_row + B) of the global batch of global_rows.
+  std::int64_t first_row = 0, global_rows = 0;
 };
 
 struct LoaderOptions {
@@ -48,6 +52,8 @@ struct LoaderOptions {
   int first_batch = 0;      // resuming part-way through an epoch
   int prefetch_batches = 4; // batches prepared ahead of the one being trained on
   bool batch_transforms = true;  // one message per plugin and batch, not one per sample
+  // A data-parallel rank loads only its share of each batch (batch_size stays the global batch).
+  int rank = 0, world_size = 1;
 };
 
 // ceil(examples / batch_size): the last batch may be short, so every sample is trained on.

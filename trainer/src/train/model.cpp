@@ -175,10 +175,14 @@ torch::Tensor FlowModelImpl::forward(torch::Tensor x, torch::Tensor t, torch::Te
 }
 
 torch::Tensor flow_matching_loss(FlowModel& model, const torch::Tensor& images, const torch::Tensor& tokens,
-                                 at::Generator& rng) {
+                                 at::Generator& rng, std::int64_t first_row, std::int64_t global_rows) {
   const auto cpu = torch::TensorOptions().dtype(torch::kFloat32);
-  auto noise = torch::randn(images.sizes(), rng, cpu).to(images.device());
-  auto t = torch::rand({images.size(0)}, rng, cpu).to(images.device());
+  const std::int64_t rows = images.size(0);
+  auto shape = images.sizes().vec();
+  shape[0] = global_rows < 0 ? rows : global_rows;
+  auto noise = torch::randn(shape, rng, cpu).narrow(0, first_row, rows).to(images.device());
+  auto t = torch::rand({shape[0]}, rng, cpu).narrow(0, first_row, rows).to(images.device());
+  if (rows == 0) return torch::zeros({}, cpu);  // a rank with no rows of a short last batch: noise drawn, nothing to learn
   auto tt = t.view({-1, 1, 1, 1});
   auto x_t = (1 - tt) * noise + tt * images;
   auto velocity = model(x_t, t, tokens);

@@ -114,8 +114,11 @@ TORCH_MODULE(FlowModel);
 // and a small model trained with the usual logit-normal timesteps, which
 // rarely visit t < 0.1, ignored positions in captions. Noise and timesteps
 // come from rng, on the CPU, so runs do not depend on the device's generator.
+// A data-parallel rank passes its rows of the global batch: the noise and timesteps of all
+// global_rows are drawn (so every rank's generator stays the same) and rows [first_row, first_row
+// + images.size(0)) of them used; together the ranks compute what one process would.
 torch::Tensor flow_matching_loss(FlowModel& model, const torch::Tensor& images, const torch::Tensor& tokens,
-                                 at::Generator& rng);
+                                 at::Generator& rng, std::int64_t first_row = 0, std::int64_t global_rows = -1);
 
 // Euler integration with classifier-free guidance:
 // v = v(empty) + guidance * (v(caption) - v(empty)). Returns images in [-1, 1].

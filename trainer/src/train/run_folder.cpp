@@ -58,7 +58,7 @@ int take_lock(const fs::path& folder) {
 // A study's folder (docs/methods.md) starts with study.log and an empty trials/.
 const std::set<std::string> kStartFiles = {kLockName, "config.json", "train.log", "metrics.jsonl", "tensorboard",
                                            "checkpoints", "samples", "control", "plugin-scratch", "plugin-report.json",
-                                           "plugin-report.live.json", "study.log", "trials"};
+                                           "plugin-report.live.json", "study.log", "trials", "ranks"};
 
 bool holds_nothing(const fs::path& path) {
   return fs::is_directory(path) ? fs::is_empty(path) : fs::is_regular_file(path) && fs::file_size(path) == 0;
@@ -114,6 +114,14 @@ RunFolder RunFolder::claim(const fs::path& path, Mode mode) {
   RunFolder folder(path, take_lock(path));
   check_mode(path, mode);
   return folder;
+}
+
+RunFolder RunFolder::held_by_parent(const fs::path& path) {
+  const std::string parent = "pid " + std::to_string(::getppid());
+  if (!in_use(path) || lock_holder(path / kLockName) != parent)
+    throw ConfigError("run folder " + path.string() + " is not held by this rank's launcher (" + parent +
+                      "): ranks are started by bulkhead train --nproc, not by hand");
+  return RunFolder(path, -1);
 }
 
 RunFolder RunFolder::claim_new(const fs::path& logdir, const std::string& project_name) {

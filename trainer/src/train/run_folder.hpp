@@ -31,6 +31,10 @@ class RunFolder {
   // <logdir>/<project_name>-<YYYYmmdd-HHMMSS>, with -2, -3... when that name is taken: never an existing folder.
   static RunFolder claim_new(const std::filesystem::path& logdir, const std::string& project_name);
 
+  // A data-parallel rank's view of the folder its launcher (bulkhead train --nproc) claimed and
+  // holds for the whole run, restarts included. Throws ConfigError unless the parent holds it.
+  static RunFolder held_by_parent(const std::filesystem::path& path);
+
   // True while a trainer holds the folder: one is running there and takes its control requests.
   static bool in_use(const std::filesystem::path& path);
 

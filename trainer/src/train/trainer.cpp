@@ -46,11 +46,33 @@ void flush_logs() {
   spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& log) { log->flush(); });
 }
 
-torch::Device pick_device(const std::string& wanted) {
+// A data-parallel rank takes the GPU of its local rank: one rank per GPU.
+torch::Device pick_device(const std::string& wanted, const std::optional<RankSettings>& rank) {
   if (wanted == "cuda" && !torch::cuda::is_available())
     throw ConfigError("device \"cuda\" was asked for, but LibTorch sees no CUDA device");
-  if (wanted == "cuda" || (wanted == "auto" && torch::cuda::is_available())) return torch::kCUDA;
+  if (wanted == "cuda" || (wanted == "auto" && torch::cuda::is_available()))
+    return {torch::kCUDA, static_cast<c10::DeviceIndex>(rank ? rank->local_rank % torch::cuda::device_count() : 0)};
   return torch::kCPU;
+}
+
+// A data-parallel step's gradients and weights travel as one flat tensor: one collective, not one per parameter.
+torch::Tensor flatten(const std::vector<torch::Tensor>& tensors) {
+  std::vector<torch::Tensor> rows;
+  for (const auto& tensor : tensors) rows.push_back(tensor.reshape(-1));
+  return torch::cat(rows);
+}
+
+void unflatten(const torch::Tensor& flat, std::vector<torch::Tensor>& tensors) {
+  std::int64_t at = 0;
+  for (auto& tensor : tensors) {
+    tensor.copy_(flat.narrow(0, at, tensor.numel()).view_as(tensor));
+    at += tensor.numel();
+  }
+}
+
+std::string to_bytes(const Json& value) {
+  const auto packed = Json::to_msgpack(value);
+  return {packed.begin(), packed.end()};
 }
 
 std::vector<std::string> default_prompts(const TrainConfig& config, const Dataset& validation, const Dataset& train) {
@@ -66,6 +88,8 @@ std::vector<std::string> default_prompts(const TrainConfig& config, const Datase
   return prompts;
 }
 
+}  // namespace
+
 // A resumed run takes back its own folder; anything else needs a new or empty one (or overwrite).
 RunFolder claim_run_folder(const TrainConfig& config, const std::optional<fs::path>& resume, bool overwrite) {
   if (config.run_dir.empty()) return RunFolder::claim_new(config.logdir, config.project_name);
@@ -76,6 +100,8 @@ RunFolder claim_run_folder(const TrainConfig& config, const std::optional<fs::pa
                                   : overwrite ? RunFolder::Mode::overwrite
                                               : RunFolder::Mode::fresh);
 }
+
+namespace {
 
 // "step-000300", "epoch-0010": names that sort in training order.
 std::string step_name(const char* kind, std::int64_t number, int digits = 6) {
@@ -94,18 +120,21 @@ void Trainer::pace() const {
 
 void request_interrupt(int signal) { g_interrupt.store(signal); }
 void clear_interrupt() { g_interrupt.store(0); }
+int requested_interrupt() { return g_interrupt.load(); }
 
 // ---------------------------------------------------------------------------
 // Setup: device, threads, data, run folder, model and optimizer, plugins.
 // ---------------------------------------------------------------------------
 
-Trainer::Trainer(TrainConfig config, std::optional<fs::path> resume, bool overwrite)
-    : config_(std::move(config)), log_(logger("trainer")) {
-  device_ = pick_device(config_.device);
+Trainer::Trainer(TrainConfig config, std::optional<fs::path> resume, bool overwrite, std::optional<RankSettings> rank)
+    : config_(std::move(config)), rank_(std::move(rank)), log_(logger("trainer")) {
+  device_ = pick_device(config_.device, rank_);
   amp_ = config_.amp && device_.is_cuda();
-  // A fixed thread count makes CPU runs bit-identical: reductions split work by thread.
+  // A fixed thread count makes CPU runs bit-identical: reductions split work by thread. The ranks
+  // on one machine share its cores.
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   torch::set_num_threads(config_.num_threads > 0 ? config_.num_threads
-                                                 : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+                                                 : std::max(1, cores / (rank_ ? rank_->local_world_size : 1)));
   // Tiny gradients decay into denormal floats, which the CPU handles up to 10x slower.
   at::globalContext().setFlushDenormal(true);
   torch::manual_seed(config_.seed);  // weight initialisation
@@ -114,6 +143,10 @@ Trainer::Trainer(TrainConfig config, std::optional<fs::path> resume, bool overwr
   data_root_ = config_.builtin_data() ? config_.data_root
                                      : config_.from_config(config_.data_root).lexically_normal().string();
   create_run_folder(resume, overwrite);  // first, so that train.log also records data problems
+  if (rank_) {
+    ranks_ = RankGroup::join(*rank_, device_.is_cuda());
+    if (!leader()) resume.reset();  // rank 0 reads the checkpoint and hands its model to the others
+  }
 
   const DataOptions data_options{config_.resolution, config_.num_workers, config_.max_image_pixels, config_.seed};
   std::tie(train_, validation_) =
@@ -123,18 +156,36 @@ Trainer::Trainer(TrainConfig config, std::optional<fs::path> resume, bool overwr
   std::optional<Checkpoint> checkpoint;
   build_model(resume, checkpoint);
 
-  RunInfo run{config_.project_name, run_dir_, config_.source_dir, {},
-              config_.python.empty() ? fs::path() : config_.from_config(config_.python)};
+  RunInfo run;
+  run.project_name = config_.project_name;
+  run.run_dir = run_dir_;
+  run.config_dir = config_.source_dir;
+  if (!config_.python.empty()) run.python = config_.from_config(config_.python);
   run.jail = JailSettings::from_json(config_.json.at("jail"));
-  plugins_ = std::make_unique<PluginRunner>(config_.plugins, run,
-                                            resumed_plugin_states_);
+  if (ranks_) {
+    run.rank = ranks_->rank();
+    run.world_size = ranks_->world_size();
+    run.rank_seed = config_.seed * 1000003 + static_cast<std::uint64_t>(run.rank);
+  }
+  plugins_ = std::make_unique<PluginRunner>(config_.plugins, run, resumed_plugin_states_);
   model_access_ = std::make_unique<ModelAccess>(model_, vocab_, *plugins_);
-  model_access_->load(resume.has_value(), position_.global_step);
-  build_optimizer(checkpoint);
+  if (leader()) {
+    model_access_->load(resume.has_value(), position_.global_step);
+    build_optimizer(checkpoint);
+  } else {
+    keep_only_transforms_here();
+  }
+  if (ranks_) share_leaders_model();
   if (resume) log_->info("resumed from {} at epoch {}, step {}", resume->string(), position_.epoch + 1, position_.global_step);
   log_->info("device {}{}, {} torch threads, {} training / {} validation images, {} steps per epoch, plugins: {}",
              device_.str(), amp_ ? " (bfloat16 autocast)" : "", torch::get_num_threads(), train_.examples.size(),
              validation_.examples.size(), epoch_length_, plugins_->empty() ? "none" : std::to_string(plugins_->names().size()));
+  if (ranks_ && leader()) {
+    std::vector<std::int64_t> split;
+    for (int r = 0; r < ranks_->world_size(); ++r) split.push_back(shard_of(config_.batch_size, r, ranks_->world_size()).count);
+    log_->info("data parallel: {} ranks on {}, each batch of {} split {} (ranks/ has the other ranks' logs)",
+               ranks_->world_size(), ranks_->backend(), config_.batch_size, fmt::join(split, " + "));
+  }
   if (paced())
     log_->warn("benchmark mode (bench_pace_ms {}): no model compute, each step waits {} ms instead; losses are a "
                "placeholder {} and no samples are drawn", config_.bench_pace_ms, config_.bench_pace_ms, kPacedLoss);
@@ -150,7 +201,9 @@ Trainer::~Trainer() {
 void Trainer::watch_plugins() { plugins_->watch_plugin_files(); }
 
 void Trainer::create_run_folder(const std::optional<fs::path>& resume, bool overwrite) {
-  folder_.emplace(claim_run_folder(config_, resume, overwrite));
+  if (!rank_) folder_.emplace(claim_run_folder(config_, resume, overwrite));
+  else folder_.emplace(RunFolder::held_by_parent(config_.run_dir));  // the launcher claimed it
+  if (rank_ && rank_->rank != 0) return create_rank_folder();
   run_dir_ = folder_->path();
   fs::create_directories(run_dir_ / "checkpoints");
   fs::create_directories(run_dir_ / "samples");
@@ -165,6 +218,15 @@ void Trainer::create_run_folder(const std::optional<fs::path>& resume, bool over
   log_->info("run folder {}", run_dir_.string());
   for (auto& stale : folder_->remove_stale_temporaries())
     log_->warn("removed {}, a temporary file left by an earlier crash", stale.string());
+}
+
+void Trainer::create_rank_folder() {
+  run_dir_ = folder_->path() / "ranks" / ("rank-" + std::to_string(rank_->rank));
+  fs::create_directories(run_dir_);
+  log_to_file((run_dir_ / "train.log").string());
+  summary_.run_dir = folder_->path();
+  log_->info("rank {} of {}: training on its share of each batch; rank 0 writes the run folder {}", rank_->rank,
+             rank_->world_size, folder_->path().string());
 }
 
 void Trainer::build_model(const std::optional<fs::path>& resume, std::optional<Checkpoint>& checkpoint) {
@@ -203,6 +265,55 @@ void Trainer::build_optimizer(std::optional<Checkpoint>& checkpoint) {
   checkpoint.reset();
 }
 
+// Every rank starts from rank 0's model: its vocabulary (plugins may have added tokens), the shapes
+// and frozen parameters on_model_load left, its weights; and from where it stands and its noise
+// generator, so that every rank draws the noise of the whole batch and uses its rows of it.
+void Trainer::share_leaders_model() {
+  Json leaders;
+  if (leader()) {
+    Json parameters = Json::array();
+    for (const auto& parameter : model_->parameters())
+      parameters.push_back({{"shape", parameter.sizes().vec()}, {"trains", parameter.requires_grad()}});
+    const auto rng_state = rng_.get_state();
+    const auto* bytes = rng_state.data_ptr<std::uint8_t>();
+    leaders = {{"vocabulary", vocab_.to_json()},
+               {"position", position_to_json(position_)},
+               {"parameters", parameters},
+               {"rng", Json::binary(std::vector<std::uint8_t>(bytes, bytes + rng_state.numel()))}};
+  }
+  const std::string shared = ranks_->broadcast_bytes(leader() ? to_bytes(leaders) : std::string());
+  auto parameters = model_->parameters();
+  if (!leader()) {
+    leaders = Json::from_msgpack(shared);
+    vocab_ = Vocabulary::from_json(leaders.at("vocabulary"));
+    position_ = position_from_json(leaders.at("position"));
+    const auto& state = leaders.at("rng").get_binary();
+    rng_.set_state(torch::tensor(std::vector<std::uint8_t>(state.begin(), state.end()), torch::kUInt8));
+    torch::NoGradGuard no_grad;
+    for (std::size_t i = 0; i < parameters.size(); ++i) {
+      const auto& described = leaders.at("parameters").at(i);
+      const auto shape = described.at("shape").get<std::vector<std::int64_t>>();
+      if (parameters[i].sizes().vec() != shape) parameters[i].set_data(torch::empty(shape, parameters[i].options()));
+      parameters[i].set_requires_grad(described.at("trains").get<bool>());
+    }
+  }
+  torch::NoGradGuard no_grad;
+  auto weights = flatten(parameters);
+  ranks_->broadcast(weights);
+  unflatten(weights, parameters);
+}
+
+// Observer hooks, model access and control are rank 0's: a plugin runs on the other ranks only
+// for its transforms of their samples.
+void Trainer::keep_only_transforms_here() {
+  for (const auto& name : plugins_->names()) {
+    bool transforms = false;
+    for (const char* hook : {"transform_caption", "transform_pil_image", "transform_captions", "transform_pil_images"})
+      transforms = transforms || plugins_->implements(name, hook);
+    if (!transforms) plugins_->switch_off(name, "its hooks run on rank 0 only (it transforms no samples)");
+  }
+}
+
 // ---------------------------------------------------------------------------
 // The run: epochs until max_epochs, a stop request or Ctrl-C.
 // ---------------------------------------------------------------------------
@@ -215,12 +326,12 @@ RunSummary Trainer::run() {
     start["epoch_length"] = epoch_length_;
     call("on_training_start", start);
 
-    while (position_.epoch < config_.max_epochs && !stop_requested_ && !interrupted()) run_epoch();
+    while (position_.epoch < config_.max_epochs && !stop_requested_ && !interrupt_requested()) run_epoch();
 
     progress_->clear();
-    if (interrupted()) {
+    if (interrupt_requested()) {
       // Like EveryDream2: save and leave at once, without on_training_end.
-      summary_.signal = g_interrupt.load();
+      summary_.signal = interrupt_signal();
       log_->warn("interrupted by {}: saving a checkpoint and stopping the plugins", signal_name(summary_.signal));
       save("interrupted");
       summary_.outcome = RunOutcome::interrupted;
@@ -232,6 +343,15 @@ RunSummary Trainer::run() {
       save("final");
       summary_.outcome = stop_requested_ ? RunOutcome::stopped : RunOutcome::completed;
     }
+  } catch (const RankLost& e) {
+    // What this rank holds may be a step ahead of another's: the launcher restarts every rank from
+    // the last checkpoint, and this one saves nothing.
+    progress_->clear();
+    log_->error("{}", e.what());
+    next_epoch_loader_.reset();
+    finish_plugins();
+    flush_logs();
+    throw;
   } catch (const std::exception& e) {
     progress_->clear();
     log_->error("training failed: {}; saving an errored checkpoint", e.what());
@@ -252,6 +372,11 @@ RunSummary Trainer::run() {
   summary_.samples_per_s = train_seconds_ > 0 ? samples_seen_ / train_seconds_ : 0;
   if (summary_.skipped_images)
     log_->warn("{} corrupt image(s) were skipped (see the warnings above)", summary_.skipped_images);
+  if (!leader()) {
+    log_->info("rank {} done after {} steps", ranks_->rank(), position_.global_step);
+    flush_logs();
+    return summary_;
+  }
   log_->info("done after {} steps ({:.1f} samples/s); checkpoint {}", position_.global_step, summary_.samples_per_s,
              summary_.last_checkpoint.string());
   if (model_access_->active() && train_seconds_ > 0)
@@ -285,14 +410,14 @@ void Trainer::run_epoch() {
     for (auto& [source, tag] : std::exchange(checkpoint_requests_, {}))
       requested_checkpoints_.push_back({save("requested", tag), source, tag});
     if (checkpoint_time_due()) save("time");
-    if ((stop_requested_ || interrupted()) && position_.batches_done < epoch_length_) return;
+    if ((stop_requested_ || interrupt_requested()) && position_.batches_done < epoch_length_) return;
   }
   position_.epoch = epoch + 1;
   position_.batches_done = 0;
   start_next_epoch_loader(epoch + 1);
 
   validate(epoch);
-  write_loss_plot(run_dir_ / "metrics.jsonl", run_dir_ / "loss.png");
+  if (leader()) write_loss_plot(run_dir_ / "metrics.jsonl", run_dir_ / "loss.png");
   kwargs.erase("epoch_length");  // EveryDream2 passes no epoch_length here
   kwargs["global_step"] = position_.global_step;
   call("on_epoch_end", kwargs);
@@ -324,6 +449,10 @@ std::unique_ptr<EpochLoader> Trainer::loader_for(int epoch, int first_batch) {
   options.first_batch = first_batch;
   options.prefetch_batches = config_.prefetch_batches;
   options.batch_transforms = config_.batch_transforms;
+  if (ranks_) {
+    options.rank = ranks_->rank();
+    options.world_size = ranks_->world_size();
+  }
   return std::make_unique<EpochLoader>(train_, vocab_, plugins_->empty() ? nullptr : plugins_.get(), options, epoch);
 }
 
@@ -332,7 +461,8 @@ std::unique_ptr<EpochLoader> Trainer::loader_for(int epoch, int first_batch) {
 // sees the epoch end (or keeps a state that a checkpoint of this epoch would hold): then the next
 // epoch's samples wait for the next epoch, as in EveryDream2.
 void Trainer::start_next_epoch_loader(int next_epoch) {
-  if (next_epoch >= config_.max_epochs || stop_requested_ || interrupted() || !plugins_->transforms_see_only_items()) return;
+  if (next_epoch >= config_.max_epochs || stop_requested_ || interrupt_requested() || !plugins_->transforms_see_only_items())
+    return;
   if (next_epoch_loader_epoch_ < 0 && !plugins_->empty())
     log_->info("the loader makes each next epoch's samples while an epoch ends: its transform plugins see nothing but samples");
   next_epoch_loader_ = loader_for(next_epoch, 0);
@@ -359,38 +489,40 @@ void Trainer::train_step(const Batch& batch, int local_step, int epoch_length) {
   const int group_size = std::min(grad_accum, epoch_length - group_start);
   const bool optimizer_step = local_step + 1 == group_start + group_size;
 
+  // Data parallel: this rank's rows of the batch; its loss weighted by its share, so that the
+  // ranks' gradients summed are the whole batch's.
+  const std::int64_t rows = batch.images.size(0), global_rows = ranks_ ? batch.global_rows : rows;
   double loss_value = kPacedLoss;
   if (paced()) {
     // Benchmark mode: the model's compute is a wait. The CPU is free meanwhile, as it is while a
     // GPU computes: the loader's workers and the plugin hosts run on.
     pace();
     if (optimizer_step) {
-      model_access_->before_step();
+      if (leader()) model_access_->before_step();
       ++position_.optimizer_steps;
-      model_access_->after_step(position_.global_step);
+      if (leader()) model_access_->after_step(position_.global_step);
     }
   } else {
     model_->train();
     torch::Tensor loss;
     {
       AutocastScope autocast(amp_);
-      loss = flow_matching_loss(model_, batch.images.to(device_), batch.tokens.to(device_), rng_);
+      loss = flow_matching_loss(model_, batch.images.to(device_), batch.tokens.to(device_), rng_, batch.first_row,
+                                global_rows);
     }
-    (loss / group_size).backward();
-    if (optimizer_step) {
-      model_access_->before_step();
-      torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.max_grad_norm);
-      for (auto& group : optimizer_->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-      optimizer_->step();
-      optimizer_->zero_grad();
-      ++position_.optimizer_steps;
-      model_access_->after_step(position_.global_step);
+    if (!ranks_) (loss / group_size).backward();
+    else if (rows > 0) (loss * (double(rows) / double(global_rows)) / group_size).backward();
+    if (optimizer_step) step_optimizer(lr);
+    loss_value = rows > 0 ? loss.item<double>() : 0.0;
+    if (ranks_) {
+      auto share = torch::tensor({loss_value * double(rows) / double(global_rows)}, torch::kFloat64);
+      ranks_->allreduce_sum(share);
+      loss_value = share.item<double>();
     }
-    loss_value = loss.item<double>();
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  const double samples_per_s = batch.images.size(0) / std::max(seconds, 1e-9);
-  samples_seen_ += static_cast<double>(batch.images.size(0));
+  const double samples_per_s = global_rows / std::max(seconds, 1e-9);
+  samples_seen_ += static_cast<double>(global_rows);
   train_seconds_ += seconds;
 
   log_metrics({{"step", position_.global_step},
@@ -401,9 +533,10 @@ void Trainer::train_step(const Batch& batch, int local_step, int epoch_length) {
                {"grad_accum", grad_accum},
                {"optimizer_steps", position_.optimizer_steps},
                {"samples_per_s", samples_per_s}});
-  progress_->update({position_.epoch, config_.max_epochs, local_step, epoch_length, position_.global_step,
-                     static_cast<std::int64_t>(config_.max_epochs) * epoch_length, loss_value, samples_per_s,
-                     samplings_left()});
+  if (leader())
+    progress_->update({position_.epoch, config_.max_epochs, local_step, epoch_length, position_.global_step,
+                       static_cast<std::int64_t>(config_.max_epochs) * epoch_length, loss_value, samples_per_s,
+                       samplings_left()});
 
   kwargs["data_root"] = data_root_;
   kwargs["loss"] = loss_value;
@@ -417,12 +550,48 @@ void Trainer::train_step(const Batch& batch, int local_step, int epoch_length) {
   // Not waited for: the host answers after on_step_end, and the reply is kept when it comes.
   if (config_.plugin_state_every_n_steps > 0 && position_.global_step % config_.plugin_state_every_n_steps == 0)
     plugins_->snapshot_states(position_.global_step, "step", false);
-  handle_control_requests();
-  check_abort();
+  step_boundary();
 }
 
+void Trainer::step_optimizer(double lr) {
+  std::vector<torch::Tensor> trained, gradients;
+  if (ranks_) {
+    // One bucket: every trained parameter's gradient, summed on rank 0.
+    for (auto& parameter : model_->parameters()) {
+      if (!parameter.requires_grad()) continue;
+      trained.push_back(parameter);
+      gradients.push_back(parameter.grad().defined() ? parameter.grad() : torch::zeros_like(parameter));
+    }
+    auto summed = flatten(gradients);
+    ranks_->reduce_to_leader(summed);
+    if (leader()) {
+      for (std::size_t i = 0; i < trained.size(); ++i) trained[i].mutable_grad() = gradients[i];
+      unflatten(summed, gradients);
+    }
+  }
+  if (leader()) {
+    model_access_->before_step();
+    torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.max_grad_norm);
+    for (auto& group : optimizer_->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+    optimizer_->step();
+    optimizer_->zero_grad();
+  }
+  ++position_.optimizer_steps;
+  if (leader()) model_access_->after_step(position_.global_step);
+  if (!ranks_) return;
+  // Rank 0's weights, whatever model access did to them, on every rank: the ranks never drift apart.
+  torch::NoGradGuard no_grad;
+  auto parameters = model_->parameters();
+  auto weights = flatten(parameters);
+  ranks_->broadcast(weights);
+  if (leader()) return;
+  unflatten(weights, parameters);
+  for (auto& parameter : parameters) parameter.mutable_grad() = torch::Tensor();
+}
+
+// On rank 0, over the whole validation set (the other ranks go on to the next step boundary).
 void Trainer::validate(int epoch) {
-  if (validation_.examples.empty()) return;
+  if (validation_.examples.empty() || !leader()) return;
   torch::NoGradGuard no_grad;
   model_->eval();
   // The same noise and timesteps every epoch, so val_loss moves only with the model.
@@ -464,7 +633,7 @@ int Trainer::samplings_left() const {
 }
 
 void Trainer::write_samples(const std::string& name) {
-  if (paced()) return;  // sampling is the model's compute, and the model is not trained
+  if (paced() || !leader()) return;  // sampling is the model's compute, and the model is not trained
   const auto started = std::chrono::steady_clock::now();
   auto prompts = default_prompts(config_, validation_, train_);
   if (prompts.empty()) return;
@@ -489,7 +658,7 @@ void Trainer::write_samples(const std::string& name) {
 
 // ckpt_every_n_minutes since the last checkpoint (or the start).
 bool Trainer::checkpoint_time_due() const {
-  if (config_.ckpt_every_n_minutes <= 0) return false;
+  if (config_.ckpt_every_n_minutes <= 0 || !leader()) return false;
   const double minutes = std::chrono::duration<double>(std::chrono::steady_clock::now() - last_save_).count() / 60;
   return minutes >= config_.ckpt_every_n_minutes;
 }
@@ -518,7 +687,9 @@ void Trainer::prune_checkpoints() {
   }
 }
 
+// Rank 0's alone: every rank holds the same weights, and a resumed run hands them to its ranks.
 fs::path Trainer::save(const std::string& reason, const std::string& tag) {
+  if (!leader()) return {};
   char name[96];
   std::snprintf(name, sizeof name, "%s%s%s-ep%04d-gs%06lld.pt", reason.c_str(), tag.empty() ? "" : "-", tag.c_str(),
                 position_.epoch, static_cast<long long>(position_.global_step));
@@ -568,21 +739,73 @@ void Trainer::delete_requested_checkpoint(const std::string& source, const Json&
 // Plugins: hooks out, control requests in.
 // ---------------------------------------------------------------------------
 
+// Observer hooks run once, on rank 0; every rank reaches the step boundary after them.
 void Trainer::call(const std::string& hook, const Json& kwargs) {
-  plugins_->call(hook, kwargs);
-  if (observer_)
-    for (auto& request : observer_(hook, kwargs)) observer_requests_.emplace_back("observer", request);
-  handle_control_requests();
-  check_abort();
+  if (leader()) {
+    plugins_->call(hook, with_rank(kwargs));
+    if (observer_)
+      for (auto& request : observer_(hook, kwargs)) observer_requests_.emplace_back("observer", request);
+  }
+  step_boundary();
 }
 
 void Trainer::notify(const std::string& hook, const Json& kwargs) {
-  plugins_->notify(hook, kwargs);
+  if (!leader()) return;
+  plugins_->notify(hook, with_rank(kwargs));
   if (observer_)
     for (auto& request : observer_(hook, kwargs)) observer_requests_.emplace_back("observer", request);
 }
 
+Json Trainer::with_rank(Json kwargs) const {
+  if (ranks_) kwargs.update({{"rank", ranks_->rank()}, {"world_size", ranks_->world_size()}});
+  return kwargs;
+}
+
+void Trainer::step_boundary() {
+  handle_control_requests();
+  if (!ranks_) return check_abort();
+  // One collective in the usual step: whether any rank saw a stop signal or an abort, and the
+  // size of what rank 0 decided; then, when it decided something, that.
+  const auto abort = plugins_->abort_reason();
+  const std::string decided = leader() && !decision_.empty() ? to_bytes(std::exchange(decision_, Json::object())) : "";
+  auto seen = torch::tensor({std::int64_t(interrupted() ? 1 : 0), std::int64_t(abort ? 1 : 0), std::int64_t(decided.size())},
+                            torch::kInt64);
+  ranks_->allreduce_sum(seen);
+  if (seen[2].item<std::int64_t>() > 0) {
+    const std::string decision = ranks_->broadcast_bytes(decided);
+    if (!leader()) apply_decision(Json::from_msgpack(decision));
+  }
+  if (seen[0].item<std::int64_t>() > 0 && agreed_signal_ == 0) agreed_signal_ = interrupted() ? g_interrupt.load() : SIGTERM;
+  if (seen[1].item<std::int64_t>() > 0)
+    throw TrainingAborted("plugin failure: " + abort.value_or("a plugin with on_failure \"abort\" failed on another rank "
+                                                             "(its train.log names it: rank 0's, or ranks/rank-N/train.log)"));
+}
+
+void Trainer::apply_decision(const Json& decision) {
+  if (decision.contains("stop")) stop_requested_ = true;
+  if (decision.contains("next_grad_accum")) position_.next_grad_accum = decision["next_grad_accum"];
+  for (const auto& name : decision.value("switch_off", Json::array())) plugins_->switch_off(name, "stopped on rank 0");
+  for (const auto& reload : decision.value("reload", Json::array())) {
+    const std::string name = reload.at("plugin");
+    for (const char* hook : {"transform_caption", "transform_pil_image", "transform_captions", "transform_pil_images"})
+      if (plugins_->implements(name, hook)) {
+        plugins_->reload(name, reload.at("keep_state"), position_.global_step);
+        break;
+      }
+  }
+}
+
+bool Trainer::interrupt_requested() const { return ranks_ ? agreed_signal_ != 0 : interrupted(); }
+int Trainer::interrupt_signal() const { return ranks_ ? agreed_signal_ : g_interrupt.load(); }
+
 void Trainer::handle_control_requests() {
+  if (!leader()) {
+    for (auto& request : plugins_->take_control_requests())
+      log_->warn("{} asked {} on rank {}: control is rank 0's (its plugins' requests), so this one is not applied",
+                 request.plugin, request.request.dump(), ranks_->rank());
+    for (const auto& plugin : plugins_->changed_plugins()) plugins_->reload(plugin, true, position_.global_step);
+    return;
+  }
   write_live_report(false);
   for (auto& request : plugins_->take_control_requests()) apply_control(request.plugin, request.request);
   for (auto& [source, request] : std::exchange(observer_requests_, {})) apply_control(source, request);
@@ -613,6 +836,8 @@ run_control::Answer Trainer::apply_user_request(const run_control::Request& requ
   const bool restart = request.action == Action::restart_plugin;
   const bool known = restart ? plugins_->reload(plugin, request.keep_state, position_.global_step)
                              : plugins_->switch_off(plugin, "stopped by the user" + step);
+  if (known && ranks_) decision_[restart ? "reload" : "switch_off"].push_back(
+      restart ? Json{{"plugin", plugin}, {"keep_state", request.keep_state}} : Json(plugin));
   if (known)
     return {true, restart ? "restarted " + plugin + step + (request.keep_state ? "" : ", without its state")
                           : "stopped " + plugin + step + ": it is off for the rest of this run (restart turns it back on)"};
@@ -631,6 +856,7 @@ void Trainer::apply_control(const std::string& source, const Json& request) {
   const std::string reason = request.value("reason", "");
   if (action == "stop") {
     stop_requested_ = true;
+    if (ranks_) decision_["stop"] = true;
     log_->warn("{} asked to stop training{}", source, reason.empty() ? "" : ": " + reason);
   } else if (action == "save_checkpoint") {
     checkpoint_requests_.emplace_back(source, request.value("tag", ""));
@@ -643,6 +869,7 @@ void Trainer::apply_control(const std::string& source, const Json& request) {
   } else if (action == "set_arg") {
     // grad_accum changes at the next epoch boundary.
     position_.next_grad_accum = request.at("value");
+    if (ranks_) decision_["next_grad_accum"] = position_.next_grad_accum;
     // Between epochs (on_epoch_end) position_.epoch is already the next one; within one, it is the current one.
     const int next_epoch = position_.batches_done == 0 ? position_.epoch : position_.epoch + 1;
     log_->info("{} set grad_accum to {} from epoch {}", source, position_.next_grad_accum, next_epoch + 1);
@@ -657,7 +884,7 @@ void Trainer::check_abort() {
 // seconds and once more at the end: what the web view's plugin table shows while the run goes on.
 void Trainer::write_live_report(bool at_end) {
   const auto now = std::chrono::steady_clock::now();
-  if (!at_end && now - last_live_report_ < kLiveReportEvery) return;
+  if (!leader() || (!at_end && now - last_live_report_ < kLiveReportEvery)) return;
   last_live_report_ = now;
   Json report = plugins_->report();
   report["progress"] = {{"epoch", position_.epoch},
@@ -711,6 +938,7 @@ double Trainer::lr_at(std::int64_t step) const {
 }
 
 void Trainer::log_metrics(Json record) {
+  if (!leader()) return;
   // nlohmann writes doubles in the shortest form that reads back to the same bits.
   metrics_ << record.dump() << "\n";
   metrics_.flush();

@@ -9,6 +9,12 @@
 // (and plugin-report.live.json, rewritten every few seconds while it trains). Plugins see EveryDream2's hooks with
 // the kwargs in schemas/hooks.json; their control requests (stop, save a
 // checkpoint, change grad_accum) are validated, logged and applied.
+//
+// One rank of a data-parallel run (bulkhead train --nproc, docs/training.md): given RankSettings,
+// the trainer trains on its share of each batch. Rank 0 is the run: it alone reads the checkpoint,
+// runs the observer hooks, model access and control, steps the optimizer and writes the run
+// folder; it hands every rank its model at the start and its weights after each optimizer step,
+// and its decisions at each step boundary, so that no rank ever waits alone.
 #pragma once
 
 #include <csignal>
@@ -28,6 +34,7 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include "distributed/rank_group.hpp"
 #include "train/checkpoint.hpp"
 #include "train/config.hpp"
 #include "train/dataset.hpp"
@@ -70,6 +77,10 @@ struct RunSummary {
 // Ctrl-C, SIGTERM, SIGHUP: the run stops at the next optimizer step. Safe to call from a signal handler.
 void request_interrupt(int signal = SIGINT);
 void clear_interrupt();
+int requested_interrupt();  // the signal asked for, 0 for none
+
+// The folder a run writes: the resumed checkpoint's own, config.run_dir, or a new one in config.logdir.
+RunFolder claim_run_folder(const TrainConfig& config, const std::optional<std::filesystem::path>& resume, bool overwrite);
 
 class Trainer {
  public:
@@ -77,7 +88,7 @@ class Trainer {
   // starts the plugins. Throws ConfigError / DataError before any training. The run folder must
   // be new or empty, or the resumed checkpoint's own; overwrite deletes an earlier run in it.
   explicit Trainer(TrainConfig config, std::optional<std::filesystem::path> resume = std::nullopt,
-                   bool overwrite = false);
+                   bool overwrite = false, std::optional<RankSettings> rank = std::nullopt);
   ~Trainer();
 
   RunSummary run();
@@ -94,9 +105,14 @@ class Trainer {
  private:
   // Setup
   void create_run_folder(const std::optional<std::filesystem::path>& resume, bool overwrite);
+  void create_rank_folder();  // ranks other than 0: ranks/rank-N under the run folder, for logs and plugin scratch
   void build_model(const std::optional<std::filesystem::path>& resume, std::optional<Checkpoint>& checkpoint);
   // After the plugins' on_model_load: what they froze is known, and the embedding has its final size.
   void build_optimizer(std::optional<Checkpoint>& checkpoint);
+  // Data parallel: every rank takes rank 0's model, position and noise generator.
+  void share_leaders_model();
+  void keep_only_transforms_here();  // ranks other than 0 run their plugins' transforms only
+  bool leader() const { return !ranks_ || ranks_->leader(); }
 
   // The loop, in the order it runs
   void run_epoch();
@@ -107,6 +123,8 @@ class Trainer {
   // when nothing can tell: no plugin transforms samples, or each that does implements nothing else.
   void start_next_epoch_loader(int next_epoch);
   void train_step(const Batch& batch, int local_step, int epoch_length);
+  // Clip, AdamW and model access; data parallel: on rank 0, with every rank's gradients, then its weights to all.
+  void step_optimizer(double lr);
   void validate(int epoch);
   bool paced() const { return config_.bench_pace_ms > 0; }
   void pace() const;
@@ -123,6 +141,14 @@ class Trainer {
   void call(const std::string& hook, const nlohmann::json& kwargs);
   void notify(const std::string& hook, const nlohmann::json& kwargs);
   void handle_control_requests();
+  // After each step and each waited-for hook: control requests applied and an abort raised; data
+  // parallel: on every rank alike, as rank 0 decided (a stop, a grad_accum, a plugin restarted)
+  // and whatever any rank saw (a stop signal, a plugin failure under "abort").
+  void step_boundary();
+  void apply_decision(const nlohmann::json& decision);  // ranks other than 0
+  bool interrupt_requested() const;
+  int interrupt_signal() const;
+  nlohmann::json with_rank(nlohmann::json kwargs) const;
   void apply_control(const std::string& source, const nlohmann::json& request);
   run_control::Answer apply_user_request(const run_control::Request& request);
   void check_abort();
@@ -135,6 +161,10 @@ class Trainer {
   void finish_plugins();
 
   TrainConfig config_;
+  std::optional<RankSettings> rank_;
+  std::unique_ptr<RankGroup> ranks_;          // data parallel: the other ranks
+  nlohmann::json decision_ = nlohmann::json::object();  // rank 0's decisions since the last step boundary
+  int agreed_signal_ = 0;                     // data parallel: the stop signal every rank acts on
   std::shared_ptr<spdlog::logger> log_;
   torch::Device device_{torch::kCPU};
   bool amp_ = false;
