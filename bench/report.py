@@ -124,11 +124,13 @@ ROWS = [
     ("overhead", "overhead_gpu2", "demo plugins, epoch time at a GPU's pace (2 ms steps)", "no plugins", OVERHEAD),
     # versus.py (bash scripts/bench.sh --against COMMIT): the demo's samples/s, this tree against an older one
     ("versus", "versus_demo", "demo samples/s at the CPU's pace, this commit against an older one", "older commit", None),
+    # data_parallel.py: the demo's epoch time with 2 ranks (bulkhead train --nproc 2) against 1
+    ("data_parallel", "data_parallel_demo", "demo epoch time with 2 ranks on the CPU", "1 rank", None),
 ]
 
 FILES = {"runner": "runner_bench.json", "jail": "jail_bench.json", "region": "model_region_bench.json",
-         "overhead": "overhead.json", "versus": "versus.json"}
-PAIRED = ("overhead", "versus")  # rows of paired runs: (with, without, the median of the pairs' ratios)
+         "overhead": "overhead.json", "versus": "versus.json", "data_parallel": "data_parallel.json"}
+PAIRED = ("overhead", "versus", "data_parallel")  # rows of paired runs: (with, without, the median of the pairs' ratios)
 UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 

@@ -9,6 +9,7 @@ import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import data_parallel  # noqa: E402
 import overhead  # noqa: E402
 import report  # noqa: E402
 import versus  # noqa: E402
@@ -25,6 +26,23 @@ def aggregate(name, value, unit="us", aggregate_name="median"):
 
 def iteration(name, value, unit="us"):
     return {"name": name, "run_name": name, "run_type": "iteration", "real_time": value, "time_unit": unit}
+
+
+class DataParallel(unittest.TestCase):
+    def test_samples_per_s_is_the_epochs_images_over_its_median_epoch_after_the_first(self):
+        output = "[trainer] [info] device cpu, 2 torch threads, 400 training / 20 validation images, 13 steps per epoch"
+        self.assertEqual(data_parallel.samples_per_s(output, [9.0, 4.0, 5.0, 4.0]), 100.0)
+
+    def test_the_row_is_the_median_pair_ratio_of_epoch_times(self):
+        row = data_parallel.summarize([((4.0, 100.0), (3.0, 133.0)), ((5.0, 80.0), (2.5, 160.0)), ((4.0, 100.0), (4.0, 100.0))])
+        self.assertEqual(row["name"], "data_parallel_demo")
+        self.assertEqual(row["ratio"], 0.75)
+        self.assertEqual((row["with_s"], row["without_s"]), (3.0, 4.0))
+        self.assertIn("1 rank 100.0 samples/s, 2 ranks 133.0", row["note"])
+
+    def test_a_run_without_the_images_line_is_an_error(self):
+        with self.assertRaises(ValueError):
+            data_parallel.samples_per_s("no such line", [1.0])
 
 
 class BenchmarkTimes(unittest.TestCase):

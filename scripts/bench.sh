@@ -72,6 +72,11 @@ echo "bench.sh: overhead.py" >&2
 # shellcheck disable=SC2086  # --overhead-args is a list of words
 "$PYTHON" bench/overhead.py --bulkhead "$bin/bulkhead" --json "$out/overhead.json" "${overhead[@]}" $overhead_args >&2
 
+echo "bench.sh: data_parallel.py" >&2
+dp=()
+((quick)) && dp=(--quick)
+"$PYTHON" bench/data_parallel.py --bulkhead "$bin/bulkhead" --json "$out/data_parallel.json" "${dp[@]}" >&2
+
 if [[ -n "$against" ]]; then
   older="$(realpath -m "$build/against-$against")"
   build_older "$against" "$older"

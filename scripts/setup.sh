@@ -10,6 +10,7 @@ PACKAGES=(
   libspdlog-dev nlohmann-json3-dev libvalijson-dev libcli11-dev libseccomp-dev libstb-dev
   libicu-dev libyaml-cpp-dev libwebp-dev
   libgtest-dev libgmock-dev libbenchmark-dev bubblewrap
+  libgloo-dev  # LibTorch c10d's Gloo process group needs its headers (bulkhead train --nproc)
   libcpp-httplib-dev  # the web view's HTTP server (bulkhead serve, train --web)
   chromium  # the web view's end-to-end test runs the page in it, headless (tests/web)
   python3 python3-zmq python3-msgpack python3-pil python3-jsonschema

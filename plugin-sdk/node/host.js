@@ -411,6 +411,9 @@ async function main() {
   }
   plugin.options = welcome.options && typeof welcome.options === 'object' ? { ...welcome.options } : {};
   plugin.scratch_dir = welcome.scratch_dir || process.env.BULKHEAD_SCRATCH_DIR || null;
+  plugin.rank = welcome.rank ?? 0;
+  plugin.world_size = welcome.world_size ?? 1;
+  plugin.seed = welcome.seed ?? null;
   try {
     await plugin.configure();
   } catch (e) {

@@ -62,6 +62,11 @@ class BasePlugin {
   constructor() {
     this.options = {};        // set after the handshake
     this.scratch_dir = null;  // a folder the plugin may write to
+    // A data-parallel run's rank (bulkhead train --nproc): each has its own host of the plugin;
+    // seed differs from rank to rank, for the plugin's own randomness.
+    this.rank = 0;
+    this.world_size = 1;
+    this.seed = null;
   }
 
   // lifecycle hooks (EveryDream2) -- kwargs is one object

@@ -646,6 +646,7 @@ def main():
     options = welcome.get("options")
     plugin.options = dict(options) if isinstance(options, dict) else {}
     plugin.scratch_dir = welcome.get("scratch_dir") or os.environ.get("BULKHEAD_SCRATCH_DIR") or None
+    plugin.rank, plugin.world_size, plugin.seed = welcome.get("rank", 0), welcome.get("world_size", 1), welcome.get("seed")
 
     session = Session(sock, plugin, sink)
     try:

@@ -79,7 +79,9 @@ class BasePlugin:
 
     After the handshake ``self.options`` holds the plugin's options (manifest defaults
     overlaid with train.json) and ``self.scratch_dir`` a writable folder; then ``configure()``
-    is called, before any hook.
+    is called, before any hook. In a data-parallel run (``bulkhead train --nproc``) each rank has
+    its own host of the plugin: ``self.rank`` and ``self.world_size`` say which, and ``self.seed``
+    is a seed for the plugin's own randomness that differs from rank to rank (docs/training.md).
     """
 
     name = None
@@ -89,6 +91,9 @@ class BasePlugin:
     # Replaced by a plain dict after the handshake.
     options = _EMPTY
     scratch_dir = None
+    rank = 0
+    world_size = 1
+    seed = None
 
     # Set by the host: where control requests and log lines go.
     _bulkhead_sink = None
