@@ -105,7 +105,9 @@ class Launch {
     ranks_.clear();
     for (int local = 0; local < options_.nproc; ++local) {
       const int rank = options_.node_rank * options_.nproc + local;
-      Rank started{rank, spawn(rank, command(rank, world, resume))};
+      Rank started;
+      started.rank = rank;
+      started.pid = spawn(rank, command(rank, world, resume));
       log_->info("rank {} of {}: pid {}", rank, world, started.pid);
       ranks_.push_back(started);
     }

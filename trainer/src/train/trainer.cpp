@@ -285,6 +285,10 @@ void Trainer::share_leaders_model() {
   auto parameters = model_->parameters();
   if (!leader()) {
     leaders = Json::from_msgpack(shared);
+    if (leaders.at("parameters").size() != parameters.size())
+      throw ConfigError("rank " + std::to_string(ranks_->rank()) + "'s model has " + std::to_string(parameters.size()) +
+                        " parameters and rank 0's " + std::to_string(leaders.at("parameters").size()) +
+                        ": every machine must train with the same \"model\" settings (give each the same train.json)");
     vocab_ = Vocabulary::from_json(leaders.at("vocabulary"));
     position_ = position_from_json(leaders.at("position"));
     const auto& state = leaders.at("rng").get_binary();
@@ -306,12 +310,14 @@ void Trainer::share_leaders_model() {
 // Observer hooks, model access and control are rank 0's: a plugin runs on the other ranks only
 // for its transforms of their samples.
 void Trainer::keep_only_transforms_here() {
-  for (const auto& name : plugins_->names()) {
-    bool transforms = false;
-    for (const char* hook : {"transform_caption", "transform_pil_image", "transform_captions", "transform_pil_images"})
-      transforms = transforms || plugins_->implements(name, hook);
-    if (!transforms) plugins_->switch_off(name, "its hooks run on rank 0 only (it transforms no samples)");
-  }
+  for (const auto& name : plugins_->names())
+    if (!transforms_samples(name)) plugins_->switch_off(name, "its hooks run on rank 0 only (it transforms no samples)");
+}
+
+bool Trainer::transforms_samples(const std::string& plugin) const {
+  for (const char* hook : {"transform_caption", "transform_pil_image", "transform_captions", "transform_pil_images"})
+    if (plugins_->implements(plugin, hook)) return true;
+  return false;
 }
 
 // ---------------------------------------------------------------------------
@@ -787,11 +793,7 @@ void Trainer::apply_decision(const Json& decision) {
   for (const auto& name : decision.value("switch_off", Json::array())) plugins_->switch_off(name, "stopped on rank 0");
   for (const auto& reload : decision.value("reload", Json::array())) {
     const std::string name = reload.at("plugin");
-    for (const char* hook : {"transform_caption", "transform_pil_image", "transform_captions", "transform_pil_images"})
-      if (plugins_->implements(name, hook)) {
-        plugins_->reload(name, reload.at("keep_state"), position_.global_step);
-        break;
-      }
+    if (transforms_samples(name)) plugins_->reload(name, reload.at("keep_state"), position_.global_step);
   }
 }
 

@@ -112,6 +112,7 @@ class Trainer {
   // Data parallel: every rank takes rank 0's model, position and noise generator.
   void share_leaders_model();
   void keep_only_transforms_here();  // ranks other than 0 run their plugins' transforms only
+  bool transforms_samples(const std::string& plugin) const;
   bool leader() const { return !ranks_ || ranks_->leader(); }
 
   // The loop, in the order it runs
