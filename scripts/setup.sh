@@ -35,6 +35,9 @@ fi
 
 bash scripts/install-node-deps.sh
 
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# CI builds with warnings as errors (BULKHEAD_WERROR); a user's build only shows them.
+werror=OFF
+[ -n "${CI:-}" ] && werror=ON
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBULKHEAD_WERROR="$werror"
 # Arguments go to the build: scripts/run-demo.sh builds only what the demo runs (--target demo).
 cmake --build build -j"$(nproc)" "$@"

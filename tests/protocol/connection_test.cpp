@@ -88,8 +88,9 @@ TEST(Connection, WithoutCredentialsTheConnectingProcessIsJudged) {
     const auto hello = connection.await_hello(owned ? 5s : 500ms, [] { return true; });
     EXPECT_EQ(hello.has_value(), owned);
     EXPECT_EQ(asked.load(), static_cast<long>(getpid()));
-    if (!owned)
+    if (!owned) {
       EXPECT_NE(connection.refused_connection().find("not the plugin's"), std::string::npos) << connection.refused_connection();
+    }
   }
 }
 

@@ -98,7 +98,9 @@ TEST(Runner, EveryCatalogueHookRoundTripsThroughARealHost) {
   std::set<std::string> seen;
   for (std::string line; std::getline(calls, line);) seen.insert(Json::parse(line)["hook"].get<std::string>());
   for (const auto& [hook, spec] : Schemas::instance().hook_catalogue()["hooks"].items())
-    if (!not_broadcast(spec)) EXPECT_TRUE(seen.count(hook)) << hook;
+    if (!not_broadcast(spec)) {
+      EXPECT_TRUE(seen.count(hook)) << hook;
+    }
 }
 
 // Images arrive bit-exact through every SDK, in each mode and size: through the host's image

@@ -385,10 +385,14 @@ TEST_P(Jail, PluginProcessesHoldNoPrivilege) {
     if (status.empty()) continue;  // ended meanwhile
     EXPECT_NE(status.find("CapEff:\t0000000000000000"), std::string::npos) << status;
     EXPECT_NE(status.find("NoNewPrivs:\t1"), std::string::npos) << status;
-    if (GetParam() == As::root) EXPECT_NE(status.find("Uid:\t65534"), std::string::npos) << status;
+    if (GetParam() == As::root) {
+      EXPECT_NE(status.find("Uid:\t65534"), std::string::npos) << status;
+    }
     for (const char* kind : {"pid", "mnt", "net", "user", "ipc", "uts"}) {
       const std::string host_ns = ns(host, kind);
-      if (!host_ns.empty()) EXPECT_NE(host_ns, ns(trainer, kind)) << kind << " namespace shared with the trainer";
+      if (!host_ns.empty()) {
+        EXPECT_NE(host_ns, ns(trainer, kind)) << kind << " namespace shared with the trainer";
+      }
     }
   }
   Outcome run = finish(trainer);
@@ -428,9 +432,10 @@ class TreeLimits : public Jail {
     // train.log says from the start which layers hold them.
     EXPECT_NE(run.log.find("jail layers: "), std::string::npos) << run.log;
     EXPECT_NE(run.log.find("accounting floor: each plugin's warden counts its whole tree"), std::string::npos) << run.log;
-    if (GetParam() == As::user_cgroup2)
+    if (GetParam() == As::user_cgroup2) {
       EXPECT_NE(run.log.find("plugins in cgroup v2 at " + delegated_.string() + "/bulkhead-"), std::string::npos)
           << "the delegated cgroup2 subtree holds the plugins' groups\n" << run.log;
+    }
   }
 };
 
