@@ -163,12 +163,13 @@ TEST(PluginState, ResumeAfterSigkillGivesTheStraightRunsWeights) {
   const fs::path file = dir / "train.json";
   std::ofstream(file) << config(dir / "killed").dump();
   const pid_t trainer = start_trainer(file, dir / "first.out");
-  fs::path checkpoint;  // the one saved after the second epoch
+  fs::path checkpoint;  // the one saved after the second epoch, once latest.txt names it (what --resume takes)
   ASSERT_TRUE(wait_until([&] {
-    std::error_code missing;
-    for (const auto& entry : fs::directory_iterator(dir / "killed" / "checkpoints", missing))
-      if (entry.path().filename().string().rfind("epoch-ep0002-", 0) == 0 && entry.path().extension() == ".pt")
-        checkpoint = entry.path();
+    try {
+      const fs::path latest = resolve_checkpoint_path(dir / "killed");
+      if (latest.filename().string().rfind("epoch-ep0002-", 0) == 0) checkpoint = latest;
+    } catch (const std::exception&) {  // no checkpoint yet
+    }
     return !checkpoint.empty();
   })) << read_text(dir / "first.out");
   kill(trainer, SIGKILL);
