@@ -121,6 +121,41 @@ TEST(DataParallel, PluginsBehaveOnEveryRankAsDocumented) {
   EXPECT_NE(rank1.find("rank 1 done after " + std::to_string(last + 1) + " steps"), std::string::npos) << rank1;
 }
 
+// A plugin's state lives per rank: its host crashed on rank 1 comes back with rank 1's count.
+TEST(DataParallel, APluginCrashedOnOneRankGetsThatRanksStateBack) {
+  auto dir = scratch("state");
+  Json config = dp_config(dir / "run", 2);
+  config["plugins"] = {{{"name", test_plugin("rank-probe").string()},
+                        {"options", {{"crash_on_rank", 1}, {"crash_after_transforms", 150}}}}};
+  auto run = train_with(dir, config, {"--nproc", "2"});
+  ASSERT_EQ(run.code, 0) << run.output;
+  const std::string rank0 = read_text(dir / "run" / "train.log");
+  const std::string rank1 = read_text(dir / "run" / "ranks" / "rank-1" / "train.log");
+  EXPECT_EQ(count(rank0, "state back on host rank"), 0u) << "rank 0's host never crashed\n" << rank0;
+  const auto at = rank1.find("state back on host rank 1: ");
+  ASSERT_NE(at, std::string::npos) << rank1;
+  EXPECT_GT(std::stoi(rank1.substr(at + 27)), 100) << "rank 1's own count (8 captions a step), not none" << rank1;
+  EXPECT_NE(rank1.find("crashed"), std::string::npos) << rank1;
+}
+
+// Model access runs on rank 0; what on_model_load did (a new token, a grown embedding, frozen
+// rows) reaches rank 1 with rank 0's model, or their collectives would not even match in size.
+TEST(DataParallel, ModelAccessOnRankZeroReachesEveryRank) {
+  auto dir = scratch("model");
+  Json config = dp_config(dir / "run", 1);
+  config["plugins"] = {{{"name", "textual_inversion"},
+                        {"grant", {{"model_access", {{"caption.words.weight", {"read", "write"}}}}}}}};
+  auto run = train_with(dir, config, {"--nproc", "2"});
+  ASSERT_EQ(run.code, 0) << run.output;
+  EXPECT_NE(run.output.find("textual_inversion: added token \"zorblax\""), std::string::npos) << run.output;
+  const fs::path final_checkpoint = resolve_checkpoint_path(dir / "run");
+  EXPECT_TRUE(Checkpoint(final_checkpoint).info().vocab.to_json().dump().find("zorblax") != std::string::npos);
+  EXPECT_TRUE(fs::exists(final_checkpoint.string() + ".files/textual_inversion/textual_inversions/zorblax.bin"));
+  const std::string rank1 = read_text(dir / "run" / "ranks" / "rank-1" / "train.log");
+  EXPECT_NE(rank1.find("textual_inversion: its hooks run on rank 0 only"), std::string::npos) << rank1;
+  EXPECT_NE(rank1.find("rank 1 done after 27 steps"), std::string::npos) << rank1;
+}
+
 TEST(DataParallel, AKilledRankRestartsEveryRankFromTheLastCheckpoint) {
   auto dir = scratch("killed");
   Json config = dp_config(dir / "run", 24);
