@@ -400,9 +400,9 @@ TEST(RealProgram, NormalExitLeavesNoProcessAndReportsCrashes) {
   const auto table = output.substr(output.find("plugins:"));
   EXPECT_NE(table.find("plugin                hook"), std::string::npos) << table;
   // The loader sends captions one by one or in batches, so the crashes are in either row.
+  const std::string caption_rows = "fault                 transform_caption";  // and transform_captions
   long crashes = 0;
-  for (auto row = table.find("fault                 transform_caption"); row != std::string::npos;
-       row = table.find("fault                 transform_caption", row + 1)) {
+  for (auto row = table.find(caption_rows); row != std::string::npos; row = table.find(caption_rows, row + 1)) {
     std::istringstream fields(table.substr(row, table.find('\n', row) - row));
     std::string plugin, hook, p50, p99;
     long calls = 0, skipped = 0, timeouts = 0, row_crashes = 0;
