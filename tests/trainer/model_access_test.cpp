@@ -8,11 +8,15 @@
 //   - every hostile update (NaN, Inf, wrong shape, frozen row, row outside, ungranted parameter,
 //     huge norm, stale, future, short data, half valid, a crash with the write in hand) is refused,
 //     counted, and leaves the weights bit-for-bit as a run without them;
-//   - the bundled textual_inversion plugin teaches a base model a word that then steers `bulkhead sample`.
+//   - the bundled textual_inversion plugin teaches a base model a word that then steers `bulkhead sample`,
+//     and so does a plugin written as EveryDream2's textual_inversion.py is, its host killed once;
+//   - a class with on_model_load and no grant stops the run, naming the grant.
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <cstdlib>
 #include <iostream>
+#include <sstream>
 
 #include "test_support.hpp"
 #include "train/model.hpp"
@@ -161,6 +165,17 @@ TEST(ModelAccess, AStepNeverWaitsForABusySlot) {
   EXPECT_NE(read_text(run / "train.log").find("came without tensors"), std::string::npos);
 }
 
+// A special token is a word a new token may start from: "<unknown>" has its row (id 2) like any word.
+TEST(ModelAccess, ANewTokenMayStartFromTheUnknownToken) {
+  const fs::path run = scratch("runs") / "unknown";
+  const RunSummary summary = train(model_config(run, "from_unknown"));
+  ASSERT_TRUE(fs::exists(summary.last_checkpoint));
+  EXPECT_EQ(hook_counter(plugin_report(run), "on_model_load", "invalid_replies"), 0);
+  const std::string log = read_text(run / "train.log");
+  EXPECT_NE(log.find("its embedding starting as \"<unknown>\"'s"), std::string::npos) << log;
+  EXPECT_TRUE(Checkpoint(summary.last_checkpoint).info().vocab.id("zorblax").has_value());
+}
+
 // EveryDream2's on_model_load / on_model_save, in the shape of its textual_inversion plugin, from a
 // class path that train.json grants model access: the stand-ins' changes become the reply.
 TEST(ModelAccess, EveryDream2TextualInversionHooksRunOnStandIns) {
@@ -276,6 +291,133 @@ TEST(ModelAccess, TextualInversionTeachesAWordThatSteersSample) {
   const auto share = log.find("model access took ");
   ASSERT_NE(share, std::string::npos);
   std::cout << log.substr(share, log.find('\n', share) - share) << "\n";
+}
+
+// A plugin written as EveryDream2's plugins/textual_inversion.py is (its imports, its json beside it,
+// its optimizer_config check, tokenize / add_tokens / resize / row copies, batch['tokens'] in
+// on_step_start, row restores in on_step_end, torch.save into save_folder; our own code), granted
+// model access in train.json: it teaches the base model a word that steers `bulkhead sample`, its
+// host killed once mid-training, and the rows file it saves loads back with torch.
+constexpr const char* kEveryDream2StylePlugin = R"(import json, logging, os, signal
+import torch
+from colorama import Fore
+from plugins.plugins import BasePlugin
+from train import EveryDreamTrainingState
+from utils.sample_generator import clean_filename
+
+class LearnsWords(BasePlugin):
+    def __init__(self):
+        with open(os.path.join(os.path.dirname(__file__), "textual_inversion.json")) as f:
+            self.config = json.load(f)
+        self.training_ids = None
+
+    def on_model_load(self, **kwargs):
+        ed_state: EveryDreamTrainingState = kwargs.get("ed_state")
+        freezing = kwargs.get("optimizer_config", {}).get("text_encoder_freezing", {})
+        layers = len(ed_state.text_encoder.text_model.encoder.layers)
+        if (freezing.get("freeze_embeddings") != False or freezing.get("freeze_final_layer_norm") != True
+                or freezing.get("unfreeze_last_n_layers", layers) > 0):
+            raise RuntimeError("Misconfigured optimizer config")
+        tokenizer = ed_state.tokenizer
+        ids = lambda text: tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text))
+        new = [t["token"] for t in self.config["tokens"] if len(ids(t["token"])) > 1]
+        logging.info(f"{Fore.GREEN}adding {new}{Fore.RESET}")
+        assert tokenizer.add_tokens(new) == len(new)
+        ed_state.text_encoder.resize_token_embeddings(len(tokenizer))
+        weight = ed_state.text_encoder.get_input_embeddings().weight
+        for t in self.config["tokens"]:
+            weight.data[ids(t["token"])[0]] = weight.data[ids(t["initializer_word"])[0]]
+        self.tokens = [t["token"] for t in self.config["tokens"]]
+        self.training_ids = [ids(t)[0] for t in self.tokens]
+        self.first = weight.data.detach().clone()
+
+    def on_step_start(self, **kwargs):
+        self.seen = torch.unique(torch.flatten(kwargs["batch"]["tokens"])).tolist()
+
+    def on_step_end(self, **kwargs):
+        self.ends = getattr(self, "ends", 0) + 1
+        marker = os.path.join(self.scratch_dir, "killed")
+        if self.ends == 10 and not os.path.exists(marker):
+            open(marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        weight = kwargs["ed_state"].text_encoder.get_input_embeddings().weight
+        with torch.no_grad():
+            for row in [r for r in self.seen if r not in self.training_ids]:
+                weight[row] = self.first[row]
+
+    def on_model_save(self, **kwargs):
+        weight = kwargs["ed_state"].text_encoder.get_input_embeddings().weight
+        folder = os.path.join(kwargs["save_folder"], "textual_inversions")
+        os.makedirs(folder, exist_ok=True)
+        for row, token in zip(self.training_ids, self.tokens):
+            torch.save({token: weight[row]}, os.path.join(folder, clean_filename(token) + ".bin"))
+)";
+
+TEST(ModelAccess, AnEveryDream2StyleTextualInversionFileTeachesAWordThatSteersSample) {
+  const fs::path dir = scratch("ed2-ti");
+  const auto base_data = colour_folder(dir / "base-data", {{"red", solid(230, 20, 20)}, {"green", solid(20, 230, 20)},
+                                                          {"blue", solid(20, 20, 230)}}, 16);
+  const RunSummary base = train(colour_config(base_data, dir / "base", 12, 0.01));
+  fs::create_directories(dir / "project" / "plugins");
+  std::ofstream(dir / "project" / "plugins" / "learns_words.py") << kEveryDream2StylePlugin;
+  std::ofstream(dir / "project" / "plugins" / "textual_inversion.json")
+      << R"({"tokens": [{"token": "zorblax", "initializer_word": "blue"}]})";
+  Json config = colour_config(colour_folder(dir / "ti-data", {{"zorblax", solid(20, 230, 20)}}, 32), dir / "ti", 12 + 10, 0.1);
+  config["plugins"] = Json::array({{{"name", "plugins.learns_words.LearnsWords"},
+                                    {"restart_backoff_ms", 10},
+                                    {"grant", {{"model_access", {{kEmbedding, {"read", "write"}}}}}}}});
+  std::ofstream(dir / "project" / "train.json") << config.dump();
+  const RunSummary taught = train(read_config_file(dir / "project" / "train.json"), base.last_checkpoint, {},
+                                  dir / "project" / "train.json");
+  const std::string log = read_text(dir / "ti" / "train.log");
+
+  const Json report = plugin_report(dir / "ti");
+  EXPECT_EQ(hook_counter(report, "on_step_end", "crashes"), 1) << log;
+  for (const char* hook : {"on_model_load", "on_step_start", "on_step_end", "on_model_save", "set_state"})
+    EXPECT_EQ(hook_counter(report, hook, "errors") + hook_counter(report, hook, "invalid_replies"), 0) << hook << "\n" << log;
+  const auto blue = sampled_colour(taught.last_checkpoint, "a blue square", dir / "blue.png");
+  const auto zorblax = sampled_colour(taught.last_checkpoint, "a zorblax square", dir / "zorblax.png");
+  EXPECT_GT(zorblax[1], blue[1] + 40) << "zorblax G " << zorblax[1] << ", blue G " << blue[1];
+  EXPECT_LT(zorblax[2], blue[2] - 40) << "zorblax B " << zorblax[2] << ", blue B " << blue[2];
+  EXPECT_TRUE(torch::equal(named_weights(base.last_checkpoint).at("conv_out.weight"),
+                           named_weights(taught.last_checkpoint).at("conv_out.weight")));
+
+  // The rows file loads back with torch, and holds the checkpoint's row of the token.
+  const fs::path bin = taught.last_checkpoint.string() + ".files/LearnsWords/textual_inversions/zorblax.bin";
+  const fs::path loaded = dir / "loaded.txt";
+  const std::string load = "/usr/bin/python3 -c 'import sys, torch; print(\" \".join(\"%.6f\" % v for v in "
+                           "torch.load(sys.argv[1])[\"zorblax\"].tolist()))' " + bin.string() + " > " + loaded.string() + " 2>&1";
+  ASSERT_EQ(std::system(load.c_str()), 0) << read_text(loaded);
+  Checkpoint checkpoint(taught.last_checkpoint);
+  const auto row = named_weights(taught.last_checkpoint).at(kEmbedding)[*checkpoint.info().vocab.id("zorblax")];
+  std::istringstream values(read_text(loaded));
+  for (std::int64_t i = 0; i < row.size(0); ++i) {
+    double value = 0;
+    ASSERT_TRUE(values >> value) << read_text(loaded);
+    EXPECT_NEAR(value, row[i].item<double>(), 1e-5) << i;
+  }
+}
+
+// Without the grant, a class that implements on_model_load stops the run before training, saying
+// which grant to add: it would otherwise train and teach nothing.
+TEST(ModelAccess, AModelHookWithoutAGrantStopsTheRunNamingTheGrant) {
+  const fs::path dir = scratch("ungranted");
+  fs::create_directories(dir / "plugins");
+  std::ofstream(dir / "plugins" / "learns_words.py") << kEveryDream2StylePlugin;
+  std::ofstream(dir / "plugins" / "textual_inversion.json") << R"({"tokens": [{"token": "zorblax", "initializer_word": "blue"}]})";
+  Json config = tiny_config(dir / "run", 1);
+  config["plugins"] = Json::array({{{"name", "plugins.learns_words.LearnsWords"}}});
+  std::ofstream(dir / "train.json") << config.dump();
+  try {
+    train(read_config_file(dir / "train.json"), std::nullopt, {}, dir / "train.json");
+    FAIL() << "a plugin with on_model_load and no grant trained";
+  } catch (const ConfigError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("plugin 'LearnsWords' implements on_model_load, which needs model access: add \"grant\": "
+                        "{\"model_access\": {\"caption.words.weight\": [\"read\", \"write\"]}}"), std::string::npos)
+        << what;
+  }
+  EXPECT_TRUE(read_metrics(dir / "run").empty());
 }
 
 TEST(ModelAccess, PluginsListShowsTheModelAccessAPluginAsksFor) {

@@ -351,6 +351,8 @@ class Session:
         self.hooks = set(catalogue.hook_names())
         self.arg_update_hooks = set(catalogue.arg_update_hooks())
         self.model_hooks = set(catalogue.model_hooks())
+        # An EveryDream2 on_model_load keeps its arguments as the plugin's state (everydream2/model.py).
+        self.replays_load = everydream2().uses_ed_state(type(plugin))
 
     # -- sending -----------------------------------------------------------------------------
     def send(self, msg):
@@ -398,7 +400,7 @@ class Session:
             except Exception as e:
                 raise HookError("hook_failed", "%s: %s" % (type(e).__name__, e), traceback.format_exc())
         if method == "get_state":
-            state = self._guarded(self.plugin.get_state)
+            state = self._guarded(everydream2().replay_state if self.replays_load else self.plugin.get_state)
             problem = plain_data_problem(state, "state")
             if problem:
                 raise HookError("hook_failed", "get_state returned %s" % problem)
@@ -406,7 +408,10 @@ class Session:
         if method == "set_state":
             if "state" not in params:
                 raise HookError("bad_params", "set_state needs params {state, global_step}")
-            self._guarded(self.plugin.set_state, params["state"])
+            if self.replays_load:
+                self._guarded(everydream2().replay, self.plugin, params["state"])
+            else:
+                self._guarded(self.plugin.set_state, params["state"])
             return None
         if method == "transform_pil_image":
             img = image_from_wire(params.get("image"))
@@ -427,8 +432,11 @@ class Session:
             if out is not None and not isinstance(out, dict):
                 raise HookError("hook_failed", "%s returned %s, not a dict or None" % (method, type(out).__name__))
             return out
-        if isinstance(kwargs.get("ed_state"), dict):
-            kwargs["ed_state"] = EdState(kwargs["ed_state"])
+        if isinstance(kwargs.get("ed_state"), dict) or "batch" in kwargs:
+            if isinstance(kwargs.get("ed_state"), dict):
+                kwargs["ed_state"] = EdState(kwargs["ed_state"], everydream2().step_objects())
+            if "batch" in kwargs:
+                kwargs["batch"] = everydream2().observer_batch(kwargs["batch"])
         if method in self.arg_update_hooks:
             sink = self.sink
 
@@ -527,13 +535,18 @@ class Session:
                 self.sink.log("warning", "bulkhead: dropped an unexpected message of type %r" % (kind,))
 
 
-def everydream2_model_call(method, fn, kwargs, scratch):
-    """on_model_load / on_model_save with EveryDream2's ed_state (and diffusers_save_path) as well: a
-    Bulkhead plugin returns its reply; an EveryDream2 one changes the stand-ins, which become the reply."""
+def everydream2():
+    """The EveryDream2 model stand-ins (imported when first needed: they import numpy)."""
     from .everydream2 import model as ed2_model
+    return ed2_model
+
+
+def everydream2_model_call(method, fn, kwargs, scratch):
+    """on_model_load / on_model_save with EveryDream2's ed_state (and save_folder) as well: a
+    Bulkhead plugin returns its reply; an EveryDream2 one changes the stand-ins, which become the reply."""
     if method == "on_model_load":
-        return ed2_model.call_load(fn, kwargs)
-    return ed2_model.call_save(fn, kwargs, scratch)
+        return everydream2().call_load(fn, kwargs)
+    return everydream2().call_save(fn, kwargs, scratch)
 
 
 def close(sock, ctx, linger_ms):

@@ -17,18 +17,23 @@ _EMPTY = types.MappingProxyType({})
 class EdState:
     """EveryDream2's ``ed_state``, as plain values: ``ed_state.grad_accum``, ``.lr``, ``.batch_size``.
 
-    Also readable as a mapping (``ed_state["lr"]``). EveryDream2's object attributes
-    (``unet``, ``optimizer``, ...) do not exist out of process: reading one raises an
-    AttributeError that says so.
+    Also readable as a mapping (``ed_state["lr"]``). After an EveryDream2-style on_model_load,
+    ``ed_state.tokenizer`` and ``ed_state.text_encoder`` too (objects: everydream2/model.py). Its
+    other object attributes (``unet``, ``optimizer``, ...) do not exist out of process: reading one
+    raises an AttributeError that says so.
     """
 
-    def __init__(self, values):
+    def __init__(self, values, objects=None):
         object.__setattr__(self, "_values", dict(values or {}))
+        object.__setattr__(self, "_objects", dict(objects or {}))
 
     def __getattr__(self, name):
         values = object.__getattribute__(self, "_values")
         if name in values:
             return values[name]
+        objects = object.__getattribute__(self, "_objects")
+        if name in objects:
+            return objects[name]
         if name.startswith("__"):
             raise AttributeError(name)
         raise AttributeError(
@@ -260,7 +265,10 @@ class BasePlugin:
     def implemented_hooks(cls):
         """The catalogue hooks this class overrides relative to BasePlugin; a batched transform too
         when it overrides the per-item one (hooks.json batch_of); get_state and set_state too when
-        it names state_attributes."""
+        it names state_attributes, or when its EveryDream2-style on_model_load is replayed after a
+        restart (everydream2/model.py)."""
+        from .everydream2.model import uses_ed_state
+
         def overrides(name):
             mine = getattr(cls, name, None)
             return mine is not None and mine is not getattr(BasePlugin, name, None)
@@ -269,7 +277,7 @@ class BasePlugin:
         for name in catalogue.hook_names():
             item_hook = catalogue.hook(name).get("batch_of")
             if (overrides(name) or (item_hook and overrides(item_hook))
-                    or (name in catalogue.state_hooks() and cls.state_attributes)):
+                    or (name in catalogue.state_hooks() and (cls.state_attributes or uses_ed_state(cls)))):
                 hooks.append(name)
         return hooks
 

@@ -5,6 +5,7 @@ frozen), then attacks through on_model_step. Option "attack":
             region; 20 ms after its reply it writes NaN over that slot (too late: the trainer copied it)
   sequence  attack ATTACKS[global_step] while there is one, then none (so a restart goes on with the next)
   freeze_everything  on_model_load replies {"freeze_rest": true} alone, which would leave nothing to train
+  from_unknown  on_model_load starts zorblax from the special token "<unknown>" (allowed: it has a row)
   slow      takes 150 ms over every on_model_step, holding its region slot: later steps find none free
   <name>    that attack on every on_model_step
 Every attack must be refused whole, counted as an invalid reply, and change no weight.
@@ -34,7 +35,8 @@ class ModelHostile(BasePlugin):
                 self.log("info", "ftruncate(region, %d) refused: %s" % (size, errno.errorcode.get(e.errno, e.errno)))
         if self.options.get("attack") == "freeze_everything":  # names no trainable row: must be refused
             return {"freeze_rest": True}
-        return {"add_tokens": [{"token": "zorblax", "init_from": "circle"}], "trainable": {EMBEDDING: ["zorblax"]},
+        init_from = "<unknown>" if self.options.get("attack") == "from_unknown" else "circle"
+        return {"add_tokens": [{"token": "zorblax", "init_from": init_from}], "trainable": {EMBEDDING: ["zorblax"]},
                 "freeze_rest": True}
 
     def attack(self, step):
@@ -43,7 +45,7 @@ class ModelHostile(BasePlugin):
             return ATTACKS[step] if step < len(ATTACKS) else "none"
         if attack == "valid":
             return "valid" if step == 0 else "none"
-        if attack == "freeze_everything":  # an attack on on_model_load only
+        if attack in ("freeze_everything", "from_unknown"):  # on on_model_load only
             return "none"
         return attack
 

@@ -122,7 +122,7 @@ class EveryDream2Mapping(unittest.TestCase):
         schema.validate_hook_result("on_model_save", reply)
 
     def test_the_rest_of_ed_state_says_it_does_not_cross(self):
-        state = ed2_model.EdModelState(VOCABULARY, None)
+        state = ed2_model.EdModelState(ed2_model.Tokenizer(VOCABULARY), ed2_model.TextEncoder(None))
         with self.assertRaisesRegex(AttributeError, "ed_state.unet is not available"):
             state.unet  # noqa: B018
 

@@ -327,6 +327,12 @@ bool PluginRunner::implements(const std::string& plugin, const std::string& hook
   return false;
 }
 
+bool PluginRunner::has_manifest(const std::string& plugin) const {
+  for (const auto& p : impl_->plugins)
+    if (p->name() == plugin) return p->has_manifest();
+  return false;
+}
+
 std::optional<Json> PluginRunner::call_plugin(const std::string& plugin, const std::string& hook, const Json& kwargs) {
   impl_->check_params(hook, "call", kwargs);
   for (auto& p : impl_->plugins)
@@ -411,8 +417,12 @@ Json PluginRunner::report() const {
 }
 
 std::string PluginRunner::report_table() const {
+  // The plugin column fits the longest name (an EveryDream2 class name runs long).
+  std::size_t name_width = 22;
+  for (const auto* host : impl_->hosts()) name_width = std::max(name_width, host->name().size() + 2);
+  const int plugin_column = static_cast<int>(name_width);
   std::ostringstream out;
-  out << std::left << std::setw(22) << "plugin" << std::setw(22) << "hook" << std::right << std::setw(8) << "calls"
+  out << std::left << std::setw(plugin_column) << "plugin" << std::setw(22) << "hook" << std::right << std::setw(8) << "calls"
       << std::setw(8) << "skipped" << std::setw(9) << "p50 ms" << std::setw(9) << "p99 ms" << std::setw(9) << "timeouts" << std::setw(8) << "crashes"
       << std::setw(8) << "invalid" << std::setw(7) << "errors" << std::setw(7) << "items" << "\n";
   auto number = [](const Json& value) {
@@ -424,7 +434,7 @@ std::string PluginRunner::report_table() const {
   for (const auto* host : impl_->hosts()) {
     Json r = host->report();
     for (const auto& [hook, c] : r["hooks"].items())
-      out << std::left << std::setw(22) << r["name"].get<std::string>() << std::setw(22) << hook << std::right << std::setw(8)
+      out << std::left << std::setw(plugin_column) << r["name"].get<std::string>() << std::setw(22) << hook << std::right << std::setw(8)
           << c["calls"].get<long>() << std::setw(8) << c["skipped"].get<long>() << std::setw(9) << number(c["p50_ms"]) << std::setw(9) << number(c["p99_ms"])
           << std::setw(9) << c["timeouts"].get<long>() << std::setw(8) << c["crashes"].get<long>() << std::setw(8)
           << c["invalid_replies"].get<long>() << std::setw(7) << c["errors"].get<long>() << std::setw(7)

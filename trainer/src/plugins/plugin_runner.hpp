@@ -115,6 +115,7 @@ class PluginRunner {
   // config order, and the on_model_* hooks, sent to one plugin with what it alone may see.
   std::vector<std::pair<std::string, std::shared_ptr<ModelGate>>> model_gates() const;
   bool implements(const std::string& plugin, const std::string& hook) const;
+  bool has_manifest(const std::string& plugin) const;
   std::optional<Json> call_plugin(const std::string& plugin, const std::string& hook, const Json& kwargs);
   void notify_plugin(const std::string& plugin, const std::string& hook, const Json& kwargs);
 

@@ -407,10 +407,11 @@ void SupervisedPlugin::start(bool mechanism_switched) {
   for (const auto& hook : unknown)
     log_->warn("{}: ignoring hook '{}' of its hello, which is not in schemas/hooks.json{}", manifest_.name, hook,
                did_you_mean(hook, Schemas::instance().hook_names()));
+  // (An entry without a manifest that implements a model hook ungranted stops the run: ModelAccess.)
   for (const auto& hook : hooks)
-    if (!gate_ && catalogue[hook].value("model_access", false) && number == 1)
-      log_->warn("{} implements {}, which is not called: its {} grants it no model_access (docs/protocol.md, section 9)",
-                 manifest_.name, hook, manifest_.path.empty() ? "entry in " + run_.config_name() : "manifest asks for");
+    if (!gate_ && has_manifest() && catalogue[hook].value("model_access", false) && number == 1)
+      log_->warn("{} implements {}, which is not called: its manifest asks for no model_access (docs/protocol.md, section 9)",
+                 manifest_.name, hook);
   if (!restore_state(*generation, hooks)) {
     // It may hold half the refused state: a fresh host, which starts empty, takes its place.
     generation->process->kill_group();

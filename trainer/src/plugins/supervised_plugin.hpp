@@ -67,6 +67,8 @@ class SupervisedPlugin {
   void switch_off(const std::string& why);
 
   const std::string& name() const { return manifest_.name; }
+  // False for an entry that is a class path (its train.json entry is its only declaration).
+  bool has_manifest() const { return !manifest_.path.empty(); }
   const Manifest& manifest() const { return manifest_; }
   bool implements(const std::string& hook) const;
   // Its door to the model: null unless its manifest asks for model_access (granted, or it would not exist).

@@ -92,6 +92,8 @@ class FlowModelImpl : public torch::nn::Module {
   const FlowModelOptions& options() const { return options_; }
   // The caption words' input embedding: row i is token i (the parameter textual inversion trains).
   static constexpr const char* kWordEmbedding = "caption.words.weight";
+  // The caption encoder's transformer layers (one TransformerEncoderLayer), as on_model_load tells plugins.
+  static constexpr int kCaptionLayers = 1;
   // Grows the vocabulary: new tokens' rows start as copies of the rows of copy_from.
   void add_words(const std::vector<std::int64_t>& copy_from);
 

@@ -7,6 +7,8 @@
 
 #include "common/atomic_file.hpp"
 #include "common/log.hpp"
+#include "common/schemas.hpp"
+#include "train/config.hpp"
 
 namespace bulkhead {
 namespace fs = std::filesystem;
@@ -28,7 +30,26 @@ std::vector<std::int64_t> all_rows(std::int64_t count) {
 }  // namespace
 
 ModelAccess::ModelAccess(FlowModel& model, Vocabulary& vocab, PluginRunner& plugins)
-    : model_(model), vocab_(vocab), plugins_(plugins), log_(logger("model")), gates_(plugins.model_gates()) {}
+    : model_(model), vocab_(vocab), plugins_(plugins), log_(logger("model")), gates_(plugins.model_gates()) {
+  refuse_ungranted_model_hooks();
+}
+
+// An entry without a manifest (a class path: an EveryDream2 textual_inversion.py) that implements a
+// model hook without a grant would train without what it is for, teaching nothing: the run does not
+// start, and says which grant to add. A manifest that asks for model_access without the grant was
+// refused earlier; one that does not ask is its author's choice (the supervisor warns).
+void ModelAccess::refuse_ungranted_model_hooks() const {
+  std::set<std::string> granted;
+  for (const auto& [plugin, gate] : gates_) granted.insert(plugin);
+  for (const auto& plugin : plugins_.names()) {
+    if (granted.count(plugin) || plugins_.has_manifest(plugin)) continue;
+    for (const auto& [hook, spec] : Schemas::instance().hook_catalogue()["hooks"].items())
+      if (spec.value("model_access", false) && plugins_.implements(plugin, hook))
+        throw ConfigError("plugin '" + plugin + "' implements " + hook + ", which needs model access: add \"grant\": " +
+                          "{\"model_access\": {\"" + FlowModelImpl::kWordEmbedding + "\": [\"read\", \"write\"]}} to its " +
+                          "entry in train.json (docs/protocol.md, section 9)");
+  }
+}
 
 torch::Tensor ModelAccess::parameter(const std::string& name) const {
   const auto parameters = model_->named_parameters();
@@ -62,6 +83,8 @@ void ModelAccess::load(bool resumed, std::int64_t global_step) {
     const Json kwargs = {{"parameters", parameters},
                          {"vocabulary", vocab_.tokens()},
                          {"embedding", FlowModelImpl::kWordEmbedding},
+                         {"caption_encoder", {{"layers", FlowModelImpl::kCaptionLayers},
+                                              {"max_tokens", model_->options().max_tokens}}},
                          {"tensors", tensors_for(plugin, *gate, false)},
                          {"global_step", global_step},
                          {"resumed", resumed}};

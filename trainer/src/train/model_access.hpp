@@ -53,6 +53,7 @@ class ModelAccess {
   struct FrozenRows {
     torch::Tensor parameter, index, values;  // index: the frozen rows; values: their contents
   };
+  void refuse_ungranted_model_hooks() const;
   void prepare_gates(std::int64_t global_step);
   void apply_load_reply(const std::string& plugin, const Json& reply);
   void freeze();

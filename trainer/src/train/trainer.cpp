@@ -916,10 +916,19 @@ Json Trainer::run_kwargs() const {
   return {{"project_name", config_.project_name}, {"log_folder", run_dir_.string()}, {"data_root", data_root_}};
 }
 
-// Step hooks carry the batch's captions and shape; pixels only for plugins that asked.
+// Step hooks carry the batch's captions, token ids (as the model sees them) and shape; pixels only
+// for plugins that asked.
 Json Trainer::batch_summary(const Batch& batch) const {
   Json shape = batch.images.sizes().vec();
   Json summary = {{"captions", batch.captions}, {"shape", shape}};
+  if (batch.tokens.defined()) {
+    const torch::Tensor tokens = batch.tokens.to(torch::kCPU, torch::kInt64).contiguous();
+    const auto* ids = tokens.data_ptr<std::int64_t>();
+    Json rows = Json::array();
+    for (std::int64_t row = 0; row < tokens.size(0); ++row)
+      rows.push_back(std::vector<std::int64_t>(ids + row * tokens.size(1), ids + (row + 1) * tokens.size(1)));
+    summary["tokens"] = std::move(rows);
+  }
   if (plugins_->wants_tensors()) {
     const auto* bytes = reinterpret_cast<const std::uint8_t*>(batch.images.data_ptr<float>());
     summary["image"] = {{"dtype", "float32"},

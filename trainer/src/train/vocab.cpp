@@ -28,8 +28,9 @@ Vocabulary Vocabulary::from_json(const nlohmann::json& words) {
 
 nlohmann::json Vocabulary::to_json() const { return words_; }
 
+// The special tokens have ids too: a plugin may name one (an add_tokens init_from "<unknown>").
 void Vocabulary::index() {
-  ids_.clear();
+  ids_ = {{"<pad>", kPad}, {"<start>", kStart}, {"<unknown>", kUnknown}};
   for (std::size_t i = 0; i < words_.size(); ++i) ids_[words_[i]] = static_cast<std::int64_t>(i) + 3;
 }
 

@@ -9,12 +9,16 @@ plugin runs in its own jailed process, holds no model and cannot see the run fol
 - removing that ``save_path`` afterwards (``shutil.rmtree``, ``os.remove``), as EveryDream2's
   rolling-checkpoint plugin does with its previous save, asks the trainer to delete the
   checkpoint (``delete_checkpoint``), which it does for checkpoints saved on this plugin's request;
-- names that hand over the live model (``EveryDreamTrainingState``, ``ed_state.unet``...) raise at
-  import, saying why and what to use instead.
+- ``EveryDreamTrainingState`` is the class of the ed_state that model hooks get (an annotation, in
+  EveryDream2's textual_inversion.py): its tokenizer and text encoder stand-ins (model.py);
+- names that hand over the live model (``ed_state.unet``, the optimizer...) raise at import,
+  saying why and what to use instead.
 """
 import os
 import re
 import shutil
+
+from bulkhead_plugin.everydream2.model import EdModelState as EveryDreamTrainingState  # noqa: F401 (exported)
 
 _saved = {}  # os.path.abspath(save_path) -> tag, for the removals that follow
 
@@ -61,6 +65,6 @@ def __getattr__(name):
         raise AttributeError(name)  # what the import machinery asks of every module
     raise ImportError(
         "train.%s cannot work out of process: Bulkhead runs each plugin in its own jailed process, which never "
-        "holds EveryDream2's live model (EveryDreamTrainingState, ed_state.unet, text_encoder, optimizer). Plugins "
-        "see plain values (ed_state.grad_accum, lr, batch_size) and ask for changes with control requests; "
-        "save_model works (the trainer saves). See docs/writing-plugins.md, 'Move an EveryDream2 plugin over'." % name)
+        "holds EveryDream2's live model (ed_state.unet, vae, optimizer). Plugins see plain values "
+        "(ed_state.grad_accum, lr, batch_size), ask for changes with control requests, and reach the model through "
+        "model access (EveryDreamTrainingState's tokenizer and text encoder); save_model works (the trainer saves). See docs/writing-plugins.md, 'Move an EveryDream2 plugin over'." % name)
