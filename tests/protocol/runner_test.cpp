@@ -15,8 +15,8 @@
 #include <thread>
 
 #include "common/schemas.hpp"
-#include "plugins/checker.hpp"
-#include "plugins/plugin_runner.hpp"
+#include "supervisor/checker.hpp"
+#include "supervisor/plugin_runner.hpp"
 #include "support/proc_files.hpp"
 #include "test_support.hpp"
 

@@ -26,7 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/paths.hpp"
-#include "plugins/resource_group.hpp"
+#include "supervisor/resource_group.hpp"
 
 namespace {
 

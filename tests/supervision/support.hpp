@@ -22,7 +22,7 @@
 
 #include "common/log.hpp"
 #include "common/paths.hpp"
-#include "plugins/plugin_runner.hpp"
+#include "supervisor/plugin_runner.hpp"
 #include "support/proc_files.hpp"
 
 namespace bulkhead::test {

@@ -19,7 +19,7 @@
 
 #include "common/atomic_file.hpp"
 #include "common/log.hpp"
-#include "plugins/plugin_runner.hpp"
+#include "supervisor/plugin_runner.hpp"
 #include "study/accumulators.hpp"
 #include "study/method.hpp"
 #include "study/search.hpp"

@@ -12,7 +12,7 @@
 
 #include "common/log.hpp"
 #include "common/schemas.hpp"
-#include "plugins/plugin_runner.hpp"
+#include "supervisor/plugin_runner.hpp"
 #include "common/atomic_file.hpp"
 #include "train/loss_plot.hpp"
 #include "train/model_access.hpp"
