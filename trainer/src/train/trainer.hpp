@@ -126,6 +126,8 @@ class Trainer {
   void train_step(const Batch& batch, int local_step, int epoch_length);
   // Clip, AdamW and model access; data parallel: on rank 0, with every rank's gradients, then its weights to all.
   void step_optimizer(double lr);
+  void reduce_gradients();      // data parallel: every rank's gradients summed on rank 0
+  void take_leaders_weights();  // data parallel: rank 0's weights after its optimizer step, on every rank
   void validate(int epoch);
   bool paced() const { return config_.bench_pace_ms > 0; }
   void pace() const;
