@@ -77,7 +77,8 @@ void swap_into_place(const fs::path& staged, const fs::path& target) {
   fs::remove_all(staged);  // now the previous best
 }
 
-// Ends a trial's train.log when the trial ends, by a return or an exception.
+// Ends a trial's train.log when the trial ends, by a return or an exception: its Trainer closes
+// it, or, when the Trainer failed to start, left it open for the error (FileLog::OpenOnThrow).
 struct TrialLog {
   std::string path;
   ~TrialLog() { stop_log_to_file(path); }
@@ -91,6 +92,8 @@ class Study {
       : request_(request), base_(resolve_config(request.user, request.source, request.source_dir)), log_(logger("study")) {
     if (!request.user.contains("method"))
       throw ConfigError(request.source + ": a study needs a method: \"method\": {\"name\": ...} in train.json, or --method NAME");
+    // A start that throws leaves study.log open: the error its caller then logs is the file's last line.
+    const FileLog::OpenOnThrow open_on_throw(study_log_);
     claim_folder();
     method_ = std::make_unique<MethodPlugin>(request.user, base_, dir_, request);
     seed_ = spec().seed.value_or(base_.seed);
@@ -125,8 +128,6 @@ class Study {
     return result;
   }
 
-  ~Study() { stop_log_to_file((dir_ / "study.log").string()); }
-
   // For `bulkhead train`: trial 0's parameters, without running anything.
   Json first_trial() { return trial_config(request_.user, spec().settings, params_for(0)); }
 
@@ -143,7 +144,7 @@ class Study {
     }
     dir_ = fs::absolute(folder_->path());
     fs::create_directories(dir_ / "trials");
-    log_to_file((dir_ / "study.log").string());
+    study_log_.emplace((dir_ / "study.log").string());
     events_ = std::make_unique<EventWriter>(dir_ / "tensorboard");
   }
 
@@ -430,6 +431,7 @@ class Study {
   std::vector<TrialRecord> trials_;
   std::optional<int> best_;
   int method_faults_ = 0, suggestion_faults_ = 0;
+  std::optional<FileLog> study_log_;  // last: closed first, as the study goes
 };
 
 }  // namespace

@@ -57,6 +57,8 @@ Trainer::Trainer(TrainConfig config, std::optional<fs::path> resume, bool overwr
 
   data_root_ = config_.builtin_data() ? config_.data_root
                                      : config_.from_config(config_.data_root).lexically_normal().string();
+  // A start that throws leaves train.log open: the error its caller then logs is the file's last line.
+  const FileLog::OpenOnThrow open_on_throw(train_log_);
   create_run_folder(resume, overwrite);  // first, so that train.log also records data problems
   if (rank_) {
     ranks_ = RankGroup::join(*rank_, device_.is_cuda());
@@ -108,10 +110,9 @@ Trainer::Trainer(TrainConfig config, std::optional<fs::path> resume, bool overwr
     log_->warn("EveryDream2's \"{}\" is not used by Bulkhead: {}", key, why);
 }
 
-// A later run in this process (a study's next trial, a test) writes its own train.log, not this one.
-Trainer::~Trainer() {
-  if (!run_dir_.empty()) stop_log_to_file((run_dir_ / "train.log").string());
-}
+// A later run in this process (a study's next trial, a test) writes its own train.log, not this
+// one: train_log_, the last member, closes it first.
+Trainer::~Trainer() = default;
 
 void Trainer::watch_plugins() { plugins_->watch_plugin_files(); }
 
@@ -122,7 +123,7 @@ void Trainer::create_run_folder(const std::optional<fs::path>& resume, bool over
   run_dir_ = folder_->path();
   fs::create_directories(run_dir_ / "checkpoints");
   fs::create_directories(run_dir_ / "samples");
-  log_to_file((run_dir_ / "train.log").string());
+  train_log_.emplace((run_dir_ / "train.log").string());
   // config.json stands alone: where the data and the run really are.
   config_.json["run_dir"] = run_dir_.string();
   config_.json["data_root"] = data_root_;
@@ -138,7 +139,7 @@ void Trainer::create_run_folder(const std::optional<fs::path>& resume, bool over
 void Trainer::create_rank_folder() {
   run_dir_ = folder_->path() / "ranks" / ("rank-" + std::to_string(rank_->rank));
   fs::create_directories(run_dir_);
-  log_to_file((run_dir_ / "train.log").string());
+  train_log_.emplace((run_dir_ / "train.log").string());
   summary_.run_dir = folder_->path();
   log_->info("rank {} of {}: training on its share of each batch; rank 0 writes the run folder {}", rank_->rank,
              rank_->world_size, folder_->path().string());
