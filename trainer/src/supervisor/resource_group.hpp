@@ -20,12 +20,15 @@
 #include <string>
 #include <vector>
 
+#include "supervisor/plugin_settings.hpp"
+
 namespace bulkhead {
 
+// What the whole tree may use; the defaults are PluginLimits' (a plugin entry's "limits").
 struct TreeLimits {
-  std::int64_t memory_mb = 2048;
-  int processes = 64;
-  int cpu_time_s = 3600;
+  std::int64_t memory_mb = PluginLimits{}.memory_mb;
+  int processes = PluginLimits{}.processes;
+  int cpu_time_s = PluginLimits{}.cpu_time_s;
 
   // "memory limit of 512 MB reached by the plugin's processes together", and the others: the
   // same words whichever layer noticed.

@@ -18,6 +18,8 @@
 
 #include <bulkhead/plugin.hpp>
 
+#include "supervisor/plugin_settings.hpp"
+
 namespace bulkhead {
 
 // train.json's "jail".
@@ -69,7 +71,7 @@ struct JailView {
   std::filesystem::path socket_dir;  // bound read-only at kJailSocketDir
   std::filesystem::path workdir;     // where the plugin starts; empty: the scratch folder
   std::filesystem::path scratch;     // bound read-write at kJailScratchDir; empty: a tmpfs of tmp_mb
-  int tmp_mb = 256;                  // size of /tmp (and of a tmpfs scratch folder)
+  int tmp_mb = PluginLimits{}.tmp_mb;  // size of /tmp (and of a tmpfs scratch folder)
   bool network = false;
   bool gpu = false;
 };
