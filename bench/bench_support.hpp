@@ -13,7 +13,7 @@
 #include <zmq.hpp>
 
 #include "common/paths.hpp"
-#include "plugins/plugin_runner.hpp"
+#include "supervisor/plugin_runner.hpp"
 
 namespace bulkhead::bench {
 

@@ -23,7 +23,7 @@
 
 #include <bulkhead/wire.hpp>
 
-#include "plugins/shared_region.hpp"
+#include "supervisor/shared_region.hpp"
 
 #include "bench_support.hpp"
 

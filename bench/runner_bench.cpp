@@ -29,10 +29,10 @@
 #include <bulkhead/wire.hpp>
 
 #include "common/paths.hpp"
-#include "plugins/connection.hpp"
-#include "plugins/host_process.hpp"
-#include "plugins/manifest.hpp"
-#include "plugins/plugin_runner.hpp"
+#include "supervisor/connection.hpp"
+#include "supervisor/host_process.hpp"
+#include "supervisor/manifest.hpp"
+#include "supervisor/plugin_runner.hpp"
 
 #include "bench_support.hpp"
 

@@ -14,7 +14,7 @@
 
 #include <bulkhead/wire.hpp>
 
-#include "plugins/connection.hpp"
+#include "supervisor/connection.hpp"
 
 namespace bulkhead {
 namespace {

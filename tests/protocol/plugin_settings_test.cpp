@@ -1,7 +1,7 @@
 // Plugin settings: defaults from plugin-entry.schema.json, and the code's defaults equal to them.
 #include <gtest/gtest.h>
 
-#include "plugins/plugin_settings.hpp"
+#include "supervisor/plugin_settings.hpp"
 
 namespace bulkhead {
 namespace {

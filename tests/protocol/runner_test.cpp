@@ -15,9 +15,9 @@
 #include <thread>
 
 #include "common/schemas.hpp"
-#include "plugins/checker.hpp"
-#include "plugins/plugin_runner.hpp"
-#include "support/proc_files.hpp"
+#include "supervisor/checker.hpp"
+#include "supervisor/plugin_runner.hpp"
+#include "support/proc.hpp"
 #include "test_support.hpp"
 
 namespace bulkhead {
@@ -401,11 +401,7 @@ std::vector<pid_t> children_of(pid_t pid) {
   return children;
 }
 
-bool gone(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string skip, state;
-  return !(stat >> skip >> skip >> state) || state == "Z";
-}
+bool gone(pid_t pid) { return !proc_alive(pid); }
 
 TEST(Runner, HostDiesWhenTheTrainerIsKilledWithSigkill) {
   int fds[2];
@@ -523,11 +519,8 @@ PluginSettings spawner_settings(const fs::path& dir, int seconds) {
 std::vector<pid_t> sleepers(int seconds) {
   std::vector<pid_t> found;
   const std::string wanted = std::string("sleep") + '\0' + std::to_string(seconds) + '\0';
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    if (read_proc_file(entry.path() / "cmdline") == wanted) found.push_back(std::stoi(name));
-  }
+  for (pid_t pid : proc_pids())
+    if (read_proc_file("/proc/" + std::to_string(pid) + "/cmdline") == wanted) found.push_back(pid);
   return found;
 }
 

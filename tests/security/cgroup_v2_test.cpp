@@ -1,4 +1,4 @@
-// The cgroup v2 groups (plugins/resource_group.hpp): their file protocol against a fake cgroupfs
+// The cgroup v2 groups (supervisor/resource_group.hpp): their file protocol against a fake cgroupfs
 // (a folder holding the kernel's files), and against the real cgroup2 file system where this
 // machine mounts one and lets the test write it.
 #include <signal.h>
@@ -11,7 +11,7 @@
 
 #include <gtest/gtest.h>
 
-#include "plugins/resource_group.hpp"
+#include "supervisor/resource_group.hpp"
 
 namespace {
 

@@ -26,13 +26,17 @@
 #include <nlohmann/json.hpp>
 
 #include "common/paths.hpp"
-#include "plugins/resource_group.hpp"
+#include "supervisor/resource_group.hpp"
+#include "support/proc.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
 using namespace std::chrono_literals;
+using bulkhead::proc_pids;
+using bulkhead::read_proc_file;
+using bulkhead::read_proc_stat;
 
 constexpr const char* kTestUser = "bulkhead-jail-test";
 
@@ -235,10 +239,8 @@ class Jail : public ::testing::TestWithParam<As> {
 };
 
 bool process_named_alive(const std::string& comm) {
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const std::string pid = entry.path().filename();
-    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string name = read_text(entry.path() / "comm");
+  for (pid_t pid : proc_pids()) {
+    std::string name = read_proc_file("/proc/" + std::to_string(pid) + "/comm").value_or("");
     if (!name.empty() && name.back() == '\n') name.pop_back();
     if (name == comm) return true;
   }
@@ -247,14 +249,10 @@ bool process_named_alive(const std::string& comm) {
 
 bool descends_from(pid_t pid, pid_t ancestor) {
   for (int depth = 0; pid > 1 && depth < 32; ++depth) {
-    const std::string stat = read_text("/proc/" + std::to_string(pid) + "/stat");
-    const auto close = stat.rfind(')');
-    if (close == std::string::npos) return false;
-    char state = 0;
-    int parent = 0;
-    if (std::sscanf(stat.c_str() + close + 1, " %c %d", &state, &parent) != 2) return false;
-    if (parent == ancestor) return true;
-    pid = parent;
+    const auto stat = read_proc_stat(pid);
+    if (!stat) return false;
+    if (stat->ppid == ancestor) return true;
+    pid = stat->ppid;
   }
   return false;
 }
@@ -369,14 +367,12 @@ TEST_P(Jail, PluginProcessesHoldNoPrivilege) {
   std::vector<pid_t> hosts;
   for (int i = 0; i < 200 && hosts.empty(); ++i) {
     std::this_thread::sleep_for(50ms);
-    for (const auto& entry : fs::directory_iterator("/proc")) {
-      const std::string pid = entry.path().filename();
-      if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
-      const std::string program = read_text(entry.path() / "cmdline").c_str();  // argv[0]
+    for (pid_t pid : proc_pids()) {
+      const std::string proc = "/proc/" + std::to_string(pid);
+      const std::string program = read_text(proc + "/cmdline").c_str();  // argv[0]
       if (program.size() >= 20 && program.compare(program.size() - 20, 20, "bulkhead-plugin-host") == 0 &&
-          descends_from(std::stoi(pid), trainer) &&
-          read_text(entry.path() / "status").find("Seccomp:\t2") != std::string::npos)
-        hosts.push_back(std::stoi(pid));
+          descends_from(pid, trainer) && read_text(proc + "/status").find("Seccomp:\t2") != std::string::npos)
+        hosts.push_back(pid);
     }
   }
   ASSERT_FALSE(hosts.empty()) << "no plugin host found";

@@ -1,7 +1,7 @@
 // The fault policy alone, on a fake clock: backoff, the sliding window, quarantine, forgiveness.
 #include <gtest/gtest.h>
 
-#include "plugins/fault_policy.hpp"
+#include "supervisor/fault_policy.hpp"
 
 namespace bulkhead {
 namespace {

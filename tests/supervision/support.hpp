@@ -22,8 +22,8 @@
 
 #include "common/log.hpp"
 #include "common/paths.hpp"
-#include "plugins/plugin_runner.hpp"
-#include "support/proc_files.hpp"
+#include "supervisor/plugin_runner.hpp"
+#include "support/proc.hpp"
 
 namespace bulkhead::test {
 
@@ -108,35 +108,9 @@ inline Image test_image(int width = 8, int height = 8) {
   return image;
 }
 
-// /proc/<pid>/stat fields: state and parent.
-struct ProcInfo {
-  int pid = 0, ppid = 0, pgid = 0;
-  char state = '?';
-};
-
-inline std::vector<ProcInfo> all_processes() {
-  std::vector<ProcInfo> out;
-  DIR* dir = opendir("/proc");
-  if (!dir) return out;
-  while (dirent* entry = readdir(dir)) {
-    const int pid = std::atoi(entry->d_name);
-    if (pid <= 0) continue;
-    const std::string text = read_proc_file("/proc/" + std::to_string(pid) + "/stat").value_or("");
-    const auto close = text.rfind(')');
-    if (close == std::string::npos) continue;
-    std::istringstream rest(text.substr(close + 2));
-    ProcInfo info;
-    info.pid = pid;
-    rest >> info.state >> info.ppid >> info.pgid;
-    out.push_back(info);
-  }
-  closedir(dir);
-  return out;
-}
-
-inline std::vector<ProcInfo> children() {
-  std::vector<ProcInfo> out;
-  for (const auto& p : all_processes())
+inline std::vector<ProcStat> children() {
+  std::vector<ProcStat> out;
+  for (const auto& p : all_proc_stats())
     if (p.ppid == getpid()) out.push_back(p);
   return out;
 }
@@ -150,7 +124,7 @@ inline int zombies() {
 // pid, state and command line of every process of these groups still alive, for a failure message.
 inline std::string describe_alive_in_groups(const std::vector<int>& groups) {
   std::string text;
-  for (const auto& p : all_processes())
+  for (const auto& p : all_proc_stats())
     for (int g : groups)
       if (p.pgid == g && p.state != 'Z') {
         std::string command = read_proc_file("/proc/" + std::to_string(p.pid) + "/cmdline").value_or("");
@@ -163,7 +137,7 @@ inline std::string describe_alive_in_groups(const std::vector<int>& groups) {
 // Processes still alive in any of these process groups (the hosts and whatever they started).
 inline int alive_in_groups(const std::vector<int>& groups) {
   int count = 0;
-  for (const auto& p : all_processes())
+  for (const auto& p : all_proc_stats())
     for (int g : groups)
       if (p.pgid == g && p.state != 'Z') ++count;
   return count;

@@ -3,6 +3,7 @@
 // say on every rank; a killed rank restarts the run from its checkpoint; a stop signal stops all.
 #include <csignal>
 
+#include "support/proc.hpp"
 #include "test_support.hpp"
 
 namespace bulkhead::testing {
@@ -38,10 +39,8 @@ std::size_t count(const std::string& text, const std::string& part) {
 // Processes whose command line names this run folder (ranks, plugin hosts): none once a run is over.
 int processes_of(const fs::path& run_dir) {
   int found = 0;
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const std::string pid = entry.path().filename();
-    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string cmdline = read_text(entry.path() / "cmdline");
+  for (pid_t pid : proc_pids()) {
+    std::string cmdline = read_proc_file("/proc/" + std::to_string(pid) + "/cmdline").value_or("");
     std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
     if (cmdline.find(run_dir.string() + " ") != std::string::npos) ++found;
   }

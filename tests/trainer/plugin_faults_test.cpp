@@ -22,7 +22,7 @@
 #include <thread>
 
 #include "common/paths.hpp"
-#include "support/proc_files.hpp"
+#include "support/proc.hpp"
 #include "test_support.hpp"
 #include "train/dataset.hpp"
 
@@ -69,57 +69,22 @@ long steps_per_epoch(const Json& user) {
 
 // ---- processes --------------------------------------------------------------------------------
 
-struct Proc {
-  pid_t pid = 0, ppid = 0, pgid = 0;
-  char state = '?';
-  unsigned long long start = 0;  // start time since boot: tells a process from a later one with its pid
-  std::string comm;
-};
-
-std::optional<Proc> read_proc(pid_t pid) {
-  const auto read = read_proc_file("/proc/" + std::to_string(pid) + "/stat");
-  if (!read) return std::nullopt;  // it ended while being read
-  const std::string& text = *read;
-  const auto open = text.find('('), close = text.rfind(')');
-  if (open == std::string::npos || close == std::string::npos) return std::nullopt;
-  Proc p;
-  p.pid = pid;
-  p.comm = text.substr(open + 1, close - open - 1);
-  std::istringstream rest(text.substr(close + 2));
-  std::string field;
-  rest >> p.state >> p.ppid >> p.pgid;
-  for (int i = 0; i < 16 && rest >> field; ++i) {  // fields 6..21
-  }
-  rest >> p.start;  // field 22
-  return p;
-}
-
-std::vector<Proc> all_procs() {
-  std::vector<Proc> out;
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename().string();
-    if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
-    if (auto p = read_proc(std::stoi(name))) out.push_back(*p);
-  }
-  return out;
-}
-
-bool running(const Proc& p) {
-  auto now = read_proc(p.pid);
+bool running(const ProcStat& p) {
+  auto now = read_proc_stat(p.pid);
   return now && now->start == p.start && now->state != 'Z';
 }
 
 // Children of this process (the in-process trainer's hosts), zombies included.
-std::vector<Proc> my_children() {
-  std::vector<Proc> out;
-  for (const auto& p : all_procs())
+std::vector<ProcStat> my_children() {
+  std::vector<ProcStat> out;
+  for (const auto& p : all_proc_stats())
     if (p.ppid == getpid()) out.push_back(p);
   return out;
 }
 
 // Waits up to 2 s for every child of this test process to be gone and reaped.
 ::testing::AssertionResult no_child_left() {
-  std::vector<Proc> left;
+  std::vector<ProcStat> left;
   for (int i = 0; i < 200; ++i) {
     left = my_children();
     if (left.empty()) return ::testing::AssertionSuccess();
@@ -134,12 +99,12 @@ std::vector<Proc> my_children() {
 // runs in their process groups (each host leads its own).
 struct ProcessWatch {
   pid_t trainer = 0;
-  std::map<std::pair<pid_t, unsigned long long>, Proc> seen;
+  std::map<std::pair<pid_t, unsigned long long>, ProcStat> seen;
 
   void scan() {
     std::set<pid_t> groups;
     for (const auto& [key, p] : seen) groups.insert(p.pgid);
-    const auto procs = all_procs();
+    const auto procs = all_proc_stats();
     for (const auto& p : procs)
       if (p.ppid == trainer && p.state != 'Z') {
         seen[{p.pid, p.start}] = p;
@@ -153,8 +118,8 @@ struct ProcessWatch {
     for (const auto& [key, p] : seen) n += p.comm.rfind("bulkhead-plugin", 0) == 0 && (!running_now || running(p));
     return n;
   }
-  std::vector<Proc> still_running(std::chrono::milliseconds grace = 1000ms) const {
-    std::vector<Proc> left;
+  std::vector<ProcStat> still_running(std::chrono::milliseconds grace = 1000ms) const {
+    std::vector<ProcStat> left;
     for (auto until = std::chrono::steady_clock::now() + grace;;) {
       left.clear();
       for (const auto& [key, p] : seen)
@@ -169,7 +134,7 @@ struct ProcessWatch {
   }
 };
 
-std::string describe(const std::vector<Proc>& procs) {
+std::string describe(const std::vector<ProcStat>& procs) {
   std::string text;
   for (const auto& p : procs) text += " " + std::to_string(p.pid) + " (" + p.comm + ")";
   return text;

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "common/paths.hpp"
+#include "support/proc.hpp"
 #include "test_support.hpp"
 
 namespace bulkhead::testing {
@@ -336,16 +337,7 @@ bool started(const fs::path& dir) {
 // Every process below `ancestor` (its plugin hosts, their jails, the plugins' own children).
 std::vector<pid_t> descendants(pid_t ancestor) {
   std::map<pid_t, pid_t> parent_of;
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    const std::string stat = read_text(entry.path() / "stat");
-    const auto close = stat.rfind(')');
-    char state = 0;
-    int parent = 0;
-    if (close != std::string::npos && std::sscanf(stat.c_str() + close + 1, " %c %d", &state, &parent) == 2)
-      parent_of[std::stoi(name)] = parent;
-  }
+  for (const auto& p : all_proc_stats()) parent_of[p.pid] = p.ppid;
   std::vector<pid_t> found;
   for (const auto& [pid, parent] : parent_of) {
     for (pid_t up = parent; up > 1;) {
@@ -360,11 +352,7 @@ std::vector<pid_t> descendants(pid_t ancestor) {
   return found;
 }
 
-bool alive(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string skip, state;
-  return (stat >> skip >> skip >> state) && state != "Z";
-}
+bool alive(pid_t pid) { return proc_alive(pid); }
 
 // A SIGKILL takes effect a moment after it is sent: allow up to 3 s.
 bool gone_soon(pid_t pid) {

@@ -85,7 +85,7 @@ class CatalogueTest(unittest.TestCase):
             self.assertIn("`%s`" % code, doc, code)
         # Every variable the trainer and the host give a plugin, read from their source, is documented.
         exported = set()
-        for source, pattern in (("trainer/src/plugins/host_process.cpp", r'\benv\["(BULKHEAD_[A-Z_]+)"\]'),
+        for source, pattern in (("trainer/src/supervisor/host_process.cpp", r'\benv\["(BULKHEAD_[A-Z_]+)"\]'),
                                 ("plugin-host/src/runtime_exec.cpp", r'setenv\("(BULKHEAD_[A-Z_]+)"')):
             with open(os.path.join(HOME, source)) as f:
                 exported |= set(re.findall(pattern, f.read()))
@@ -109,7 +109,7 @@ class CatalogueTest(unittest.TestCase):
         table = doc[doc.index("### Environment"):doc.index("## 2.")]
         documented = set(re.findall(r"`(BULKHEAD_[A-Z_]+)`", table))
         exported = set()
-        for source, pattern in (("trainer/src/plugins/host_process.cpp", r'\benv\["(BULKHEAD_[A-Z_]+)"\]'),
+        for source, pattern in (("trainer/src/supervisor/host_process.cpp", r'\benv\["(BULKHEAD_[A-Z_]+)"\]'),
                                 ("plugin-host/src/runtime_exec.cpp", r'setenv\("(BULKHEAD_[A-Z_]+)"')):
             with open(os.path.join(HOME, source)) as f:
                 exported |= set(re.findall(pattern, f.read()))

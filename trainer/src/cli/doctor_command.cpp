@@ -2,7 +2,7 @@
 #include <iostream>
 
 #include "cli/commands.hpp"
-#include "plugins/jail_layers.hpp"
+#include "supervisor/jail_layers.hpp"
 
 namespace bulkhead {
 

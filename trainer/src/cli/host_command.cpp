@@ -5,7 +5,7 @@
 
 #include "cli/commands.hpp"
 #include "common/log.hpp"
-#include "plugins/host_process.hpp"
+#include "supervisor/host_process.hpp"
 #include "remote/host_server.hpp"
 #include "remote/keys.hpp"
 

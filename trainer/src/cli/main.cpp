@@ -8,7 +8,7 @@
 #include <bulkhead/heap.hpp>
 
 #include "cli/commands.hpp"
-#include "plugins/cgroup_delegation.hpp"
+#include "supervisor/cgroup_delegation.hpp"
 #include "train/config.hpp"
 
 namespace {

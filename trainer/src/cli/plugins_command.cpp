@@ -4,8 +4,8 @@
 #include <iostream>
 
 #include "cli/commands.hpp"
-#include "plugins/checker.hpp"
-#include "plugins/manifest.hpp"
+#include "supervisor/checker.hpp"
+#include "supervisor/manifest.hpp"
 
 namespace bulkhead {
 namespace {

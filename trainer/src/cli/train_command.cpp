@@ -162,7 +162,10 @@ int launch(const TrainArgs& args) {
               "can join or disturb this run. Use --nnodes only on a network you trust (PyTorch's SECURITY.md says the same)",
               args.master_addr, args.master_port);
   bulkhead::RunFolder folder = bulkhead::claim_run_folder(config, resume, args.overwrite);
-  bulkhead::log_to_file((folder.path() / "train.log").string());
+  std::optional<bulkhead::FileLog> train_log;
+  // Should the launch throw, train.log stays open: the error logged then is its last line.
+  const bulkhead::FileLog::OpenOnThrow open_on_throw(train_log);
+  train_log.emplace((folder.path() / "train.log").string());
   log->info("data parallel: {} rank(s) here{}, run folder {}", args.nproc,
             args.nnodes > 1 ? fmt::format(" on machine {} of {}", args.node_rank, args.nnodes) : "", folder.path().string());
   bulkhead::StopSignals stop_signals;
@@ -178,7 +181,7 @@ int launch(const TrainArgs& args) {
   options.resume = resume.value_or(fs::path());
   options.train_args = args.for_ranks();
   const int status = bulkhead::launch_ranks(options);
-  bulkhead::stop_log_to_file((folder.path() / "train.log").string());
+  train_log.reset();  // before the web view and the signals go, as before
   return status;
 }
 

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include <spdlog/sinks/basic_file_sink.h>
@@ -38,7 +39,7 @@ spdlog::sink_ptr plugin_console_sink() {
   return sink;
 }
 
-// The files log_to_file added, by path, so that stop_log_to_file can take one out again.
+// The files FileLogs added, by path, so that stop_log_to_file can take one out again.
 std::map<std::string, spdlog::sink_ptr>& file_sinks() {
   static std::map<std::string, spdlog::sink_ptr> sinks;
   return sinks;
@@ -62,17 +63,21 @@ std::shared_ptr<spdlog::logger> logger(const std::string& component) {
   return created;
 }
 
-void log_to_file(const std::string& path) {
+FileLog::FileLog(std::string path) : path_(std::move(path)) {
   std::lock_guard<std::mutex> lock(mutex);
-  auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path);
+  auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path_);
   file->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%n] [%l] %v");
   // The file first: once a line is on the console, it is already in train.log.
   auto& sinks = shared_sinks();
   sinks.insert(sinks.begin(), file);
-  file_sinks()[path] = file;
+  file_sinks()[path_] = file;
   spdlog::apply_all([&](const std::shared_ptr<spdlog::logger>& existing) {
     existing->sinks().insert(existing->sinks().begin(), file);
   });
+}
+
+FileLog::~FileLog() {
+  if (!path_.empty()) stop_log_to_file(path_);
 }
 
 void stop_log_to_file(const std::string& path) {

@@ -12,8 +12,8 @@
 #include <zmq_addon.hpp>
 
 #include "common/log.hpp"
-#include "plugins/admission.hpp"
-#include "plugins/host_process.hpp"
+#include "supervisor/admission.hpp"
+#include "supervisor/host_process.hpp"
 #include "remote/relay.hpp"
 
 namespace bulkhead {

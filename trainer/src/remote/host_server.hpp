@@ -14,9 +14,9 @@
 #include <set>
 #include <string>
 
-#include "plugins/manifest.hpp"
-#include "plugins/plugin_settings.hpp"
-#include "plugins/sandbox.hpp"
+#include "supervisor/manifest.hpp"
+#include "supervisor/plugin_settings.hpp"
+#include "supervisor/sandbox.hpp"
 
 namespace bulkhead {
 

@@ -9,9 +9,9 @@
 #include <optional>
 #include <string>
 
-#include "plugins/connection.hpp"
-#include "plugins/plugin_host.hpp"
-#include "plugins/plugin_settings.hpp"
+#include "supervisor/connection.hpp"
+#include "supervisor/plugin_host.hpp"
+#include "supervisor/plugin_settings.hpp"
 
 namespace bulkhead {
 

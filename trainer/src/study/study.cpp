@@ -19,9 +19,10 @@
 
 #include "common/atomic_file.hpp"
 #include "common/log.hpp"
-#include "plugins/plugin_runner.hpp"
+#include "supervisor/plugin_runner.hpp"
 #include "study/accumulators.hpp"
 #include "study/method.hpp"
+#include "study/method_plugin.hpp"
 #include "study/search.hpp"
 #include "train/config.hpp"
 #include "train/image_io.hpp"
@@ -64,54 +65,6 @@ struct TrialRecord {
   bool finished() const { return status != "running"; }
 };
 
-// The method plugin's entry in train.json, as a plugin entry the runner starts.
-PluginSettings method_settings(const Json& method) {
-  PluginSettings s = plugin_settings_from_entry(method);
-  s.method = true;
-  return s;
-}
-
-// The method plugin and its recipe: started, asked describe_method, checked.
-class Method {
- public:
-  Method(const Json& user, const TrainConfig& base, const fs::path& dir, const StudyRequest& request) {
-    const Json& entry = user.at("method");
-    name_ = entry.at("name");
-    RunInfo run;  // scratch: <study>/plugin-scratch/<name>, for the whole study
-    run.project_name = base.project_name;
-    run.run_dir = dir;
-    run.config_dir = base.source_dir;
-    if (!base.python.empty()) run.python = base.from_config(base.python);
-    run.jail = JailSettings::from_json(base.json.at("jail"));
-    run.config_file = request.source;
-    try {
-      runner_ = std::make_unique<PluginRunner>(std::vector<PluginSettings>{method_settings(entry)}, run);
-    } catch (const std::runtime_error& e) {  // not found, not a method, failed to load: nothing to study with
-      throw ConfigError(fmt::format("{}: method: {}", request.source, e.what()));
-    }
-    Json reply = ask_or_fail("describe_method", {{"project_name", base.project_name}, {"tunable", tunable_keys()}});
-    spec_ = parse_method(reply, "method '" + name_ + "'", request.user, request.source, request.source_dir);
-    if (entry.contains("keep")) spec_.keep = entry["keep"];
-  }
-
-  const MethodSpec& spec() const { return spec_; }
-  const std::string& name() const { return name_; }
-  PluginRunner& runner() { return *runner_; }
-
- private:
-  Json ask_or_fail(const std::string& hook, const Json& kwargs) {
-    auto reply = runner_->ask(hook, kwargs);
-    if (reply && !reply->is_null()) return *reply;
-    std::string why = reply ? "it answered nil: the plugin does not implement it" : runner_->last_fault(hook);
-    if (why.empty()) why = "the plugin does not implement it (its hello does not list it)";
-    throw ConfigError(fmt::format("method '{}': {}: {}", name_, hook, why));
-  }
-
-  std::string name_;
-  std::unique_ptr<PluginRunner> runner_;
-  MethodSpec spec_;
-};
-
 // Puts dir/best in place of the old one in one step: RENAME_EXCHANGE swaps two names atomically,
 // so best/ is always a whole checkpoint, old or new.
 void swap_into_place(const fs::path& staged, const fs::path& target) {
@@ -124,7 +77,8 @@ void swap_into_place(const fs::path& staged, const fs::path& target) {
   fs::remove_all(staged);  // now the previous best
 }
 
-// Ends a trial's train.log when the trial ends, by a return or an exception.
+// Ends a trial's train.log when the trial ends, by a return or an exception: its Trainer closes
+// it, or, when the Trainer failed to start, left it open for the error (FileLog::OpenOnThrow).
 struct TrialLog {
   std::string path;
   ~TrialLog() { stop_log_to_file(path); }
@@ -138,8 +92,10 @@ class Study {
       : request_(request), base_(resolve_config(request.user, request.source, request.source_dir)), log_(logger("study")) {
     if (!request.user.contains("method"))
       throw ConfigError(request.source + ": a study needs a method: \"method\": {\"name\": ...} in train.json, or --method NAME");
+    // A start that throws leaves study.log open: the error its caller then logs is the file's last line.
+    const FileLog::OpenOnThrow open_on_throw(study_log_);
     claim_folder();
-    method_ = std::make_unique<Method>(request.user, base_, dir_, request);
+    method_ = std::make_unique<MethodPlugin>(request.user, base_, dir_, request);
     seed_ = spec().seed.value_or(base_.seed);
     max_suggestion_faults_ = request.user["method"].value("max_suggestion_faults", 3);
     if (request.resume) load_record();
@@ -172,8 +128,6 @@ class Study {
     return result;
   }
 
-  ~Study() { stop_log_to_file((dir_ / "study.log").string()); }
-
   // For `bulkhead train`: trial 0's parameters, without running anything.
   Json first_trial() { return trial_config(request_.user, spec().settings, params_for(0)); }
 
@@ -190,7 +144,7 @@ class Study {
     }
     dir_ = fs::absolute(folder_->path());
     fs::create_directories(dir_ / "trials");
-    log_to_file((dir_ / "study.log").string());
+    study_log_.emplace((dir_ / "study.log").string());
     events_ = std::make_unique<EventWriter>(dir_ / "tensorboard");
   }
 
@@ -471,12 +425,13 @@ class Study {
   std::optional<RunFolder> folder_;
   fs::path dir_;
   std::unique_ptr<EventWriter> events_;
-  std::unique_ptr<Method> method_;
+  std::unique_ptr<MethodPlugin> method_;
   std::uint64_t seed_ = 0;
   int max_suggestion_faults_ = 3;
   std::vector<TrialRecord> trials_;
   std::optional<int> best_;
   int method_faults_ = 0, suggestion_faults_ = 0;
+  std::optional<FileLog> study_log_;  // last: closed first, as the study goes
 };
 
 }  // namespace

@@ -6,10 +6,10 @@
 #include <sstream>
 
 #include "common/schemas.hpp"
-#include "plugins/host_process.hpp"
-#include "plugins/manifest.hpp"
-#include "plugins/plugin_runner.hpp"
-#include "plugins/python_runtime.hpp"
+#include "supervisor/host_process.hpp"
+#include "supervisor/manifest.hpp"
+#include "supervisor/plugin_runner.hpp"
+#include "supervisor/python_runtime.hpp"
 
 namespace bulkhead {
 namespace {

@@ -18,7 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/spelling.hpp"  // nearest_key, for its callers
-#include "plugins/plugin_settings.hpp"
+#include "supervisor/plugin_settings.hpp"
 
 namespace bulkhead {
 

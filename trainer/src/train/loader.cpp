@@ -5,7 +5,7 @@
 #include <random>
 
 #include "distributed/rank_group.hpp"
-#include "plugins/plugin_runner.hpp"
+#include "supervisor/plugin_runner.hpp"
 #include "train/image_io.hpp"
 
 namespace bulkhead {

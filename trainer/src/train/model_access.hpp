@@ -8,7 +8,7 @@
 //   loss.backward(); access.before_step(); clip; optimizer.step(); access.after_step(global_step);
 //   access.saved(checkpoint_path, reason, global_step);
 //
-// What a plugin may touch is its gate's to say (plugins/model_gate.hpp); this class only ever
+// What a plugin may touch is its gate's to say (supervisor/model_gate.hpp); this class only ever
 // applies what a gate admitted.
 #pragma once
 
@@ -23,7 +23,7 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
-#include "plugins/plugin_runner.hpp"
+#include "supervisor/plugin_runner.hpp"
 #include "train/model.hpp"
 #include "train/vocab.hpp"
 

@@ -34,6 +34,7 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include "common/log.hpp"
 #include "distributed/rank_group.hpp"
 #include "train/checkpoint.hpp"
 #include "train/config.hpp"
@@ -126,6 +127,8 @@ class Trainer {
   void train_step(const Batch& batch, int local_step, int epoch_length);
   // Clip, AdamW and model access; data parallel: on rank 0, with every rank's gradients, then its weights to all.
   void step_optimizer(double lr);
+  void reduce_gradients();      // data parallel: every rank's gradients summed on rank 0
+  void take_leaders_weights();  // data parallel: rank 0's weights after its optimizer step, on every rank
   void validate(int epoch);
   bool paced() const { return config_.bench_pace_ms > 0; }
   void pace() const;
@@ -202,9 +205,11 @@ class Trainer {
   bool live_report_failed_ = false;
   RunSummary summary_;
   double samples_seen_ = 0, train_seconds_ = 0;
-  // Last: its workers call the plugins, so it goes before them.
+  // Its workers call the plugins, so it goes before them.
   std::unique_ptr<EpochLoader> next_epoch_loader_;
   int next_epoch_loader_epoch_ = -1;
+  // Last: train.log (a rank's own, on ranks other than 0) is closed first, as the trainer goes.
+  std::optional<FileLog> train_log_;
 };
 
 }  // namespace bulkhead

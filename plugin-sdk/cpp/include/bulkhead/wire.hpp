@@ -123,7 +123,7 @@ inline constexpr const char* kPlainUser = "bulkhead";
 // Since protocol 2 every connection is authenticated with ZeroMQ's PLAIN mechanism, so that only
 // the plugin a socket was made for can use it: the plugin's end (connect) presents `token` as its
 // password; the trainer's end (bind, with a `zap_domain` and a `token`) is a PLAIN server whose
-// ZAP handler checks the password against the domain's token (trainer/src/plugins/connection.cpp).
+// ZAP handler checks the password against the domain's token (trainer/src/supervisor/connection.cpp).
 // A connection with another password is closed before any message passes. Bound with a
 // `zap_domain` but no token, the socket takes connections without credentials (ZeroMQ's NULL
 // mechanism, protocol 1) and its ZAP handler judges each by the process that made it. An empty
