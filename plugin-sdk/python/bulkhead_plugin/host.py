@@ -432,11 +432,10 @@ class Session:
             if out is not None and not isinstance(out, dict):
                 raise HookError("hook_failed", "%s returned %s, not a dict or None" % (method, type(out).__name__))
             return out
-        if isinstance(kwargs.get("ed_state"), dict) or "batch" in kwargs:
-            if isinstance(kwargs.get("ed_state"), dict):
-                kwargs["ed_state"] = EdState(kwargs["ed_state"], everydream2().step_objects())
-            if "batch" in kwargs:
-                kwargs["batch"] = everydream2().observer_batch(kwargs["batch"])
+        if isinstance(kwargs.get("ed_state"), dict):
+            kwargs["ed_state"] = EdState(kwargs["ed_state"], everydream2().step_objects())
+        if "batch" in kwargs:
+            kwargs["batch"] = everydream2().observer_batch(kwargs["batch"])
         if method in self.arg_update_hooks:
             sink = self.sink
 

@@ -333,6 +333,12 @@ bool PluginRunner::has_manifest(const std::string& plugin) const {
   return false;
 }
 
+bool PluginRunner::welcomed(const std::string& plugin) const {
+  for (const auto& p : impl_->plugins)
+    if (p->name() == plugin) return p->protocol() > 0;
+  return false;
+}
+
 std::optional<Json> PluginRunner::call_plugin(const std::string& plugin, const std::string& hook, const Json& kwargs) {
   impl_->check_params(hook, "call", kwargs);
   for (auto& p : impl_->plugins)

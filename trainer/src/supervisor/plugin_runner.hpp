@@ -116,6 +116,9 @@ class PluginRunner {
   std::vector<std::pair<std::string, std::shared_ptr<ModelGate>>> model_gates() const;
   bool implements(const std::string& plugin, const std::string& hook) const;
   bool has_manifest(const std::string& plugin) const;
+  // True once a host of the plugin said hello and was welcomed: its hooks are what it declared
+  // (a plugin that could not start is taken to implement every hook, for the report's skips).
+  bool welcomed(const std::string& plugin) const;
   std::optional<Json> call_plugin(const std::string& plugin, const std::string& hook, const Json& kwargs);
   void notify_plugin(const std::string& plugin, const std::string& hook, const Json& kwargs);
 

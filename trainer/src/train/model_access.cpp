@@ -42,7 +42,7 @@ void ModelAccess::refuse_ungranted_model_hooks() const {
   std::set<std::string> granted;
   for (const auto& [plugin, gate] : gates_) granted.insert(plugin);
   for (const auto& plugin : plugins_.names()) {
-    if (granted.count(plugin) || plugins_.has_manifest(plugin)) continue;
+    if (granted.count(plugin) || plugins_.has_manifest(plugin) || !plugins_.welcomed(plugin)) continue;
     for (const auto& [hook, spec] : Schemas::instance().hook_catalogue()["hooks"].items())
       if (spec.value("model_access", false) && plugins_.implements(plugin, hook))
         throw ConfigError("plugin '" + plugin + "' implements " + hook + ", which needs model access: add \"grant\": " +
