@@ -284,9 +284,8 @@ def load_reply(state, original, embedding):
 _loaded = {"vocabulary": [], "trainable": [], "max_tokens": 24, "layers": 1, "kwargs": None}
 
 
-def _stand_ins(vocabulary, tensors, embedding, caption_encoder):
+def _stand_ins(vocabulary, rows, caption_encoder):
     layers, max_tokens = caption_encoder.get("layers", 1), caption_encoder.get("max_tokens", 24)
-    rows = embedding_rows(tensors, embedding, len(vocabulary))
     return EdModelState(Tokenizer(vocabulary, max_tokens), TextEncoder(rows, layers))
 
 
@@ -294,8 +293,10 @@ def call_load(fn, kwargs):
     """Runs an EveryDream2-style on_model_load; returns its reply."""
     vocabulary, embedding = kwargs.get("vocabulary", []), kwargs.get("embedding", "")
     encoder = kwargs.get("caption_encoder", {})
-    state = _stand_ins(vocabulary, kwargs.get("tensors", []), embedding, encoder)
-    original = _array(embedding_rows(kwargs.get("tensors", []), embedding, len(vocabulary)))
+    rows = embedding_rows(kwargs.get("tensors", []), embedding, len(vocabulary))
+    # The plugin changes the stand-ins' copy; the rows as sent are what its changes are told from.
+    state = _stand_ins(vocabulary, None if rows is None else rows.copy(), encoder)
+    original = _array(rows)
     out = fn(ed_state=state, resume_ckpt=None, optimizer_config=optimizer_config(kwargs), disable_unet_training=True,
              disable_textenc_training=False, **kwargs)
     reply = out if isinstance(out, dict) else load_reply(state, original, embedding)
@@ -354,10 +355,10 @@ def observer_batch(batch):
 def call_save(fn, kwargs, scratch):
     """Runs an EveryDream2-style on_model_save with a save_folder; returns the files written there."""
     from .. import model as wire_model
-    rows = wire_model.by_parameter(kwargs.get("tensors", []))
-    embedding = next(iter(rows), "")
+    tensors = kwargs.get("tensors", [])
+    embedding = next((t["parameter"] for t in tensors), "")
     vocabulary = _loaded["vocabulary"]
-    state = _stand_ins(vocabulary, kwargs.get("tensors", []), embedding,
+    state = _stand_ins(vocabulary, embedding_rows(tensors, embedding, len(vocabulary)),
                        {"layers": _loaded["layers"], "max_tokens": _loaded["max_tokens"]})
     folder = tempfile.mkdtemp(prefix="save_folder-", dir=scratch or None)
     try:
